@@ -1,0 +1,123 @@
+"""A segmentation dataset stored in the VOCdevkit layout.
+
+    ROOT/JPEGImages/<id>.jpg
+    ROOT/SegmentationClass/<id>.png          palette PNG, 0 = background, 255 = ignore
+    ROOT/ImageSets/Segmentation/<split>.txt  one id per line
+    ROOT/cls_labels.npy (or ROOT/../cls_labels.npy)   optional image labels: a pickled dict
+                                              id -> float32 (C,) multi-hot, as psa and irn use
+
+Image-level labels come from ``cls_labels.npy`` when present, otherwise from
+:meth:`SegmentationDataset.labels_fallback` (the VOC XML annotations for VOC 2012, the masks
+for a dataset without either).
+"""
+
+from __future__ import annotations
+
+from functools import cached_property
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import DataError
+from ..io import read_image, read_mask
+
+
+class SegmentationDataset:
+    """Reads a VOCdevkit-style folder. Subclasses set ``name`` and ``classes``."""
+
+    name = "voc-layout"
+    classes: tuple[str, ...] = ()  # background first
+    image_dir = "JPEGImages"
+    mask_dir = "SegmentationClass"
+    image_ext = ".jpg"
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+
+    @property
+    def num_classes(self) -> int:
+        """Number of labels including background."""
+        return len(self.classes)
+
+    def prepare(self) -> None:
+        """Check the layout; raise DataError naming what is missing."""
+        if not self.root.is_dir():
+            raise DataError(f"{self.root}: dataset root not found")
+        for sub in (self.image_dir, self.mask_dir, "ImageSets/Segmentation"):
+            if not (self.root / sub).is_dir():
+                raise DataError(
+                    f"{self.root}: not a VOC-layout root (missing {sub}/); expected "
+                    f"JPEGImages/, SegmentationClass/ and ImageSets/Segmentation/"
+                )
+
+    def splits(self) -> list[str]:
+        return sorted(p.stem for p in (self.root / "ImageSets/Segmentation").glob("*.txt"))
+
+    def ids(self, split: str) -> list[str]:
+        path = self.root / "ImageSets/Segmentation" / f"{split}.txt"
+        if not path.is_file():
+            available = ", ".join(self.splits()) or "none"
+            raise DataError(f"{path}: split '{split}' not found; available: {available}")
+        return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
+
+    def image_path(self, image_id: str) -> Path:
+        return self.root / self.image_dir / f"{image_id}{self.image_ext}"
+
+    def mask_path(self, image_id: str) -> Path:
+        return self.root / self.mask_dir / f"{image_id}.png"
+
+    def load_image(self, image_id: str) -> np.ndarray:
+        return read_image(self.image_path(image_id))  # (H, W, 3) uint8
+
+    def load_mask(self, image_id: str) -> np.ndarray:
+        mask = read_mask(self.mask_path(image_id))  # (H, W) uint8
+        bad = (mask >= self.num_classes) & (mask != 255)
+        if bad.any():
+            raise DataError(
+                f"{self.mask_path(image_id)}: label {int(mask[bad][0])} out of range; "
+                f"expected 0..{self.num_classes - 1} or 255"
+            )
+        return mask
+
+    def load_pair(self, image_id: str) -> tuple[np.ndarray, np.ndarray]:
+        """Image and mask, checked to be the same size."""
+        image, mask = self.load_image(image_id), self.load_mask(image_id)
+        if image.shape[:2] != mask.shape:
+            raise DataError(
+                f"{self.mask_path(image_id)}: mask size {mask.shape[1]}x{mask.shape[0]} differs from "
+                f"image size {image.shape[1]}x{image.shape[0]}"
+            )
+        return image, mask
+
+    @cached_property
+    def _cls_labels(self) -> dict[str, np.ndarray] | None:
+        for path in (self.root / "cls_labels.npy", self.root.parent / "cls_labels.npy"):
+            if path.is_file():
+                try:
+                    table = np.load(path, allow_pickle=True).item()
+                except Exception as e:
+                    raise DataError(f"{path}: unreadable image labels ({e})") from None
+                return {str(k): np.asarray(v) for k, v in table.items()}
+        return None
+
+    def image_labels(self, image_id: str) -> np.ndarray:
+        """Multi-hot foreground labels, bool (C-1,): index c is label c + 1."""
+        table = self._cls_labels
+        if table is not None and image_id in table:
+            labels = table[image_id].astype(bool)
+            if labels.shape != (self.num_classes - 1,):
+                raise DataError(
+                    f"cls_labels.npy: labels of {image_id} have shape {labels.shape}, "
+                    f"expected ({self.num_classes - 1},)"
+                )
+            return labels
+        return self.labels_fallback(image_id)
+
+    def labels_fallback(self, image_id: str) -> np.ndarray:
+        """Image labels read off the mask: every foreground label present."""
+        mask = self.load_mask(image_id)
+        present = np.zeros(self.num_classes - 1, dtype=bool)
+        values = np.unique(mask)
+        values = values[(values > 0) & (values < self.num_classes)]
+        present[values - 1] = True
+        return present

@@ -1,0 +1,107 @@
+"""Every hook a wssbench plugin can implement, one per component kind.
+
+Each hook receives a ``register`` callback owned by the host (llm's pattern)::
+
+    register(factory, name=None, description=None)
+
+``factory`` is called with the component's options as keyword arguments and returns the
+component. The usual factory is a frozen dataclass whose fields are its options, so
+``wssbench.create("fusion", "threshold", bg_threshold=0.3)`` and
+``-O fusion.bg_threshold=0.3`` on the command line validate and convert the same way.
+``name`` defaults to ``factory.name`` and ``description`` to the first line of its docstring.
+A name registered twice (by any plugins) is an error at start-up.
+
+Plugins are modules or objects with functions marked ``@wssbench.hookimpl``, shipped in an
+entry point of the group ``wssbench``. The built-ins in ``plugins/`` register the same way.
+
+Conventions shared by the contracts below:
+
+* ``model`` is a :class:`wssbench.classifier.Classifier`: ``model(images) -> scores (B, C)``,
+  ``model.score_maps(images) -> (B, C, h, w)``; ``images`` are normalised ``(B, 3, H, W)``
+  float tensors on the model's device.
+* ``classes`` is an int64 tensor ``(B, K)`` of model output indices (0 .. C-1) per image;
+  an entry < 0 is padding and its map is all zeros.
+* ``labels`` (fusion and refinement) are dataset label values: 0 is background, a foreground
+  class with model output index ``c`` has label ``c + 1``; 255 is "ignore".
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pluggy
+
+hookspec = pluggy.HookspecMarker("wssbench")
+hookimpl = pluggy.HookimplMarker("wssbench")
+
+Register = Callable[..., None]
+
+
+@hookspec
+def register_datasets(register: Register) -> None:
+    """Register datasets.
+
+    A dataset factory takes ``root`` (a folder or ``None`` for its default) and its options
+    and returns a :class:`wssbench.data.voc.SegmentationDataset`: ``classes`` (label names,
+    background first), ``ids(split)``, ``load_image(id) -> uint8 (H, W, 3)``,
+    ``load_mask(id) -> uint8 (H, W)`` with 255 = ignore, ``image_labels(id) -> bool (C,)``
+    over the foreground classes, and ``prepare()`` which makes the data ready (generates it,
+    or checks the layout) and raises :class:`wssbench.errors.DataError` when it cannot.
+    """
+
+
+@hookspec
+def register_backbones(register: Register) -> None:
+    """Register backbone providers.
+
+    A provider factory takes its options and returns an object with
+    ``build(model_name, pretrained, weights) -> (features, preprocess)``: ``features`` is an
+    ``nn.Module`` mapping ``(B, 3, H, W)`` to feature maps ``(B, F, h, w)`` with a
+    ``num_features`` attribute, ``preprocess`` a dict with ``mean`` and ``std`` (RGB, 0..1).
+    On the command line a backbone is written ``PROVIDER:MODEL`` or just ``MODEL`` for the
+    ``timm`` provider.
+    """
+
+
+@hookspec
+def register_saliency(register: Register) -> None:
+    """Register saliency methods.
+
+    A saliency method is called as ``method(model, images, classes) -> maps (B, K, H, W)``:
+    one class-specific saliency map per requested class, at the input resolution, raw (not
+    normalised), float32, non-negative unless the method documents otherwise. The model is
+    left exactly as it was (modules, hooks, ``requires_grad``, mode).
+    """
+
+
+@hookspec
+def register_classmaps(register: Register) -> None:
+    """Register class-map producers.
+
+    A class-map producer is called as ``producer(model, images, classes) -> maps (B, K, H, W)``:
+    one map per requested class at the input resolution, float32 in [0, 1] (each map divided
+    by its maximum, negatives clipped). A producer that must be fitted on training data first
+    declares ``needs_fit = True`` and a ``fit(model, dataset, split)`` method.
+    """
+
+
+@hookspec
+def register_fusion(register: Register) -> None:
+    """Register fusion methods.
+
+    A fusion method is called per image on NumPy arrays as
+    ``fuse(image, labels, class_maps, saliency_maps) -> probs``: ``image`` uint8 (H, W, 3),
+    ``labels`` int (K,) the detected foreground labels, ``class_maps`` and ``saliency_maps``
+    float32 (K, H, W) or ``None`` when that stage is off. ``probs`` is float32 (K+1, H, W),
+    non-negative and summing to 1 over the first axis; row 0 is background and row ``k+1``
+    is ``labels[k]``. The predicted label of a pixel is that of its largest probability.
+    """
+
+
+@hookspec
+def register_refiners(register: Register) -> None:
+    """Register refiners.
+
+    A refiner is called per image as ``refine(image, probs) -> probs`` with the same shapes
+    and meaning as a fusion method's output (uint8 (H, W, 3) and float32 (K+1, H, W)).
+    """

@@ -1,0 +1,96 @@
+"""Component options: validated against the factory's signature, converted from strings."""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import typing
+from typing import Any, Callable
+
+from .errors import UsageError
+
+
+def option_fields(factory: Callable) -> dict[str, inspect.Parameter]:
+    """The options a factory takes, by name (keyword parameters of the class or function)."""
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):
+        return {}
+    return {
+        name: p
+        for name, p in params.items()
+        if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+
+
+def _annotation(factory: Callable, name: str) -> Any:
+    target = factory
+    try:
+        hints = typing.get_type_hints(target)
+    except Exception:
+        hints = {}
+    if not hints and inspect.isclass(factory):
+        try:
+            hints = typing.get_type_hints(factory.__init__)
+        except Exception:
+            hints = {}
+    return hints.get(name, Any)
+
+
+def _convert(value: str, annotation: Any) -> Any:
+    origin = typing.get_origin(annotation)
+    args = typing.get_args(annotation)
+    if origin is typing.Union or (origin is not None and str(origin) == "types.UnionType"):
+        if value.lower() in ("none", "null") and type(None) in args:
+            return None
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _convert(value, arg)
+            except (ValueError, TypeError):
+                continue
+        raise ValueError(value)
+    if origin in (tuple, list):
+        inner = args[0] if args else str
+        items = [v for v in value.split(",") if v.strip()]
+        return tuple(_convert(v.strip(), inner) for v in items)
+    if annotation is bool:
+        low = value.lower()
+        if low in ("1", "true", "yes", "on"):
+            return True
+        if low in ("0", "false", "no", "off"):
+            return False
+        raise ValueError(value)
+    if annotation in (int, float, str):
+        return annotation(value)
+    return value
+
+
+def parse_option(factory: Callable, key: str, value: Any, where: str) -> Any:
+    """Check that ``factory`` takes option ``key`` and convert a string ``value`` to its type."""
+    fields = option_fields(factory)
+    if key not in fields:
+        known = ", ".join(sorted(fields)) or "none"
+        raise UsageError(f"unknown option '{key}' for {where}; options: {known}")
+    if not isinstance(value, str):
+        return value
+    annotation = _annotation(factory, key)
+    try:
+        return _convert(value, annotation)
+    except (ValueError, TypeError):
+        kind = getattr(annotation, "__name__", str(annotation))
+        raise UsageError(f"bad value {value!r} for option '{key}' of {where}: expected {kind}") from None
+
+
+def defaults(factory: Callable) -> dict[str, Any]:
+    """The default option values of a factory (those that have one)."""
+    out = {}
+    for name, p in option_fields(factory).items():
+        if p.default is not p.empty:
+            out[name] = p.default
+    if dataclasses.is_dataclass(factory):
+        for f in dataclasses.fields(factory):
+            if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
+                out[f.name] = f.default_factory()  # type: ignore[misc]
+    return out
