@@ -68,7 +68,7 @@ def read_mask(path: str | os.PathLike) -> np.ndarray:
     try:
         with Image.open(path) as img:
             if img.mode in ("P", "L", "I", "I;16"):
-                return np.asarray(img).astype(np.uint8)
+                return np.array(img, dtype=np.uint8)
             raise DataError(f"{path}: expected a palette or single-channel label PNG, got mode {img.mode}")
     except FileNotFoundError:
         raise DataError(f"{path}: mask not found") from None
@@ -83,7 +83,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     path = Path(path)
     try:
         with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
+            return np.array(img.convert("RGB"))
     except FileNotFoundError:
         raise DataError(f"{path}: image not found") from None
     except Exception as e:

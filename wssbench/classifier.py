@@ -1,0 +1,95 @@
+"""The image-label classifier every method explains: a backbone, a 1x1 class head, global pooling.
+
+As in MIL-FCN and CAM, the head is a bias-free 1x1 convolution applied to the feature maps,
+so the score maps before pooling are the FCN class maps and the pooled scores are the image
+classification scores::
+
+    features (B, F, h, w) --1x1 conv--> score maps (B, C, h, w) --pool--> scores (B, C)
+
+Pooling ``gap`` (average, CAM), ``gmp`` (max, MIL-FCN) or ``lse`` (log-sum-exp with
+sharpness ``r``, Pinheiro & Collobert 2015; ``r -> 0`` is average, ``r -> inf`` is max).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import UsageError
+
+
+def _gap(maps: torch.Tensor, r: float) -> torch.Tensor:
+    return maps.mean(dim=(2, 3))
+
+
+def _gmp(maps: torch.Tensor, r: float) -> torch.Tensor:
+    return maps.amax(dim=(2, 3))
+
+
+def _lse(maps: torch.Tensor, r: float) -> torch.Tensor:
+    flat = maps.flatten(2)  # (B, C, h*w)
+    return (torch.logsumexp(r * flat, dim=2) - math.log(flat.shape[2])) / r
+
+
+POOLINGS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {"gap": _gap, "gmp": _gmp, "lse": _lse}
+
+
+class Classifier(nn.Module):
+    """``model(images) -> scores (B, C)``; ``model.score_maps(images) -> (B, C, h, w)``."""
+
+    def __init__(
+        self,
+        features: nn.Module,
+        num_features: int,
+        num_classes: int,
+        pooling: str = "gap",
+        lse_r: float = 5.0,
+        mean: tuple[float, float, float] = (0.485, 0.456, 0.406),
+        std: tuple[float, float, float] = (0.229, 0.224, 0.225),
+    ):
+        super().__init__()
+        if pooling not in POOLINGS:
+            raise UsageError(f"unknown pooling '{pooling}'; available: {', '.join(POOLINGS)}")
+        self.features = features
+        self.head = nn.Conv2d(num_features, num_classes, kernel_size=1, bias=False)
+        self.pooling = pooling
+        self.lse_r = lse_r
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    @property
+    def num_classes(self) -> int:
+        return self.head.out_channels
+
+    def score_maps(self, images: torch.Tensor) -> torch.Tensor:
+        return self.head(self.features(images))  # (B, C, h, w)
+
+    def forward(self, images: torch.Tensor) -> torch.Tensor:
+        return POOLINGS[self.pooling](self.score_maps(images), self.lse_r)  # (B, C)
+
+    def preprocess(self, images: np.ndarray | list[np.ndarray]) -> torch.Tensor:
+        """uint8 images (B, H, W, 3) -> normalised float tensor (B, 3, H, W) on the model's device."""
+        batch = torch.from_numpy(np.stack(list(images)) if isinstance(images, list) else images)
+        batch = batch.to(self.mean.device).permute(0, 3, 1, 2).float().div_(255.0)
+        return (batch - self.mean) / self.std
+
+
+def downsample_factor(model: Classifier, size: int = 224) -> int:
+    """The output stride of the score maps, measured with a dummy forward pass."""
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    with torch.no_grad():
+        h = model.score_maps(torch.zeros(1, 3, size, size, device=device)).shape[-1]
+    model.train(was_training)
+    return max(1, round(size / h))
+
+
+def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Bilinear upsampling of (B, K, h, w) maps to ``size``."""
+    return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)

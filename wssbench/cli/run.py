@@ -1,0 +1,90 @@
+"""``wssbench run``: one pipeline on one split, scored, written, printed."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..cache import fingerprint
+from ..classifier import POOLINGS
+from ..config import RunConfig, parse_option_strings
+from ..errors import UsageError
+from ..pipeline import run
+from ..registry import default_registry
+from ..training import TrainRecipe
+from . import traceback_option
+from .params import ComponentName
+from .tables import config_panel, result_table
+
+
+def default_out(config: RunConfig) -> Path:
+    parts = [config.dataset, config.split, config.classmap or "nocm", config.saliency or "nosal", config.fusion, *config.refine]
+    return Path("wssbench-runs") / ("-".join(parts) + "-" + fingerprint(config.to_dict(), 8))
+
+
+def resolve_device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UsageError(f"--device: '{name}' is not a torch device (cpu, cuda, cuda:1, auto)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UsageError(f"--device {name}: CUDA is not available on this machine")
+    return name
+
+
+@click.command("run")
+@click.option("--dataset", type=ComponentName("dataset"), default="synthetic", show_default=True, help="Dataset.")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder (default: the dataset's own).")
+@click.option("--split", default="val", show_default=True, help="Split to segment and score.")
+@click.option("--train-split", default="train", show_default=True, help="Split the classifier is trained on.")
+@click.option("--backbone", default="resnet18", show_default=True, help="[PROVIDER:]MODEL, e.g. resnet50 or timm:vgg16.")
+@click.option("--pooling", type=click.Choice(list(POOLINGS)), default="gap", show_default=True, help="Global pooling of the head.")
+@click.option("--pretrained", is_flag=True, help="Start from the backbone's pretrained weights (downloads them).")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Local pretrained backbone weights (offline use).")
+@click.option("--epochs", type=click.IntRange(min=1), default=TrainRecipe.epochs, show_default=True, help="Classifier training epochs.")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=TrainRecipe.lr, show_default=True, help="Classifier learning rate.")
+@click.option("--saliency", type=ComponentName("saliency", optional=True), default="gbp", show_default=True, help="Saliency method, or none.")
+@click.option("--classmap", type=ComponentName("classmap", optional=True), default="fcn", show_default=True, help="Class-map producer, or none.")
+@click.option("--fusion", type=ComponentName("fusion"), default="threshold", show_default=True, help="Fusion method.")
+@click.option("--refine", type=ComponentName("refiner"), multiple=True, help="Refiner (repeatable, applied in order). [default: densecrf]")
+@click.option("-O", "--option", "options", multiple=True, metavar="STAGE.KEY=VALUE", help="A component option, e.g. -O fusion.bg_threshold=0.3 or -O densecrf.iterations=5.")
+@click.option("--classes-from", type=click.Choice(["predicted", "labels"]), default="predicted", show_default=True, help="Classes to segment: the classifier's (segmentation) or the ground-truth image labels (seed quality).")
+@click.option("--score-threshold", type=float, default=0.5, show_default=True, help="Sigmoid score for a class to count as detected.")
+@click.option("--max-classes", type=click.IntRange(min=1), default=3, show_default=True, help="At most this many classes per image.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Images per forward/backward batch.")
+@click.option("--limit", type=click.IntRange(min=1), help="Only the first N images of the split.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of training and of the run.")
+@click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: wssbench-runs/<config>-<hash>).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON on stdout.")
+@traceback_option
+def run_command(**kw) -> None:
+    """Segment a split with one combination of components and score it (mIoU)."""
+    refine = tuple(kw["refine"]) or ("densecrf",)
+    config = RunConfig(
+        dataset=kw["dataset"], data_root=kw["data_root"], split=kw["split"], train_split=kw["train_split"],
+        backbone=kw["backbone"], pooling=kw["pooling"], pretrained=kw["pretrained"], weights=kw["weights"],
+        recipe=TrainRecipe(epochs=kw["epochs"], lr=kw["lr"], seed=kw["seed"]),
+        saliency=kw["saliency"], classmap=kw["classmap"], fusion=kw["fusion"], refine=refine,
+        options=parse_option_strings(kw["options"]),
+        classes_from=kw["classes_from"], score_threshold=kw["score_threshold"], max_classes=kw["max_classes"],
+        batch_size=kw["batch_size"], limit=kw["limit"], device=resolve_device(kw["device"]), seed=kw["seed"],
+    )
+    out = Path(kw["out"]) if kw["out"] else default_out(config)
+    err = Console(stderr=True)
+    err.print(config_panel(config, out))
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=err, transient=True) as progress:
+        record = run(config, default_registry(), out, progress)
+    if kw["as_json"]:
+        click.echo(json.dumps(record, indent=2))
+    else:
+        Console().print(result_table(record))
+    err.print(f"wrote {out / 'result.json'} and {record['n_images']} masks under {out / 'masks'}")

@@ -1,0 +1,247 @@
+"""One run: dataset -> classifier -> class maps + saliency maps -> fusion -> refiners -> mIoU.
+
+Data contracts (see ``hookspecs``): images (B, 3, H, W) normalised; classes (B, K) model output
+indices with -1 padding; maps (B, K, H, W); per image, fusion and refiners exchange
+probabilities (K+1, H, W) whose row 0 is background.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections import defaultdict
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+
+from .classifier import Classifier, downsample_factor
+from .config import RunConfig
+from .errors import DataError, UsageError
+from .io import atomic_dir, write_json, write_mask
+from .metrics import ConfusionMatrix
+from .record import build_record
+from .registry import Registry
+from .training import checkpoint_path, load_checkpoint, mean_average_precision, recipe_dict, save_checkpoint, train
+
+CLASSIFIER_VERSION = 1
+
+
+@dataclass
+class Components:
+    dataset: Any
+    provider: Any
+    saliency: Any
+    classmap: Any
+    fusion: Any
+    refiners: list[tuple[str, Any]]
+
+
+def resolve(config: RunConfig, registry: Registry) -> tuple[RunConfig, Components]:
+    """Check every name and option against the registry and create the components.
+
+    Returns the config with option values converted to their declared types.
+    """
+    provider_name, _ = config.backbone_provider
+    chosen = {
+        "dataset": ("dataset", config.dataset),
+        "backbone": ("backbone", provider_name),
+        "saliency": ("saliency", config.saliency),
+        "classmap": ("classmap", config.classmap),
+        "fusion": ("fusion", config.fusion),
+        **{name: ("refiner", name) for name in config.refine},
+    }
+    converted = []
+    for stage, (kind, name) in chosen.items():
+        opts = config.options_for(stage)
+        if name is None:
+            if opts:
+                raise UsageError(f"-O {stage}.*: the {stage} stage is off")
+            continue
+        for key, value in registry.parse_options(kind, name, opts).items():
+            converted.append((stage, key, value))
+    config = dataclasses.replace(config, options=tuple(converted))
+
+    def make(stage: str, **extra: Any) -> Any:
+        kind, name = chosen[stage]
+        return None if name is None else registry.create(kind, name, **extra, **config.options_for(stage))
+
+    components = Components(
+        dataset=make("dataset", root=config.data_root),
+        provider=make("backbone"),
+        saliency=make("saliency"),
+        classmap=make("classmap"),
+        fusion=make("fusion"),
+        refiners=[(name, make(name)) for name in config.refine],
+    )
+    return config, components
+
+
+class Timer:
+    """Accumulates wall time per stage."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - start
+
+
+def build_classifier(config: RunConfig, dataset: Any, provider: Any) -> Classifier:
+    _, model_name = config.backbone_provider
+    features, preprocess = provider.build(model_name, pretrained=config.pretrained, weights=config.weights)
+    features.eval()
+    with torch.no_grad():
+        out = features(torch.zeros(1, 3, 64, 64))
+    if out.ndim != 4:
+        raise UsageError(f"backbone '{config.backbone}' does not produce feature maps (output shape {tuple(out.shape)})")
+    return Classifier(features, out.shape[1], dataset.num_classes - 1, config.pooling, **preprocess)
+
+
+def classifier_key(config: RunConfig, dataset: Any) -> dict:
+    """Everything that determines the trained classifier's weights."""
+    from .cache import file_digest
+
+    train_ids = dataset.ids(config.train_split)
+    return {
+        "version": CLASSIFIER_VERSION,
+        "dataset": config.dataset,
+        "data": [str(Path(dataset.root).resolve()), len(train_ids), train_ids[:5], train_ids[-5:]],
+        "split": config.train_split,
+        "backbone": config.backbone,
+        "backbone_options": config.options_for("backbone"),
+        "pooling": config.pooling,
+        "pretrained": config.pretrained,
+        "weights": file_digest(config.weights) if config.weights else None,
+        "recipe": recipe_dict(config.recipe),
+    }
+
+
+def load_or_train(config: RunConfig, parts: Components, device: torch.device, progress: Any = None) -> tuple[Classifier, dict]:
+    """The cached classifier for this config, training (and caching) it on the first run."""
+    model = build_classifier(config, parts.dataset, parts.provider)
+    key = classifier_key(config, parts.dataset)
+    path = checkpoint_path(key)
+    if path.is_file():
+        meta = load_checkpoint(path, model)
+        meta = {**meta, "cached": True}
+    else:
+        task = progress.add_task("training classifier", total=None) if progress else None
+
+        def on_step(step: int, total: int, loss: float) -> None:
+            if progress:
+                progress.update(task, completed=step, total=total, description=f"training classifier (loss {loss:.3f})")
+
+        start = time.perf_counter()
+        history = train(model, parts.dataset, config.train_split, config.recipe, device, on_step)
+        meta = {"key": key, "loss_history": history, "train_seconds": time.perf_counter() - start}
+        save_checkpoint(path, model.cpu(), meta)
+        meta = {**meta, "cached": False}
+        if progress:
+            progress.remove_task(task)
+    model.to(device).eval()
+    return model, {**meta, "checkpoint": str(path), "output_stride": downsample_factor(model)}
+
+
+def select_classes(scores: torch.Tensor, gt: torch.Tensor | None, config: RunConfig) -> torch.Tensor:
+    """(B, C) scores -> (B, K) class indices, -1 padded: ground-truth labels or the detected ones.
+
+    Detected: those whose sigmoid passes ``score_threshold``, at least the top one, at most
+    ``max_classes``, in decreasing score order.
+    """
+    if config.classes_from == "labels":
+        present = gt.bool()
+    else:
+        present = torch.sigmoid(scores) > config.score_threshold
+        present[torch.arange(len(scores)), scores.argmax(1)] = True
+    ranked = torch.where(present, scores, torch.full_like(scores, -torch.inf))
+    k = min(config.max_classes, int(present.sum(1).max()))
+    top = ranked.topk(k, dim=1)
+    return torch.where(torch.isfinite(top.values), top.indices, torch.full_like(top.indices, -1))  # (B, K)
+
+
+def batches(dataset: Any, ids: list[str], size: int) -> Iterator[tuple[list[str], list[np.ndarray], list[np.ndarray]]]:
+    """Consecutive images of equal size, at most ``size`` at a time, with their masks."""
+    group: list[tuple[str, np.ndarray, np.ndarray]] = []
+    for image_id in ids:
+        image, mask = dataset.load_pair(image_id)
+        if group and (len(group) == size or group[0][1].shape != image.shape):
+            yield [g[0] for g in group], [g[1] for g in group], [g[2] for g in group]
+            group = []
+        group.append((image_id, image, mask))
+    if group:
+        yield [g[0] for g in group], [g[1] for g in group], [g[2] for g in group]
+
+
+def predict_image(image: np.ndarray, labels: np.ndarray, class_maps, saliency_maps, parts: Components, timer: Timer) -> np.ndarray:
+    """Fuse and refine one image's maps; returns the label map (H, W) uint8."""
+    with timer("fusion"):
+        probs = parts.fusion(image, labels, class_maps, saliency_maps)  # (K+1, H, W)
+    for name, refiner in parts.refiners:
+        with timer(f"refine:{name}"):
+            probs = refiner(image, probs)
+    values = np.concatenate([[0], labels]).astype(np.uint8)
+    return values[probs.argmax(0)]
+
+
+def run(config: RunConfig, registry: Registry, out: Path, progress: Any = None) -> dict:
+    """Run the whole pipeline, write ``out`` (record + masks) atomically, return the record."""
+    torch.manual_seed(config.seed)
+    started = time.time()
+    config, parts = resolve(config, registry)
+    device = torch.device(config.device)
+    timer = Timer()
+    with timer("data"):
+        parts.dataset.prepare()
+        ids = parts.dataset.ids(config.split)[: config.limit]
+    if not ids:
+        raise DataError(f"split '{config.split}' of dataset '{config.dataset}' is empty")
+    with timer("classifier"):
+        model, classifier_info = load_or_train(config, parts, device, progress)
+    cm = ConfusionMatrix(parts.dataset.num_classes)
+    all_scores, all_labels = [], []
+    task = progress.add_task(f"segmenting {config.split}", total=len(ids)) if progress else None
+    with atomic_dir(out) as tmp:
+        (tmp / "masks").mkdir()
+        for batch_ids, images, masks in batches(parts.dataset, ids, config.batch_size):
+            gt_labels = torch.from_numpy(np.stack([parts.dataset.image_labels(i) for i in batch_ids]))  # (B, C)
+            with timer("classify"):
+                x = model.preprocess(images)  # (B, 3, H, W)
+                with torch.no_grad():
+                    scores = model(x)  # (B, C)
+                classes = select_classes(scores, gt_labels, config)  # (B, K)
+            all_scores.append(scores.cpu().numpy())
+            all_labels.append(gt_labels.numpy())
+            with timer("classmap"):
+                class_maps = parts.classmap(model, x, classes).cpu().numpy() if parts.classmap else None
+            with timer("saliency"):
+                saliency_maps = parts.saliency(model, x, classes).cpu().numpy() if parts.saliency else None
+            for b, image_id in enumerate(batch_ids):
+                keep = classes[b].cpu().numpy() >= 0
+                labels = classes[b].cpu().numpy()[keep] + 1
+                pred = predict_image(
+                    images[b], labels,
+                    None if class_maps is None else class_maps[b][keep],
+                    None if saliency_maps is None else saliency_maps[b][keep],
+                    parts, timer,
+                )
+                with timer("evaluate"):
+                    cm.update(masks[b], pred)
+                    write_mask(tmp / "masks" / f"{image_id}.png", pred)
+            if progress:
+                progress.advance(task, len(batch_ids))
+        classifier_info["map"] = mean_average_precision(np.concatenate(all_scores), np.concatenate(all_labels))
+        classifier_info["map_split"] = config.split
+        record = build_record(config, parts, registry, cm, ids, classifier_info, timer.seconds, started)
+        write_json(tmp / "result.json", record)
+    if progress:
+        progress.remove_task(task)
+    return record

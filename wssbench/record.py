@@ -1,0 +1,78 @@
+"""The result record of a run: what was run, what it scored, how long it took, with what."""
+
+from __future__ import annotations
+
+import platform
+import time
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from .metrics import ConfusionMatrix
+from .options import defaults
+
+RECORD_VERSION = 1
+PACKAGES = ("wssbench", "torch", "timm", "numpy", "scikit-image", "scikit-learn", "pydensecrf2", "pulp", "pluggy")
+
+
+def versions() -> dict[str, str | None]:
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if x != x else float(x)
+
+
+def describe_components(config: Any, registry: Any) -> dict[str, Any]:
+    """Each chosen component with the plugin that registered it and its full options."""
+    provider, _ = config.backbone_provider
+    chosen = [
+        ("dataset", "dataset", config.dataset),
+        ("backbone", "backbone", provider),
+        ("saliency", "saliency", config.saliency),
+        ("classmap", "classmap", config.classmap),
+        ("fusion", "fusion", config.fusion),
+    ] + [(name, "refiner", name) for name in config.refine]
+    out: dict[str, Any] = {}
+    for stage, kind, name in chosen:
+        if name is None:
+            out[stage] = None
+            continue
+        entry = registry.get(kind, name)
+        opts = {k: v for k, v in defaults(entry.factory).items()}
+        opts.update(config.options_for(stage))
+        out[stage] = {"kind": kind, "name": name, "plugin": entry.plugin, "options": opts}
+    return out
+
+
+def build_record(config, parts, registry, cm: ConfusionMatrix, ids, classifier, timings, started: float) -> dict:
+    result = cm.compute()
+    names = parts.dataset.classes
+    n = len(ids)
+    return {
+        "record_version": RECORD_VERSION,
+        "dataset": config.dataset,
+        "split": config.split,
+        "protocol": config.protocol,
+        "n_images": n,
+        "miou": _nan_to_none(result.miou),
+        "per_class_iou": {name: _nan_to_none(v) for name, v in zip(names, result.iou)},
+        "pixel_accuracy": _nan_to_none(result.pixel_accuracy),
+        "confusion_matrix": cm.matrix.tolist(),
+        "config": config.to_dict(),
+        "components": describe_components(config, registry),
+        "classifier": classifier,
+        "timings": {
+            "total_seconds": time.time() - started,
+            "stages_seconds": dict(timings),
+            "per_image_ms": {k: 1000.0 * v / n for k, v in timings.items() if k not in ("data", "classifier")},
+        },
+        "versions": versions(),
+        "seed": config.seed,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+    }

@@ -1,0 +1,137 @@
+"""Training the classifier on image labels, and caching it by everything that determines it."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import average_precision_score
+
+from .cache import cache_dir, fingerprint
+from .classifier import Classifier
+from .io import atomic_path
+
+CHECKPOINT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """How the classifier is trained (multilabel soft-margin loss, SGD with momentum, poly decay)."""
+
+    epochs: int = 12
+    batch_size: int = 16
+    lr: float = 0.05
+    head_lr_mult: float = 10.0  # the new 1x1 head learns faster, as in CAM/IRN
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    crop: int = 128  # square random crop (padded when the image is smaller)
+    scale: tuple[float, float] = (0.75, 1.25)  # random rescaling before the crop
+    seed: int = 0
+
+
+def _augment(image: np.ndarray, recipe: TrainRecipe, rng: np.random.Generator) -> np.ndarray:
+    """Random rescale, horizontal flip and crop (zero padding) to ``recipe.crop``: uint8 (S, S, 3)."""
+    t = torch.from_numpy(image).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
+    s = rng.uniform(*recipe.scale)
+    h, w = image.shape[:2]
+    t = F.interpolate(t, size=(max(1, round(h * s)), max(1, round(w * s))), mode="bilinear", align_corners=False)
+    if rng.random() < 0.5:
+        t = t.flip(-1)
+    c = recipe.crop
+    _, _, h, w = t.shape
+    out = torch.zeros(1, 3, max(h, c), max(w, c))
+    oy, ox = rng.integers(0, max(h, c) - h + 1), rng.integers(0, max(w, c) - w + 1)
+    out[:, :, oy : oy + h, ox : ox + w] = t
+    y, x = rng.integers(0, out.shape[2] - c + 1), rng.integers(0, out.shape[3] - c + 1)
+    return out[0, :, y : y + c, x : x + c].permute(1, 2, 0).clamp(0, 255).round().byte().numpy()
+
+
+def train(
+    model: Classifier,
+    dataset: Any,
+    split: str,
+    recipe: TrainRecipe,
+    device: torch.device,
+    on_step: Callable[[int, int, float], None] | None = None,
+) -> list[float]:
+    """Train ``model`` in place on ``split``'s image labels; returns the mean loss per epoch."""
+    torch.manual_seed(recipe.seed)
+    rng = np.random.default_rng(recipe.seed)
+    ids = dataset.ids(split)
+    images = [dataset.load_image(i) for i in ids]
+    labels = torch.from_numpy(np.stack([dataset.image_labels(i) for i in ids]).astype(np.float32))  # (N, C)
+    head = list(model.head.parameters())
+    head_ids = {id(p) for p in head}
+    body = [p for p in model.parameters() if id(p) not in head_ids]
+    optimizer = torch.optim.SGD(
+        [{"params": body, "lr": recipe.lr}, {"params": head, "lr": recipe.lr * recipe.head_lr_mult}],
+        lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+    )
+    steps_per_epoch = max(1, len(ids) // recipe.batch_size)
+    total = recipe.epochs * steps_per_epoch
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    model.to(device).train()
+    history, step = [], 0
+    for _ in range(recipe.epochs):
+        order = rng.permutation(len(ids))
+        losses = []
+        for b in range(steps_per_epoch):
+            idx = order[b * recipe.batch_size : (b + 1) * recipe.batch_size]
+            batch = model.preprocess(np.stack([_augment(images[i], recipe, rng) for i in idx]))
+            loss = F.multilabel_soft_margin_loss(model(batch), labels[idx].to(device))
+            for group, base in zip(optimizer.param_groups, base_lrs):
+                group["lr"] = base * (1 - step / total) ** 0.9  # poly decay
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            losses.append(loss.item())
+            step += 1
+            if on_step:
+                on_step(step, total, loss.item())
+        history.append(float(np.mean(losses)))
+    model.eval()
+    return history
+
+
+def mean_average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over classes (with at least one positive) of scikit-learn's average precision."""
+    aps = [
+        average_precision_score(labels[:, c], scores[:, c])
+        for c in range(labels.shape[1])
+        if labels[:, c].any()
+    ]
+    return float(np.mean(aps)) if aps else float("nan")
+
+
+def checkpoint_path(key: dict) -> Path:
+    return cache_dir("classifiers", f"{fingerprint(key)}.pt")
+
+
+def save_checkpoint(path: Path, model: Classifier, meta: dict) -> None:
+    with atomic_path(path) as tmp:
+        torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
+    with atomic_path(path.with_suffix(".json")) as tmp:
+        tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+
+
+def load_checkpoint(path: Path, model: Classifier) -> dict:
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(blob["state_dict"])
+    return blob["meta"]
+
+
+def recipe_dict(recipe: TrainRecipe) -> dict:
+    return dataclasses.asdict(recipe)
+
+
+def timed(fn: Callable, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start
