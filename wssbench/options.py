@@ -23,17 +23,19 @@ def option_fields(factory: Callable) -> dict[str, inspect.Parameter]:
     }
 
 
-def _annotation(factory: Callable, name: str) -> Any:
-    target = factory
+def _hints(target: Any) -> dict[str, Any]:
     try:
-        hints = typing.get_type_hints(target)
+        return typing.get_type_hints(target)
     except Exception:
-        hints = {}
-    if not hints and inspect.isclass(factory):
-        try:
-            hints = typing.get_type_hints(factory.__init__)
-        except Exception:
-            hints = {}
+        return {}
+
+
+def _annotation(factory: Callable, name: str) -> Any:
+    """The declared type of option ``name``: the parameter's annotation, else the class field's."""
+    if inspect.isclass(factory):
+        hints = {**_hints(factory), **_hints(factory.__init__)}
+    else:
+        hints = _hints(factory)
     return hints.get(name, Any)
 
 

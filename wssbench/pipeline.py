@@ -33,7 +33,7 @@ CLASSIFIER_VERSION = 1
 @dataclass
 class Components:
     dataset: Any
-    provider: Any
+    model: Classifier  # untrained until ``load_or_train``
     saliency: Any
     classmap: Any
     fusion: Any
@@ -43,7 +43,8 @@ class Components:
 def resolve(config: RunConfig, registry: Registry) -> tuple[RunConfig, Components]:
     """Check every name and option against the registry and create the components.
 
-    Returns the config with option values converted to their declared types.
+    Returns the config with option values converted to their declared types. Everything a
+    user can get wrong on the command line fails here, before any work starts.
     """
     provider_name, _ = config.backbone_provider
     chosen = {
@@ -69,9 +70,10 @@ def resolve(config: RunConfig, registry: Registry) -> tuple[RunConfig, Component
         kind, name = chosen[stage]
         return None if name is None else registry.create(kind, name, **extra, **config.options_for(stage))
 
+    dataset = make("dataset", root=config.data_root)
     components = Components(
-        dataset=make("dataset", root=config.data_root),
-        provider=make("backbone"),
+        dataset=dataset,
+        model=build_classifier(config, dataset, make("backbone")),
         saliency=make("saliency"),
         classmap=make("classmap"),
         fusion=make("fusion"),
@@ -127,7 +129,7 @@ def classifier_key(config: RunConfig, dataset: Any) -> dict:
 
 def load_or_train(config: RunConfig, parts: Components, device: torch.device, progress: Any = None) -> tuple[Classifier, dict]:
     """The cached classifier for this config, training (and caching) it on the first run."""
-    model = build_classifier(config, parts.dataset, parts.provider)
+    model = parts.model
     key = classifier_key(config, parts.dataset)
     path = checkpoint_path(key)
     if path.is_file():
@@ -192,11 +194,15 @@ def predict_image(image: np.ndarray, labels: np.ndarray, class_maps, saliency_ma
     return values[probs.argmax(0)]
 
 
-def run(config: RunConfig, registry: Registry, out: Path, progress: Any = None) -> dict:
-    """Run the whole pipeline, write ``out`` (record + masks) atomically, return the record."""
+def run(config: RunConfig, registry: Registry, out: Path, progress: Any = None, parts: Components | None = None) -> dict:
+    """Run the whole pipeline, write ``out`` (record + masks) atomically, return the record.
+
+    ``config`` and ``parts`` are what ``resolve`` returned; without ``parts`` it is called here.
+    """
     torch.manual_seed(config.seed)
     started = time.time()
-    config, parts = resolve(config, registry)
+    if parts is None:
+        config, parts = resolve(config, registry)
     device = torch.device(config.device)
     timer = Timer()
     with timer("data"):

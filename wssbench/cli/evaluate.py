@@ -8,7 +8,8 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from ..errors import DataError
+from ..config import parse_option_strings
+from ..errors import DataError, UsageError
 from ..io import read_mask
 from ..metrics import ConfusionMatrix
 from ..registry import default_registry
@@ -46,11 +47,17 @@ def evaluate_folder(pred_dir: Path, dataset, split: str) -> tuple[ConfusionMatri
 @click.option("--dataset", type=ComponentName("dataset"), required=True, help="Dataset holding the ground truth.")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder (default: the dataset's own).")
 @click.option("--split", default="val", show_default=True)
+@click.option("-O", "--option", "options", multiple=True, metavar="dataset.KEY=VALUE", help="A dataset option, e.g. -O dataset.preset=tiny.")
 @click.option("--json", "as_json", is_flag=True, help="Print the scores as JSON on stdout.")
 @traceback_option
-def eval_command(pred_dir: Path, dataset: str, data_root: str | None, split: str, as_json: bool) -> None:
+def eval_command(pred_dir: Path, dataset: str, data_root: str | None, split: str, options: tuple[str, ...], as_json: bool) -> None:
     """Score PRED_DIR (palette or index PNGs named <id>.png) as the VOC devkit does."""
-    ds = default_registry().create("dataset", dataset, root=data_root)
+    dataset_options = {}
+    for stage, key, value in parse_option_strings(options):
+        if stage != "dataset":
+            raise UsageError(f"-O {stage}.{key}: eval takes dataset options only (-O dataset.KEY=VALUE)")
+        dataset_options[key] = value
+    ds = default_registry().create("dataset", dataset, root=data_root, **dataset_options)
     ds.prepare()
     cm, ids = evaluate_folder(pred_dir, ds, split)
     result = cm.compute()

@@ -14,7 +14,7 @@ from ..cache import fingerprint
 from ..classifier import POOLINGS
 from ..config import RunConfig, parse_option_strings
 from ..errors import UsageError
-from ..pipeline import run
+from ..pipeline import resolve, run
 from ..registry import default_registry
 from ..training import TrainRecipe
 from . import traceback_option
@@ -77,12 +77,14 @@ def run_command(**kw) -> None:
         classes_from=kw["classes_from"], score_threshold=kw["score_threshold"], max_classes=kw["max_classes"],
         batch_size=kw["batch_size"], limit=kw["limit"], device=resolve_device(kw["device"]), seed=kw["seed"],
     )
+    registry = default_registry()
+    config, parts = resolve(config, registry)
     out = Path(kw["out"]) if kw["out"] else default_out(config)
     err = Console(stderr=True)
     err.print(config_panel(config, out))
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=err, transient=True) as progress:
-        record = run(config, default_registry(), out, progress)
+        record = run(config, registry, out, progress, parts)
     if kw["as_json"]:
         click.echo(json.dumps(record, indent=2))
     else:

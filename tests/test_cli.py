@@ -1,0 +1,159 @@
+"""The command line end to end on the tiny synthetic dataset."""
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+
+from wssbench.cli import cli
+from wssbench.data.synthetic import CLASSES
+
+TINY = ["-O", "dataset.preset=tiny", "--epochs", "1", "--device", "cpu"]
+
+
+def invoke(*args):
+    result = CliRunner().invoke(cli, [str(a) for a in args], catch_exceptions=False)
+    return result
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "tiny"
+    result = invoke("run", *TINY, "--out", out, "--json")
+    assert result.exit_code == 0, result.output
+    return out, json.loads(result.stdout)
+
+
+def test_run_record(tiny_run):
+    out, record = tiny_run
+    for key in ("miou", "per_class_iou", "pixel_accuracy", "config", "timings", "versions", "seed"):
+        assert key in record
+    assert list(record["per_class_iou"]) == list(CLASSES)
+    assert 0.0 <= record["miou"] <= 1.0
+    assert record["config"]["saliency"] == "gbp" and record["config"]["classmap"] == "fcn"
+    assert record["components"]["saliency"]["plugin"] == "wssbench"
+    assert json.loads((out / "result.json").read_text()) == record
+
+
+def test_run_writes_palette_masks(tiny_run):
+    out, record = tiny_run
+    masks = sorted((out / "masks").glob("*.png"))
+    assert len(masks) == record["n_images"] == 12
+    with Image.open(masks[0]) as img:
+        assert img.mode == "P" and img.size == (64, 64)
+        assert set(np.unique(np.asarray(img))) <= set(range(len(CLASSES)))
+
+
+def test_eval_scores_run_masks_identically(tiny_run):
+    out, record = tiny_run
+    result = invoke("eval", out / "masks", "--dataset", "synthetic", "-O", "dataset.preset=tiny", "--json")
+    assert result.exit_code == 0, result.output
+    scored = json.loads(result.stdout)
+    assert scored["confusion_matrix"] == record["confusion_matrix"]
+    assert scored["miou"] == pytest.approx(record["miou"])
+
+
+def test_second_run_uses_cached_classifier(tiny_run, tmp_path):
+    _, first = tiny_run
+    result = invoke("run", *TINY, "--refine", "none", "--out", tmp_path / "again", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["classifier"]["cached"] is True
+    assert record["classifier"]["checkpoint"] == first["classifier"]["checkpoint"]
+
+
+def test_table_output(tiny_run, tmp_path):
+    result = invoke("run", *TINY, "--saliency", "none", "--refine", "none", "--out", tmp_path / "t")
+    assert result.exit_code == 0, result.output
+    assert "mIoU" in result.stdout and "horse" in result.stdout
+
+
+def test_eval_missing_prediction_names_file(tiny_run, tmp_path):
+    out, _ = tiny_run
+    partial = tmp_path / "partial"
+    partial.mkdir()
+    first = sorted((out / "masks").glob("*.png"))[0]
+    (partial / first.name).write_bytes(first.read_bytes())
+    result = invoke("eval", partial, "--dataset", "synthetic", "-O", "dataset.preset=tiny")
+    assert result.exit_code == 1
+    assert result.stderr.startswith("error: ") and "prediction missing" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_eval_size_mismatch(tiny_run, tmp_path):
+    out, _ = tiny_run
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    for p in (out / "masks").glob("*.png"):
+        Image.fromarray(np.zeros((10, 10), np.uint8)).save(bad / p.name)
+    result = invoke("eval", bad, "--dataset", "synthetic", "-O", "dataset.preset=tiny")
+    assert result.exit_code == 1 and "differs from ground truth" in result.stderr
+
+
+def test_data_root_without_voc_layout(tmp_path):
+    (tmp_path / "VOC2012").mkdir()
+    result = invoke("eval", tmp_path, "--dataset", "voc2012", "--data-root", tmp_path / "VOC2012")
+    assert result.exit_code == 1
+    assert "not a VOC-layout root" in result.stderr and "Traceback" not in result.output
+
+
+def test_unknown_component_exits_2():
+    result = invoke("run", "--saliency", "gpb")
+    assert result.exit_code == 2
+    assert "unknown saliency 'gpb'; available: bp" in result.output
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["-O", "fusion.bg_threshold=high"], "bad value 'high' for option 'bg_threshold'"),
+        (["-O", "fusion.bg_threshold=1.5"], "bg_threshold must be in (0, 1)"),
+        (["-O", "fusion.nope=1"], "unknown option 'nope' for fusion 'threshold'"),
+        (["-O", "densecrf"], "expected STAGE.KEY=VALUE"),
+        (["--backbone", "resnt18"], "unknown timm model 'resnt18'; did you mean resnet18"),
+    ],
+)
+def test_bad_options_exit_2(args, message, tmp_path):
+    result = invoke("run", *TINY, *args, "--out", tmp_path / "x")
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and len(result.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
+
+
+def test_traceback_flag_shows_traceback(tmp_path):
+    with pytest.raises(Exception):
+        CliRunner().invoke(cli, ["eval", str(tmp_path / "nope"), "--dataset", "synthetic", "--traceback"], catch_exceptions=False)
+
+
+def test_interrupted_run_leaves_no_result(tiny_run, tmp_path, monkeypatch):
+    import wssbench_plugins.fusion as fusion
+
+    calls = []
+
+    def interrupt(self, *args):
+        calls.append(1)
+        if len(calls) == 5:
+            raise KeyboardInterrupt
+        return original(self, *args)
+
+    original = fusion.ThresholdFusion.__call__
+    monkeypatch.setattr(fusion.ThresholdFusion, "__call__", interrupt)
+    out = tmp_path / "interrupted"
+    result = invoke("run", *TINY, "--out", out)
+    assert result.exit_code == 130
+    assert not out.exists() and not list(tmp_path.glob(".interrupted*"))
+
+
+def test_plugins_and_list():
+    result = invoke("plugins", "--json")
+    rows = json.loads(result.stdout)["components"]
+    assert {r["kind"] for r in rows} == {"dataset", "backbone", "saliency", "classmap", "fusion", "refiner"}
+    assert {"kind": "saliency", "name": "gbp", "plugin": "wssbench"}.items() <= next(
+        r for r in rows if r["name"] == "gbp"
+    ).items()
+    listed = invoke("list", "saliency").stdout.splitlines()
+    assert any(line.startswith("gbp ") for line in listed)
+    assert invoke("list", "saliencies").exit_code == 2

@@ -1,0 +1,120 @@
+"""PASCAL VOC 2012 segmentation, read from an extracted ``VOCtrainval_11-May-2012.tar``.
+
+    VOCdevkit/VOC2012/JPEGImages/<id>.jpg
+    VOCdevkit/VOC2012/SegmentationClass/<id>.png         palette PNG, 0..20 and 255 = ignore
+    VOCdevkit/VOC2012/Annotations/<id>.xml               boxes with class names (image labels)
+    VOCdevkit/VOC2012/ImageSets/Segmentation/{train,val,trainval}.txt
+    VOCdevkit/VOC2012/SegmentationClassAug/<id>.png      optional, SBD-augmented masks (index PNG)
+    VOCdevkit/VOC2012/ImageSets/Segmentation/train_aug.txt   optional, the 10,582 ids of psa/irn
+    VOCdevkit[/VOC2012]/cls_labels.npy                   optional, psa/irn image labels
+
+The SBD-augmented masks are not part of the official archive: unzip ``SegmentationClassAug.zip``
+(as distributed with DeepLab / psa / irn) into ``VOC2012/`` to get the ``train_aug`` split.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import numpy as np
+
+from ..cache import cache_dir
+from ..errors import DataError
+from .layout import SegmentationDataset
+
+CLASSES = (
+    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
+    "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
+    "sheep", "sofa", "train", "tvmonitor",
+)
+
+AUG_SPLIT = "train_aug"
+AUG_MASK_DIR = "SegmentationClassAug"
+
+
+def default_root() -> Path:
+    """Where ``wssbench data download voc2012`` puts the data by default."""
+    return cache_dir("data", "VOCdevkit", "VOC2012")
+
+
+def find_voc2012(root: str | Path) -> Path:
+    """The VOC2012 folder for ``root``: VOC2012 itself, the VOCdevkit holding it, or their parent.
+
+    A path that holds none of these is returned unchanged (``prepare`` reports what is missing).
+    """
+    root = Path(root).expanduser()
+    if (root / "JPEGImages").is_dir():
+        return root
+    for candidate in (root / "VOC2012", root / "VOCdevkit" / "VOC2012"):
+        if candidate.is_dir():
+            return candidate
+    return root
+
+
+class VOC2012(SegmentationDataset):
+    """PASCAL VOC 2012 segmentation: 20 classes + background (train 1464, val 1449 images).
+
+    Splits are the lists in ``ImageSets/Segmentation``, plus ``train_aug`` when the SBD masks
+    (``SegmentationClassAug/``) are present. Image labels come from ``cls_labels.npy`` when
+    present, else from ``Annotations/<id>.xml``, else from the mask.
+    """
+
+    name = "voc2012"
+    classes = CLASSES
+
+    def __init__(self, root: str | None = None):
+        given = Path(root) if root is not None else default_root()
+        super().__init__(find_voc2012(given))
+
+    def prepare(self) -> None:
+        if not self.root.exists():
+            raise DataError(
+                f"{self.root}: PASCAL VOC 2012 not found; download it with "
+                f"`wssbench data download voc2012 [--root DIR]` (then pass --data-root DIR if you chose one), "
+                f"or pass --data-root pointing at an existing VOCdevkit folder"
+            )
+        super().prepare()
+
+    def splits(self) -> list[str]:
+        names = set(super().splits())
+        if (self.root / AUG_MASK_DIR).is_dir():
+            names.add(AUG_SPLIT)
+        return sorted(names)
+
+    def ids(self, split: str) -> list[str]:
+        listed = self.root / "ImageSets/Segmentation" / f"{split}.txt"
+        if split == AUG_SPLIT and not listed.is_file() and (self.root / AUG_MASK_DIR).is_dir():
+            # SegmentationClassAug holds every VOC trainval + SBD image (12,031); without the
+            # val images that is exactly the 10,582 of psa/irn's train_aug.txt.
+            val = set(super().ids("val"))
+            return sorted(p.stem for p in (self.root / AUG_MASK_DIR).glob("*.png") if p.stem not in val)
+        return super().ids(split)
+
+    def mask_path(self, image_id: str) -> Path:
+        """The official mask, or the SBD one for a ``train_aug`` image that has no official mask."""
+        official = super().mask_path(image_id)
+        augmented = self.root / AUG_MASK_DIR / f"{image_id}.png"
+        if not official.is_file() and augmented.is_file():
+            return augmented
+        return official
+
+    def labels_fallback(self, image_id: str) -> np.ndarray:
+        """Image labels from ``Annotations/<id>.xml``, or from the mask when there is no XML.
+
+        Every ``object`` counts, ``difficult`` and ``truncated`` ones included, and names that
+        are not VOC classes are skipped: this reproduces the cls_labels.npy of psa and irn.
+        """
+        path = self.root / "Annotations" / f"{image_id}.xml"
+        if not path.is_file():
+            return super().labels_fallback(image_id)
+        try:
+            tree = ET.parse(path)
+        except ET.ParseError as e:
+            raise DataError(f"{path}: unreadable annotation ({e})") from None
+        present = np.zeros(self.num_classes - 1, dtype=bool)  # (C-1,), index c is label c + 1
+        for obj in tree.getroot().iter("object"):
+            name = (obj.findtext("name") or "").strip()
+            if name in self.classes[1:]:
+                present[self.classes.index(name) - 1] = True
+        return present
