@@ -40,7 +40,7 @@ class DenseCRF:
         if n < 2:
             return probs
         crf = dcrf.DenseCRF2D(w, h, n)
-        crf.setUnaryEnergy(unary_from_softmax(probs.astype(np.float32)))  # (n, H*W) -log p
+        crf.setUnaryEnergy(unary_from_softmax(np.ascontiguousarray(probs, np.float32)))  # (n, H*W) -log p
         crf.addPairwiseGaussian(sxy=self.gaussian_sxy, compat=self.gaussian_compat)
         crf.addPairwiseBilateral(
             sxy=self.bilateral_sxy, srgb=self.bilateral_srgb,

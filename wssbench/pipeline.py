@@ -183,15 +183,64 @@ def batches(dataset: Any, ids: list[str], size: int) -> Iterator[tuple[list[str]
         yield [g[0] for g in group], [g[1] for g in group], [g[2] for g in group]
 
 
-def predict_image(image: np.ndarray, labels: np.ndarray, class_maps, saliency_maps, parts: Components, timer: Timer) -> np.ndarray:
+@dataclass
+class ImageMaps:
+    """What the network stages produce for one image; fusion and refinement start from here."""
+
+    image_id: str
+    image: np.ndarray  # (H, W, 3) uint8
+    mask: np.ndarray  # (H, W) uint8 ground truth
+    labels: np.ndarray  # (K,) detected (or ground-truth) foreground labels, 1-based
+    class_maps: np.ndarray | None  # (K, H, W) in [0, 1]
+    saliency_maps: np.ndarray | None  # (K, H, W) raw
+    scores: np.ndarray  # (C,) classifier scores
+    image_labels: np.ndarray  # (C,) ground-truth image labels
+
+
+def compute_maps(config: RunConfig, parts: Components, model: Classifier, ids: list[str], timer: Timer) -> Iterator[ImageMaps]:
+    """Classify each image, pick its classes, and compute their class and saliency maps."""
+    for batch_ids, images, masks in batches(parts.dataset, ids, config.batch_size):
+        gt_labels = torch.from_numpy(np.stack([parts.dataset.image_labels(i) for i in batch_ids]))  # (B, C)
+        with timer("classify"):
+            x = model.preprocess(images)  # (B, 3, H, W)
+            with torch.no_grad():
+                scores = model(x)  # (B, C)
+            classes = select_classes(scores, gt_labels, config).cpu().numpy()  # (B, K)
+        with timer("classmap"):
+            class_maps = parts.classmap(model, x, torch.from_numpy(classes).to(x.device)).cpu().numpy() if parts.classmap else None
+        with timer("saliency"):
+            saliency_maps = parts.saliency(model, x, torch.from_numpy(classes).to(x.device)).cpu().numpy() if parts.saliency else None
+        for b, image_id in enumerate(batch_ids):
+            keep = classes[b] >= 0
+            yield ImageMaps(
+                image_id, images[b], masks[b], classes[b][keep] + 1,
+                None if class_maps is None else class_maps[b][keep],  # (K, H, W)
+                None if saliency_maps is None else saliency_maps[b][keep],  # (K, H, W)
+                scores[b].cpu().numpy(), gt_labels[b].numpy(),
+            )
+
+
+def predict(maps: ImageMaps, fusion: Any, refiners: list[tuple[str, Any]], timer: Timer) -> np.ndarray:
     """Fuse and refine one image's maps; returns the label map (H, W) uint8."""
     with timer("fusion"):
-        probs = parts.fusion(image, labels, class_maps, saliency_maps)  # (K+1, H, W)
-    for name, refiner in parts.refiners:
+        probs = fusion(maps.image, maps.labels, maps.class_maps, maps.saliency_maps)  # (K+1, H, W)
+    for name, refiner in refiners:
         with timer(f"refine:{name}"):
-            probs = refiner(image, probs)
-    values = np.concatenate([[0], labels]).astype(np.uint8)
+            probs = refiner(maps.image, probs)
+    values = np.concatenate([[0], maps.labels]).astype(np.uint8)
     return values[probs.argmax(0)]
+
+
+def prepare_run(config: RunConfig, parts: Components, timer: Timer, progress: Any = None) -> tuple[Classifier, dict, list[str]]:
+    """Make the data ready and the classifier trained; returns it, its info and the split's ids."""
+    with timer("data"):
+        parts.dataset.prepare()
+        ids = parts.dataset.ids(config.split)[: config.limit]
+    if not ids:
+        raise DataError(f"split '{config.split}' of dataset '{config.dataset}' is empty")
+    with timer("classifier"):
+        model, info = load_or_train(config, parts, torch.device(config.device), progress)
+    return model, info, ids
 
 
 def run(config: RunConfig, registry: Registry, out: Path, progress: Any = None, parts: Components | None = None) -> dict:
@@ -203,48 +252,23 @@ def run(config: RunConfig, registry: Registry, out: Path, progress: Any = None, 
     started = time.time()
     if parts is None:
         config, parts = resolve(config, registry)
-    device = torch.device(config.device)
     timer = Timer()
-    with timer("data"):
-        parts.dataset.prepare()
-        ids = parts.dataset.ids(config.split)[: config.limit]
-    if not ids:
-        raise DataError(f"split '{config.split}' of dataset '{config.dataset}' is empty")
-    with timer("classifier"):
-        model, classifier_info = load_or_train(config, parts, device, progress)
+    model, classifier_info, ids = prepare_run(config, parts, timer, progress)
     cm = ConfusionMatrix(parts.dataset.num_classes)
     all_scores, all_labels = [], []
     task = progress.add_task(f"segmenting {config.split}", total=len(ids)) if progress else None
     with atomic_dir(out) as tmp:
         (tmp / "masks").mkdir()
-        for batch_ids, images, masks in batches(parts.dataset, ids, config.batch_size):
-            gt_labels = torch.from_numpy(np.stack([parts.dataset.image_labels(i) for i in batch_ids]))  # (B, C)
-            with timer("classify"):
-                x = model.preprocess(images)  # (B, 3, H, W)
-                with torch.no_grad():
-                    scores = model(x)  # (B, C)
-                classes = select_classes(scores, gt_labels, config)  # (B, K)
-            all_scores.append(scores.cpu().numpy())
-            all_labels.append(gt_labels.numpy())
-            with timer("classmap"):
-                class_maps = parts.classmap(model, x, classes).cpu().numpy() if parts.classmap else None
-            with timer("saliency"):
-                saliency_maps = parts.saliency(model, x, classes).cpu().numpy() if parts.saliency else None
-            for b, image_id in enumerate(batch_ids):
-                keep = classes[b].cpu().numpy() >= 0
-                labels = classes[b].cpu().numpy()[keep] + 1
-                pred = predict_image(
-                    images[b], labels,
-                    None if class_maps is None else class_maps[b][keep],
-                    None if saliency_maps is None else saliency_maps[b][keep],
-                    parts, timer,
-                )
-                with timer("evaluate"):
-                    cm.update(masks[b], pred)
-                    write_mask(tmp / "masks" / f"{image_id}.png", pred)
+        for maps in compute_maps(config, parts, model, ids, timer):
+            pred = predict(maps, parts.fusion, parts.refiners, timer)
+            with timer("evaluate"):
+                cm.update(maps.mask, pred)
+                write_mask(tmp / "masks" / f"{maps.image_id}.png", pred)
+            all_scores.append(maps.scores)
+            all_labels.append(maps.image_labels)
             if progress:
-                progress.advance(task, len(batch_ids))
-        classifier_info["map"] = mean_average_precision(np.concatenate(all_scores), np.concatenate(all_labels))
+                progress.advance(task)
+        classifier_info["map"] = mean_average_precision(np.stack(all_scores), np.stack(all_labels))
         classifier_info["map_split"] = config.split
         record = build_record(config, parts, registry, cm, ids, classifier_info, timer.seconds, started)
         write_json(tmp / "result.json", record)

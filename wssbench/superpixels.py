@@ -1,0 +1,39 @@
+"""SLIC superpixels and what the superpixel plugins compute on them: means, areas, neighbours.
+
+A labelling ``segments`` is an int array (H, W) with values 0 .. S-1, every value used.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from skimage.segmentation import slic
+
+
+def slic_segments(image: np.ndarray, n_segments: int, compactness: float) -> np.ndarray:
+    """SLIC superpixels of a uint8 (H, W, 3) image, relabelled to 0 .. S-1."""
+    segments = slic(image, n_segments=n_segments, compactness=compactness, start_label=0)
+    return np.unique(segments, return_inverse=True)[1].reshape(segments.shape)  # (H, W)
+
+
+def segment_means(values: np.ndarray, segments: np.ndarray) -> np.ndarray:
+    """Mean of each channel of ``values`` (C, H, W) over each superpixel -> (C, S)."""
+    flat = segments.ravel()
+    n = int(flat.max()) + 1
+    areas = np.bincount(flat, minlength=n)  # (S,)
+    sums = np.stack([np.bincount(flat, weights=v.ravel(), minlength=n) for v in values])  # (C, S)
+    return sums / areas
+
+
+def segment_areas(segments: np.ndarray) -> np.ndarray:
+    """Number of pixels of each superpixel -> (S,)."""
+    return np.bincount(segments.ravel())
+
+
+def adjacency(segments: np.ndarray) -> np.ndarray:
+    """Pairs (i, j), i < j, of superpixels that touch (4-neighbourhood) -> (E, 2), sorted."""
+    pairs = np.concatenate([
+        np.stack([segments[:, :-1].ravel(), segments[:, 1:].ravel()], 1),  # horizontal neighbours
+        np.stack([segments[:-1, :].ravel(), segments[1:, :].ravel()], 1),  # vertical neighbours
+    ])  # (P, 2)
+    pairs = np.sort(pairs[pairs[:, 0] != pairs[:, 1]], axis=1)
+    return np.unique(pairs, axis=0).reshape(-1, 2)  # (E, 2)
