@@ -81,7 +81,9 @@ def register_classmaps(register: Register) -> None:
     A class-map producer is called as ``producer(model, images, classes) -> maps (B, K, H, W)``:
     one map per requested class at the input resolution, float32 in [0, 1] (each map divided
     by its maximum, negatives clipped). A producer that must be fitted on training data first
-    declares ``needs_fit = True`` and a ``fit(model, dataset, split)`` method.
+    declares ``needs_fit = True`` and a method ``fit(model, dataset, split, key)``, called once
+    per run before any map is asked for; ``key`` is a string identifying the trained classifier,
+    so the producer can cache what it fits (under ``wssbench.cache.cache_dir()``).
     """
 
 

@@ -240,6 +240,9 @@ def prepare_run(config: RunConfig, parts: Components, timer: Timer, progress: An
         raise DataError(f"split '{config.split}' of dataset '{config.dataset}' is empty")
     with timer("classifier"):
         model, info = load_or_train(config, parts, torch.device(config.device), progress)
+    if getattr(parts.classmap, "needs_fit", False):
+        with timer("classmap_fit"):
+            parts.classmap.fit(model, parts.dataset, config.train_split, Path(info["checkpoint"]).stem)
     return model, info, ids
 
 

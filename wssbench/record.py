@@ -77,7 +77,7 @@ def build_record(config, parts, registry, cm: ConfusionMatrix, ids, classifier, 
         "timings": {
             "total_seconds": time.time() - started,
             "stages_seconds": dict(timings),
-            "per_image_ms": {k: 1000.0 * v / n for k, v in timings.items() if k not in ("data", "classifier")},
+            "per_image_ms": {k: 1000.0 * v / n for k, v in timings.items() if k not in ("data", "classifier", "classmap_fit")},
         },
         "versions": versions(),
         "seed": config.seed,

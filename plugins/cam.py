@@ -1,0 +1,1 @@
+"""Class maps ``cam`` and ``gradcam`` (being written)."""

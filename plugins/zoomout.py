@@ -1,0 +1,1 @@
+"""Class map ``zoomout`` (being written)."""
