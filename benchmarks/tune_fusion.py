@@ -1,0 +1,76 @@
+"""Choose the ``threshold`` fusion's defaults on the TRAIN split (never on val).
+
+Computes the class maps and saliency maps of the train split once, then grid-searches the
+fusion's options with no refinement and prints the best settings: overall (class map +
+saliency map), class map alone (weight 1) and saliency map alone (weight 0).
+
+    python benchmarks/tune_fusion.py [--limit 240] [--saliency gbp] [--classmap fcn]
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import numpy as np
+
+from wssbench.config import RunConfig
+from wssbench.metrics import ConfusionMatrix
+from wssbench.pipeline import Timer, compute_maps, predict, prepare_run, resolve
+from wssbench.registry import default_registry
+
+GRID = {
+    "bg_threshold": [0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6],
+    "weight": [0.0, 0.25, 0.5, 0.75, 1.0],
+    "sigma": [0.0, 0.015, 0.03, 0.06],
+}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--dataset", default="synthetic")
+    parser.add_argument("--split", default="train")
+    parser.add_argument("--limit", type=int, default=240)
+    parser.add_argument("--saliency", default="gbp")
+    parser.add_argument("--classmap", default="fcn")
+    args = parser.parse_args()
+
+    registry = default_registry()
+    config = RunConfig(
+        dataset=args.dataset, split=args.split, limit=args.limit,
+        saliency=args.saliency, classmap=args.classmap, refine=("none",),
+    )
+    config, parts = resolve(config, registry)
+    timer = Timer()
+    model, _, ids = prepare_run(config, parts, timer)
+    maps = list(compute_maps(config, parts, model, ids, timer))
+    print(f"maps of {len(maps)} {args.split} images in {timer.seconds['saliency'] + timer.seconds['classmap']:.1f} s")
+
+    results = []
+    for values in itertools.product(*GRID.values()):
+        options = dict(zip(GRID, values))
+        fusion = registry.create("fusion", "threshold", **options)
+        cm = ConfusionMatrix(parts.dataset.num_classes)
+        for m in maps:
+            cm.update(m.mask, predict(m, fusion, [], Timer()))
+        results.append((cm.compute().miou, options))
+
+    def best(rows):
+        return max(rows, key=lambda r: r[0])
+
+    print(f"{'setting':<28} {'mIoU':>6}  options")
+    for label, rows in [
+        ("class map + saliency", [r for r in results if 0 < r[1]["weight"] < 1]),
+        ("class map alone", [r for r in results if r[1]["weight"] == 1.0]),
+        ("saliency alone", [r for r in results if r[1]["weight"] == 0.0]),
+    ]:
+        miou, options = best(rows)
+        print(f"{label:<28} {100 * miou:6.1f}  {options}")
+    print("top 5 overall:")
+    for miou, options in sorted(results, key=lambda r: -r[0])[:5]:
+        print(f"  {100 * miou:6.1f}  {options}")
+
+
+if __name__ == "__main__":
+    np.seterr(all="ignore")
+    main()
