@@ -49,6 +49,7 @@ def resolve_device(name: str) -> str:
 @click.option("--pretrained", is_flag=True, help="Start from the backbone's pretrained weights (downloads them).")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Local pretrained backbone weights (offline use).")
 @click.option("--epochs", type=click.IntRange(min=1), default=TrainRecipe.epochs, show_default=True, help="Classifier training epochs.")
+@click.option("--crop", type=click.IntRange(min=16), default=TrainRecipe.crop, show_default=True, help="Training crop size (e.g. 448 for VOC).")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=TrainRecipe.lr, show_default=True, help="Classifier learning rate.")
 @click.option("--saliency", type=ComponentName("saliency", optional=True), default="gbp", show_default=True, help="Saliency method, or none.")
 @click.option("--classmap", type=ComponentName("classmap", optional=True), default="fcn", show_default=True, help="Class-map producer, or none.")
@@ -71,7 +72,7 @@ def run_command(**kw) -> None:
     config = RunConfig(
         dataset=kw["dataset"], data_root=kw["data_root"], split=kw["split"], train_split=kw["train_split"],
         backbone=kw["backbone"], pooling=kw["pooling"], pretrained=kw["pretrained"], weights=kw["weights"],
-        recipe=TrainRecipe(epochs=kw["epochs"], lr=kw["lr"], seed=kw["seed"]),
+        recipe=TrainRecipe(epochs=kw["epochs"], lr=kw["lr"], crop=kw["crop"], seed=kw["seed"]),
         saliency=kw["saliency"], classmap=kw["classmap"], fusion=kw["fusion"], refine=refine,
         options=parse_option_strings(kw["options"]),
         classes_from=kw["classes_from"], score_threshold=kw["score_threshold"], max_classes=kw["max_classes"],

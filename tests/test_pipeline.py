@@ -1,0 +1,61 @@
+"""Class selection, pooling heads, fusion rule and result bookkeeping, by hand-computed cases."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from wssbench.classifier import POOLINGS
+from wssbench.config import RunConfig, parse_option_strings
+from wssbench.errors import UsageError
+from wssbench.pipeline import select_classes
+
+
+def test_select_predicted_classes():
+    scores = torch.tensor([[2.0, -1.0, 0.5, 3.0], [-2.0, -3.0, -0.5, -4.0]])
+    labels = torch.zeros(2, 4, dtype=torch.bool)
+    classes = select_classes(scores, labels, RunConfig(max_classes=2))
+    # image 0: sigmoid > 0.5 for 3, 0, 2 -> top two by score; image 1: none passes -> top one
+    assert classes.tolist() == [[3, 0], [2, -1]]
+
+
+def test_select_ground_truth_classes():
+    scores = torch.tensor([[2.0, -1.0, 0.5, 3.0]])
+    labels = torch.tensor([[False, True, True, False]])
+    classes = select_classes(scores, labels, RunConfig(classes_from="labels"))
+    assert classes.tolist() == [[2, 1]]  # ordered by score, only the labelled classes
+
+
+def test_poolings_by_hand():
+    maps = torch.tensor([[[[0.0, 1.0], [2.0, 5.0]]]])  # (1, 1, 2, 2)
+    assert POOLINGS["gap"](maps, 5.0).item() == pytest.approx(2.0)
+    assert POOLINGS["gmp"](maps, 5.0).item() == pytest.approx(5.0)
+    r = 2.0
+    expected = math.log(sum(math.exp(r * v) for v in (0, 1, 2, 5)) / 4) / r
+    assert POOLINGS["lse"](maps, r).item() == pytest.approx(expected)
+
+
+def test_threshold_fusion_by_hand():
+    from wssbench_plugins.fusion import ThresholdFusion
+
+    fusion = ThresholdFusion(bg_threshold=0.3, weight=0.5, sigma=0.0, quantile=1.0)
+    image = np.zeros((1, 3, 3), np.uint8)
+    class_maps = np.array([[[0.0, 0.4, 1.0]]], np.float32)  # (K=1, 1, 3)
+    saliency = np.array([[[0.0, 2.0, 4.0]]], np.float32)  # normalised by its max: 0, 0.5, 1
+    probs = fusion(image, np.array([5]), class_maps, saliency)
+    # evidence: fg = 0.5*cm + 0.5*sal = 0, 0.45, 1.0 against bg 0.3
+    np.testing.assert_allclose(probs[1, 0], [0.0, 0.45 / 0.75, 1.0 / 1.3], rtol=1e-6)
+    assert probs.argmax(0).tolist() == [[0, 1, 1]]
+    only_cm = fusion(image, np.array([5]), class_maps, None)
+    assert only_cm.argmax(0).tolist() == [[0, 1, 1]]  # 0.4 > 0.3 with the class map alone
+
+
+def test_config_rejects_bad_values():
+    with pytest.raises(UsageError, match="classes-from"):
+        RunConfig(classes_from="oracle")
+    with pytest.raises(UsageError, match="neither a stage"):
+        RunConfig(options=(("densecrf", "iterations", "5"),), refine=("none",))
+    with pytest.raises(UsageError, match="STAGE.KEY=VALUE"):
+        parse_option_strings(("fusion=3",))
+    assert RunConfig(options=(("fusion", "b", 1), ("dataset", "a", 2))).options[0][0] == "dataset"
