@@ -16,7 +16,8 @@ import numpy as np
 
 from wssbench.config import RunConfig
 from wssbench.metrics import ConfusionMatrix
-from wssbench.pipeline import Timer, compute_maps, predict, prepare_run, resolve
+from wssbench.pipeline import Timer, compute_maps, prepare_run, resolve
+from wssbench.workers import predict_one
 from wssbench.registry import default_registry
 
 GRID = {
@@ -52,7 +53,7 @@ def main() -> None:
         fusion = registry.create("fusion", "threshold", **options)
         cm = ConfusionMatrix(parts.dataset.num_classes)
         for m in maps:
-            cm.update(m.mask, predict(m, fusion, [], Timer()))
+            cm.update(m.mask, predict_one(m, fusion, [])[0])
         results.append((cm.compute().miou, options))
 
     def best(rows):

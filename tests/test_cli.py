@@ -157,3 +157,14 @@ def test_plugins_and_list():
     listed = invoke("list", "saliency").stdout.splitlines()
     assert any(line.startswith("gbp ") for line in listed)
     assert invoke("list", "saliencies").exit_code == 2
+
+
+def test_worker_pool_gives_the_same_result(tiny_run, tmp_path):
+    records = []
+    for workers in (1, 2):
+        result = invoke("run", *TINY, "--fusion", "ilp", "--workers", workers, "--out", tmp_path / f"w{workers}", "--json")
+        assert result.exit_code == 0, result.output
+        records.append(json.loads(result.stdout))
+    one, two = records
+    assert one["confusion_matrix"] == two["confusion_matrix"]
+    assert one["component_stats"]["fusion"]["images"] == two["component_stats"]["fusion"]["images"] == 12

@@ -25,6 +25,7 @@ from .io import atomic_dir, write_json, write_mask
 from .metrics import ConfusionMatrix
 from .record import build_record
 from .registry import Registry
+from .workers import PredictPool
 from .training import checkpoint_path, load_checkpoint, mean_average_precision, recipe_dict, save_checkpoint, train
 
 CLASSIFIER_VERSION = 1
@@ -220,17 +221,6 @@ def compute_maps(config: RunConfig, parts: Components, model: Classifier, ids: l
             )
 
 
-def predict(maps: ImageMaps, fusion: Any, refiners: list[tuple[str, Any]], timer: Timer) -> np.ndarray:
-    """Fuse and refine one image's maps; returns the label map (H, W) uint8."""
-    with timer("fusion"):
-        probs = fusion(maps.image, maps.labels, maps.class_maps, maps.saliency_maps)  # (K+1, H, W)
-    for name, refiner in refiners:
-        with timer(f"refine:{name}"):
-            probs = refiner(maps.image, probs)
-    values = np.concatenate([[0], maps.labels]).astype(np.uint8)
-    return values[probs.argmax(0)]
-
-
 def prepare_run(config: RunConfig, parts: Components, timer: Timer, progress: Any = None) -> tuple[Classifier, dict, list[str]]:
     """Make the data ready and the classifier trained; returns it, its info and the split's ids."""
     with timer("data"):
@@ -260,10 +250,11 @@ def run(config: RunConfig, registry: Registry, out: Path, progress: Any = None, 
     cm = ConfusionMatrix(parts.dataset.num_classes)
     all_scores, all_labels = [], []
     task = progress.add_task(f"segmenting {config.split}", total=len(ids)) if progress else None
-    with atomic_dir(out) as tmp:
-        (tmp / "masks").mkdir()
-        for maps in compute_maps(config, parts, model, ids, timer):
-            pred = predict(maps, parts.fusion, parts.refiners, timer)
+
+    def consume(results: Iterator) -> None:
+        for maps, pred, seconds in results:
+            for stage, s in seconds.items():
+                timer.seconds[stage] += s
             with timer("evaluate"):
                 cm.update(maps.mask, pred)
                 write_mask(tmp / "masks" / f"{maps.image_id}.png", pred)
@@ -271,9 +262,16 @@ def run(config: RunConfig, registry: Registry, out: Path, progress: Any = None, 
             all_labels.append(maps.image_labels)
             if progress:
                 progress.advance(task)
+
+    with atomic_dir(out) as tmp, PredictPool(parts.fusion, parts.refiners, config.workers) as pool:
+        (tmp / "masks").mkdir()
+        for maps in compute_maps(config, parts, model, ids, timer):
+            pool.submit(maps)
+            consume(pool.results())
+        consume(pool.results(finish=True))
         classifier_info["map"] = mean_average_precision(np.stack(all_scores), np.stack(all_labels))
         classifier_info["map_split"] = config.split
-        record = build_record(config, parts, registry, cm, ids, classifier_info, timer.seconds, started)
+        record = build_record(config, parts, registry, cm, ids, classifier_info, timer.seconds, started, pool.stats())
         write_json(tmp / "result.json", record)
     if progress:
         progress.remove_task(task)

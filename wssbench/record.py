@@ -50,13 +50,7 @@ def describe_components(config: Any, registry: Any) -> dict[str, Any]:
     return out
 
 
-def component_stats(parts) -> dict[str, Any]:
-    """Counters of the components that keep them (``stats()``, e.g. the ILP fallbacks)."""
-    named = [("saliency", parts.saliency), ("classmap", parts.classmap), ("fusion", parts.fusion), *parts.refiners]
-    return {stage: c.stats() for stage, c in named if callable(getattr(c, "stats", None))}
-
-
-def build_record(config, parts, registry, cm: ConfusionMatrix, ids, classifier, timings, started: float) -> dict:
+def build_record(config, parts, registry, cm: ConfusionMatrix, ids, classifier, timings, started: float, stats: dict) -> dict:
     result = cm.compute()
     names = parts.dataset.classes
     n = len(ids)
@@ -73,7 +67,7 @@ def build_record(config, parts, registry, cm: ConfusionMatrix, ids, classifier, 
         "config": config.to_dict(),
         "components": describe_components(config, registry),
         "classifier": classifier,
-        "component_stats": component_stats(parts),
+        "component_stats": stats,
         "timings": {
             "total_seconds": time.time() - started,
             "stages_seconds": dict(timings),

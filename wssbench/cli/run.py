@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import click
@@ -60,6 +61,7 @@ def resolve_device(name: str) -> str:
 @click.option("--score-threshold", type=float, default=0.5, show_default=True, help="Sigmoid score for a class to count as detected.")
 @click.option("--max-classes", type=click.IntRange(min=1), default=3, show_default=True, help="At most this many classes per image.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Images per forward/backward batch.")
+@click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="the core count", help="Processes for fusion and refinement (CPU work per image).")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N images of the split.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of training and of the run.")
@@ -76,7 +78,7 @@ def run_command(**kw) -> None:
         saliency=kw["saliency"], classmap=kw["classmap"], fusion=kw["fusion"], refine=refine,
         options=parse_option_strings(kw["options"]),
         classes_from=kw["classes_from"], score_threshold=kw["score_threshold"], max_classes=kw["max_classes"],
-        batch_size=kw["batch_size"], limit=kw["limit"], device=resolve_device(kw["device"]), seed=kw["seed"],
+        batch_size=kw["batch_size"], workers=kw["workers"], limit=kw["limit"], device=resolve_device(kw["device"]), seed=kw["seed"],
     )
     registry = default_registry()
     config, parts = resolve(config, registry)

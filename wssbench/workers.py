@@ -1,0 +1,111 @@
+"""Fusion and refinement, per image on the CPU, in a process pool.
+
+While the main process computes the next batch's maps (the network stages), worker processes
+fuse and refine the previous images. With ``workers <= 1`` the same interface runs inline.
+Components that keep counters (``stats()``) report them from each worker; the pool sums them.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import sys
+import time
+from collections import defaultdict
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from typing import Any, Iterator
+
+import numpy as np
+
+_state: dict[str, Any] = {}
+
+
+def predict_one(maps: Any, fusion: Any, refiners: list[tuple[str, Any]]) -> tuple[np.ndarray, dict[str, float]]:
+    """Fuse and refine one image's maps: the label map (H, W) uint8 and seconds per stage."""
+    seconds: dict[str, float] = {}
+    start = time.perf_counter()
+    probs = fusion(maps.image, maps.labels, maps.class_maps, maps.saliency_maps)  # (K+1, H, W)
+    seconds["fusion"] = time.perf_counter() - start
+    for name, refiner in refiners:
+        start = time.perf_counter()
+        probs = refiner(maps.image, probs)  # (K+1, H, W)
+        seconds[f"refine:{name}"] = time.perf_counter() - start
+    values = np.concatenate([[0], maps.labels]).astype(np.uint8)
+    return values[probs.argmax(0)], seconds
+
+
+def component_stats(fusion: Any, refiners: list[tuple[str, Any]]) -> dict[str, dict]:
+    named = [("fusion", fusion), *refiners]
+    return {stage: c.stats() for stage, c in named if callable(getattr(c, "stats", None))}
+
+
+def _init(fusion: Any, refiners: list[tuple[str, Any]]) -> None:
+    _state["fusion"], _state["refiners"] = fusion, refiners
+
+
+def _work(maps: Any) -> tuple[Any, np.ndarray, dict[str, float], int, dict]:
+    pred, seconds = predict_one(maps, _state["fusion"], _state["refiners"])
+    return maps, pred, seconds, os.getpid(), component_stats(_state["fusion"], _state["refiners"])
+
+
+class PredictPool:
+    """``submit(maps)`` images, iterate ``results()`` as (maps, label map, seconds per stage)."""
+
+    def __init__(self, fusion: Any, refiners: list[tuple[str, Any]], workers: int, max_pending: int = 32):
+        self.fusion, self.refiners = fusion, refiners
+        self.workers = workers
+        self.max_pending = max_pending
+        self._pending: set[Future] = set()
+        self._done: list[tuple[Any, np.ndarray, dict[str, float]]] = []
+        self._stats_by_worker: dict[int, dict] = {}
+        self._executor: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> "PredictPool":
+        if self.workers > 1:
+            # fork is how torch's DataLoader starts workers on Linux; spawn elsewhere
+            method = "fork" if sys.platform.startswith("linux") else "spawn"
+            self._executor = ProcessPoolExecutor(
+                self.workers, mp_context=multiprocessing.get_context(method),
+                initializer=_init, initargs=(self.fusion, self.refiners),
+            )
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self._executor is not None:
+            self._executor.shutdown(wait=exc[0] is None, cancel_futures=True)
+
+    def submit(self, maps: Any) -> None:
+        if self._executor is None:
+            pred, seconds = predict_one(maps, self.fusion, self.refiners)
+            self._done.append((maps, pred, seconds))
+            return
+        if len(self._pending) >= self.max_pending:
+            self._collect(block=True)
+        self._pending.add(self._executor.submit(_work, maps))
+
+    def results(self, finish: bool = False) -> Iterator[tuple[Any, np.ndarray, dict[str, float]]]:
+        """What is done so far; with ``finish``, wait for everything submitted."""
+        self._collect(block=False)
+        while finish and self._pending:
+            self._collect(block=True)
+        done, self._done = self._done, []
+        yield from done
+
+    def stats(self) -> dict[str, dict]:
+        if self._executor is None:
+            return component_stats(self.fusion, self.refiners)
+        total: dict[str, dict] = defaultdict(lambda: defaultdict(int))
+        for snapshot in self._stats_by_worker.values():
+            for stage, counters in snapshot.items():
+                for key, value in counters.items():
+                    total[stage][key] += value
+        return {stage: dict(counters) for stage, counters in total.items()}
+
+    def _collect(self, block: bool) -> None:
+        if not self._pending:
+            return
+        finished, self._pending = wait(self._pending, timeout=None if block else 0, return_when=FIRST_COMPLETED)
+        for future in finished:
+            maps, pred, seconds, pid, stats = future.result()
+            self._stats_by_worker[pid] = stats
+            self._done.append((maps, pred, seconds))
