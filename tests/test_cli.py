@@ -168,3 +168,12 @@ def test_worker_pool_gives_the_same_result(tiny_run, tmp_path):
     one, two = records
     assert one["confusion_matrix"] == two["confusion_matrix"]
     assert one["component_stats"]["fusion"]["images"] == two["component_stats"]["fusion"]["images"] == 12
+
+
+def test_preset_sets_options_and_command_line_wins(tmp_path):
+    result = invoke("run", *TINY, "--preset", "mil-sppxl", "--saliency", "bp", "--limit", 2, "--out", tmp_path / "p", "--json")
+    assert result.exit_code == 0, result.output
+    config = json.loads(result.stdout)["config"]
+    assert config["preset"] == "mil-sppxl"
+    assert config["pooling"] == "lse" and config["refine"] == ["sppxl"]
+    assert config["saliency"] == "bp"  # given on the command line: wins over the preset's none

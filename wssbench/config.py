@@ -15,6 +15,7 @@ STAGES = ("dataset", "backbone", "saliency", "classmap", "fusion")
 
 @dataclass(frozen=True)
 class RunConfig:
+    preset: str | None = None  # the named method these options came from, if any
     dataset: str = "synthetic"
     data_root: str | None = None
     split: str = "val"

@@ -16,6 +16,7 @@ from ..classifier import POOLINGS
 from ..config import RunConfig, parse_option_strings
 from ..errors import UsageError
 from ..pipeline import resolve, run
+from ..presets import PRESETS
 from ..registry import default_registry
 from ..training import TrainRecipe
 from . import traceback_option
@@ -41,6 +42,7 @@ def resolve_device(name: str) -> str:
 
 
 @click.command("run")
+@click.option("--preset", type=click.Choice(list(PRESETS)), help="A named method (its options; those given here win). See README.")
 @click.option("--dataset", type=ComponentName("dataset"), default="synthetic", show_default=True, help="Dataset.")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder (default: the dataset's own).")
 @click.option("--split", default="val", show_default=True, help="Split to segment and score.")
@@ -68,11 +70,16 @@ def resolve_device(name: str) -> str:
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: wssbench-runs/<config>-<hash>).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON on stdout.")
 @traceback_option
-def run_command(**kw) -> None:
+@click.pass_context
+def run_command(ctx: click.Context, **kw) -> None:
     """Segment a split with one combination of components and score it (mIoU)."""
+    if kw["preset"]:
+        for key, value in PRESETS[kw["preset"]].options.items():
+            if ctx.get_parameter_source(key) is click.core.ParameterSource.DEFAULT:
+                kw[key] = None if value == "none" else value
     refine = tuple(kw["refine"]) or ("densecrf",)
     config = RunConfig(
-        dataset=kw["dataset"], data_root=kw["data_root"], split=kw["split"], train_split=kw["train_split"],
+        preset=kw["preset"], dataset=kw["dataset"], data_root=kw["data_root"], split=kw["split"], train_split=kw["train_split"],
         backbone=kw["backbone"], pooling=kw["pooling"], pretrained=kw["pretrained"], weights=kw["weights"],
         recipe=TrainRecipe(epochs=kw["epochs"], lr=kw["lr"], crop=kw["crop"], seed=kw["seed"]),
         saliency=kw["saliency"], classmap=kw["classmap"], fusion=kw["fusion"], refine=refine,
