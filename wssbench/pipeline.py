@@ -8,6 +8,7 @@ probabilities (K+1, H, W) whose row 0 is background.
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections import defaultdict
 from contextlib import contextmanager
@@ -24,6 +25,8 @@ from .errors import DataError, UsageError
 from .io import atomic_dir, write_json, write_mask
 from .metrics import ConfusionMatrix
 from .record import build_record
+from . import distributed
+from .distributed import World
 from .registry import Registry
 from .workers import PredictPool
 from .training import checkpoint_path, load_checkpoint, mean_average_precision, recipe_dict, save_checkpoint, train
@@ -221,32 +224,36 @@ def compute_maps(config: RunConfig, parts: Components, model: Classifier, ids: l
             )
 
 
-def prepare_run(config: RunConfig, parts: Components, timer: Timer, progress: Any = None) -> tuple[Classifier, dict, list[str]]:
-    """Make the data ready and the classifier trained; returns it, its info and the split's ids."""
-    with timer("data"):
+def prepare_run(config: RunConfig, parts: Components, timer: Timer, progress: Any = None, world: World = World()) -> tuple[Classifier, dict, list[str]]:
+    """Make the data ready and the classifier trained; returns it, its info and this rank's ids."""
+    with timer("data"), world.main_first():
         parts.dataset.prepare()
-        ids = parts.dataset.ids(config.split)[: config.limit]
+    ids = parts.dataset.ids(config.split)[: config.limit]
     if not ids:
         raise DataError(f"split '{config.split}' of dataset '{config.dataset}' is empty")
-    with timer("classifier"):
+    with timer("classifier"), world.main_first():
         model, info = load_or_train(config, parts, torch.device(config.device), progress)
     if getattr(parts.classmap, "needs_fit", False):
-        with timer("classmap_fit"):
+        with timer("classmap_fit"), world.main_first():
             parts.classmap.fit(model, parts.dataset, config.train_split, Path(info["checkpoint"]).stem)
-    return model, info, ids
+    return model, info, world.shard(ids)
 
 
-def run(config: RunConfig, registry: Registry, out: Path, progress: Any = None, parts: Components | None = None) -> dict:
+def run(config: RunConfig, registry: Registry, out: Path, progress: Any = None, parts: Components | None = None) -> dict | None:
     """Run the whole pipeline, write ``out`` (record + masks) atomically, return the record.
 
     ``config`` and ``parts`` are what ``resolve`` returned; without ``parts`` it is called here.
+    Under torchrun every rank takes part and rank 0 alone writes and returns the record.
     """
     torch.manual_seed(config.seed)
     started = time.time()
+    world, device = distributed.init(config.device)
+    if device != config.device:
+        config = dataclasses.replace(config, device=device)
     if parts is None:
         config, parts = resolve(config, registry)
     timer = Timer()
-    model, classifier_info, ids = prepare_run(config, parts, timer, progress)
+    model, classifier_info, ids = prepare_run(config, parts, timer, progress, world)
     cm = ConfusionMatrix(parts.dataset.num_classes)
     all_scores, all_labels = [], []
     task = progress.add_task(f"segmenting {config.split}", total=len(ids)) if progress else None
@@ -257,22 +264,55 @@ def run(config: RunConfig, registry: Registry, out: Path, progress: Any = None, 
                 timer.seconds[stage] += s
             with timer("evaluate"):
                 cm.update(maps.mask, pred)
-                write_mask(tmp / "masks" / f"{maps.image_id}.png", pred)
+                write_mask(masks_dir / f"{maps.image_id}.png", pred)
             all_scores.append(maps.scores)
             all_labels.append(maps.image_labels)
             if progress:
                 progress.advance(task)
 
-    with atomic_dir(out) as tmp, PredictPool(parts.fusion, parts.refiners, config.workers) as pool:
-        (tmp / "masks").mkdir()
+    main = world.is_main
+    with atomic_dir(out if main else rank_dir(out, world)) as tmp, PredictPool(parts.fusion, parts.refiners, config.workers) as pool:
+        masks_dir = tmp / "masks" if main else tmp
+        masks_dir.mkdir(exist_ok=True)
         for maps in compute_maps(config, parts, model, ids, timer):
             pool.submit(maps)
             consume(pool.results())
         consume(pool.results(finish=True))
-        classifier_info["map"] = mean_average_precision(np.stack(all_scores), np.stack(all_labels))
-        classifier_info["map_split"] = config.split
-        record = build_record(config, parts, registry, cm, ids, classifier_info, timer.seconds, started, pool.stats())
-        write_json(tmp / "result.json", record)
-    if progress:
-        progress.remove_task(task)
+        if progress:
+            progress.remove_task(task)
+        cm.matrix = world.sum(cm.matrix)
+        scores = [s for part in world.gather(all_scores) for s in part]
+        labels = [label for part in world.gather(all_labels) for label in part]
+        stats = merge_stats(world.gather(pool.stats()))
+        if main:
+            world.barrier()  # the other ranks have committed their masks
+            for rank in range(1, world.size):
+                other = rank_dir(out, World(rank, world.size))
+                for path in other.iterdir():
+                    os.replace(path, masks_dir / path.name)
+                other.rmdir()
+            classifier_info["map"] = mean_average_precision(np.stack(scores), np.stack(labels))
+            classifier_info["map_split"] = config.split
+            all_ids = parts.dataset.ids(config.split)[: config.limit]
+            record = build_record(config, parts, registry, cm, all_ids, classifier_info, timer.seconds, started, stats)
+            record["world_size"] = world.size
+            write_json(tmp / "result.json", record)
+    if not main:
+        world.barrier()
+        return None
     return record
+
+
+def rank_dir(out: Path, world: World) -> Path:
+    """Where a rank's masks go until rank 0 assembles the output folder."""
+    return out.parent / f".{out.name}.masks-{world.rank}-of-{world.size}"
+
+
+def merge_stats(per_rank: list[dict[str, dict]]) -> dict[str, dict]:
+    total: dict[str, dict] = {}
+    for stats in per_rank:
+        for stage, counters in stats.items():
+            merged = total.setdefault(stage, {})
+            for key, value in counters.items():
+                merged[key] = merged.get(key, 0) + value
+    return total

@@ -90,11 +90,13 @@ def run_command(ctx: click.Context, **kw) -> None:
     registry = default_registry()
     config, parts = resolve(config, registry)
     out = Path(kw["out"]) if kw["out"] else default_out(config)
-    err = Console(stderr=True)
+    err = Console(stderr=True, quiet=os.environ.get("RANK", "0") != "0")  # torchrun: rank 0 speaks
     err.print(config_panel(config, out))
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=err, transient=True) as progress:
         record = run(config, registry, out, progress, parts)
+    if record is None:  # another torchrun rank; rank 0 reports
+        return
     if kw["as_json"]:
         click.echo(json.dumps(record, indent=2))
     else:
