@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import UsageError
+from .references import SEED_QUALITY, SEGMENTATION
 from .training import TrainRecipe
 
 # Stages whose component options can be set with ``-O STAGE.KEY=VALUE``.
@@ -65,7 +66,7 @@ class RunConfig:
 
     @property
     def protocol(self) -> str:
-        return "seed quality (ground-truth image labels)" if self.classes_from == "labels" else "segmentation"
+        return SEED_QUALITY if self.classes_from == "labels" else SEGMENTATION
 
     def options_for(self, stage: str) -> dict[str, Any]:
         return {key: value for s, key, value in self.options if s == stage}

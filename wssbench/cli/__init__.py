@@ -61,6 +61,7 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 def _register_commands() -> None:
     from .data import data
     from .evaluate import eval_command
+    from .leaderboard import leaderboard_command
     from .plugins import list_command, plugins_command
     from .run import run_command
 
@@ -68,6 +69,7 @@ def _register_commands() -> None:
     cli.add_command(eval_command)
     cli.add_command(plugins_command)
     cli.add_command(list_command)
+    cli.add_command(leaderboard_command)
     cli.add_command(data)
 
 
