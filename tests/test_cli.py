@@ -177,3 +177,13 @@ def test_preset_sets_options_and_command_line_wins(tmp_path):
     assert config["preset"] == "mil-sppxl"
     assert config["pooling"] == "lse" and config["refine"] == ["sppxl"]
     assert config["saliency"] == "bp"  # given on the command line: wins over the preset's none
+
+
+def test_maps_cache_is_reused_and_exact(tiny_run, tmp_path):
+    _, first = tiny_run  # computed (and cached) fcn and gbp maps
+    args = [*TINY, "-O", "fusion.bg_threshold=0.4", "--refine", "none", "--json"]
+    cached = json.loads(invoke("run", *args, "--out", tmp_path / "c").stdout)
+    fresh = json.loads(invoke("run", *args, "--no-cache-maps", "--out", tmp_path / "f").stdout)
+    assert cached["timings"]["maps_from_cache"] == {"classmap": True, "saliency": True}
+    assert fresh["timings"]["maps_from_cache"] == {"classmap": False, "saliency": False}
+    assert cached["confusion_matrix"] == fresh["confusion_matrix"]

@@ -36,6 +36,7 @@ class RunConfig:
     score_threshold: float = 0.5  # sigmoid score for a class to count as present
     max_classes: int = 3  # at most this many classes per image (the top-scoring ones)
     batch_size: int = 8
+    cache_maps: bool = True  # read class and saliency maps back from the map cache
     workers: int = 1  # processes for fusion and refinement (1 = in the main process)
     limit: int | None = None  # evaluate only the first N images of the split
     device: str = "cpu"

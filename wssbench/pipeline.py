@@ -23,7 +23,9 @@ from .classifier import Classifier, downsample_factor
 from .config import RunConfig
 from .errors import DataError, UsageError
 from .io import atomic_dir, write_json, write_mask
+from .mapcache import MapCache
 from .metrics import ConfusionMatrix
+from .options import defaults
 from .record import build_record
 from . import distributed
 from .distributed import World
@@ -201,8 +203,30 @@ class ImageMaps:
     image_labels: np.ndarray  # (C,) ground-truth image labels
 
 
-def compute_maps(config: RunConfig, parts: Components, model: Classifier, ids: list[str], timer: Timer) -> Iterator[ImageMaps]:
-    """Classify each image, pick its classes, and compute their class and saliency maps."""
+def stage_maps(stage: str, producer: Any, cache: MapCache | None, model: Classifier, x: torch.Tensor,
+               classes: np.ndarray, batch_ids: list[str], timer: Timer) -> list[np.ndarray | None]:
+    """One stage's maps for a batch, per image (K_b, H, W): from the cache when all are there."""
+    if producer is None:
+        return [None] * len(batch_ids)
+    kept = [c[c >= 0] for c in classes]
+    if cache is not None:
+        with timer(f"{stage}:cached"):
+            found = [cache.get(i, c) for i, c in zip(batch_ids, kept)]
+        if all(f is not None for f in found):
+            return found
+    with timer(stage):
+        maps = producer(model, x, torch.from_numpy(classes).to(x.device)).cpu().numpy()  # (B, K, H, W)
+    out = [m[c >= 0] for m, c in zip(maps, classes)]  # (K_b, H, W) each
+    if cache is not None:
+        for image_id, c, m in zip(batch_ids, kept, out):
+            cache.put(image_id, c, m)
+    return out
+
+
+def compute_maps(config: RunConfig, parts: Components, model: Classifier, ids: list[str], timer: Timer,
+                 caches: dict[str, MapCache] | None = None) -> Iterator[ImageMaps]:
+    """Classify each image, pick its classes, and compute (or read back) their maps."""
+    caches = caches or {}
     for batch_ids, images, masks in batches(parts.dataset, ids, config.batch_size):
         gt_labels = torch.from_numpy(np.stack([parts.dataset.image_labels(i) for i in batch_ids]))  # (B, C)
         with timer("classify"):
@@ -210,18 +234,26 @@ def compute_maps(config: RunConfig, parts: Components, model: Classifier, ids: l
             with torch.no_grad():
                 scores = model(x)  # (B, C)
             classes = select_classes(scores, gt_labels, config).cpu().numpy()  # (B, K)
-        with timer("classmap"):
-            class_maps = parts.classmap(model, x, torch.from_numpy(classes).to(x.device)).cpu().numpy() if parts.classmap else None
-        with timer("saliency"):
-            saliency_maps = parts.saliency(model, x, torch.from_numpy(classes).to(x.device)).cpu().numpy() if parts.saliency else None
+        class_maps = stage_maps("classmap", parts.classmap, caches.get("classmap"), model, x, classes, batch_ids, timer)
+        saliency_maps = stage_maps("saliency", parts.saliency, caches.get("saliency"), model, x, classes, batch_ids, timer)
         for b, image_id in enumerate(batch_ids):
-            keep = classes[b] >= 0
             yield ImageMaps(
-                image_id, images[b], masks[b], classes[b][keep] + 1,
-                None if class_maps is None else class_maps[b][keep],  # (K, H, W)
-                None if saliency_maps is None else saliency_maps[b][keep],  # (K, H, W)
-                scores[b].cpu().numpy(), gt_labels[b].numpy(),
+                image_id, images[b], masks[b], classes[b][classes[b] >= 0] + 1,
+                class_maps[b], saliency_maps[b], scores[b].cpu().numpy(), gt_labels[b].numpy(),
             )
+
+
+def map_caches(config: RunConfig, registry: Registry, classifier: str) -> dict[str, MapCache]:
+    """A cache per network stage that is on, unless the config turns caching off."""
+    if not config.cache_maps:
+        return {}
+    caches = {}
+    for stage, name in (("classmap", config.classmap), ("saliency", config.saliency)):
+        if name is not None:
+            entry = registry.get(stage, name)
+            options = {**defaults(entry.factory), **config.options_for(stage)}
+            caches[stage] = MapCache(classifier, stage, name, entry.plugin, options)
+    return caches
 
 
 def prepare_run(config: RunConfig, parts: Components, timer: Timer, progress: Any = None, world: World = World()) -> tuple[Classifier, dict, list[str]]:
@@ -274,7 +306,8 @@ def run(config: RunConfig, registry: Registry, out: Path, progress: Any = None, 
     with atomic_dir(out if main else rank_dir(out, world)) as tmp, PredictPool(parts.fusion, parts.refiners, config.workers) as pool:
         masks_dir = tmp / "masks" if main else tmp
         masks_dir.mkdir(exist_ok=True)
-        for maps in compute_maps(config, parts, model, ids, timer):
+        caches = map_caches(config, registry, Path(classifier_info["checkpoint"]).stem)
+        for maps in compute_maps(config, parts, model, ids, timer, caches):
             pool.submit(maps)
             consume(pool.results())
         consume(pool.results(finish=True))

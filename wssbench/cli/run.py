@@ -64,6 +64,7 @@ def resolve_device(name: str) -> str:
 @click.option("--max-classes", type=click.IntRange(min=1), default=3, show_default=True, help="At most this many classes per image.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Images per forward/backward batch.")
 @click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="the core count", help="Processes for fusion and refinement (CPU work per image).")
+@click.option("--cache-maps/--no-cache-maps", default=True, show_default=True, help="Reuse class and saliency maps computed by an earlier run.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N images of the split.")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of training and of the run.")
@@ -85,7 +86,7 @@ def run_command(ctx: click.Context, **kw) -> None:
         saliency=kw["saliency"], classmap=kw["classmap"], fusion=kw["fusion"], refine=refine,
         options=parse_option_strings(kw["options"]),
         classes_from=kw["classes_from"], score_threshold=kw["score_threshold"], max_classes=kw["max_classes"],
-        batch_size=kw["batch_size"], workers=kw["workers"], limit=kw["limit"], device=resolve_device(kw["device"]), seed=kw["seed"],
+        batch_size=kw["batch_size"], workers=kw["workers"], cache_maps=kw["cache_maps"], limit=kw["limit"], device=resolve_device(kw["device"]), seed=kw["seed"],
     )
     registry = default_registry()
     config, parts = resolve(config, registry)

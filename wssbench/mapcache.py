@@ -1,0 +1,68 @@
+"""Content-addressed cache of class maps and saliency maps.
+
+Maps depend on the trained classifier, the component, its options, its code version and the
+classes asked for; they do not depend on fusion or refinement. So a sweep over fusion or
+refinement settings reads them back instead of running back-propagation again. One folder
+per (classifier, component, options, versions) under ``cache_dir("maps")``, one ``.npy`` per
+(image, classes), each written atomically.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .cache import cache_dir, fingerprint
+from .io import atomic_path
+
+MAPS_VERSION = 1
+
+
+def _version(dist: str) -> str | None:
+    try:
+        return version(dist)
+    except PackageNotFoundError:
+        return None
+
+
+class MapCache:
+    """Maps of one component for one classifier: ``get``/``put`` per image and class list."""
+
+    def __init__(self, classifier: str, kind: str, name: str, plugin: str, options: dict[str, Any]):
+        self.key = {
+            "version": MAPS_VERSION,
+            "classifier": classifier,
+            "kind": kind,
+            "name": name,
+            "plugin": plugin,
+            "plugin_version": _version(plugin),
+            "wssbench_version": _version("wssbench"),
+            "options": options,
+        }
+        self.dir = cache_dir("maps", f"{kind}-{name}-{fingerprint(self.key)}")
+
+    def path(self, image_id: str, classes: np.ndarray) -> Path:
+        return self.dir / f"{image_id}~{'-'.join(str(int(c)) for c in classes)}.npy"
+
+    def get(self, image_id: str, classes: np.ndarray) -> np.ndarray | None:
+        path = self.path(image_id, classes)
+        try:
+            return np.load(path)
+        except FileNotFoundError:
+            return None
+        except (ValueError, OSError):  # a damaged entry is recomputed
+            path.unlink(missing_ok=True)
+            return None
+
+    def put(self, image_id: str, classes: np.ndarray, maps: np.ndarray) -> None:
+        if not self.dir.is_dir():
+            self.dir.mkdir(parents=True, exist_ok=True)
+            with atomic_path(self.dir / "key.json") as tmp:
+                tmp.write_text(json.dumps(self.key, indent=2, default=str) + "\n")
+        with atomic_path(self.path(image_id, classes)) as tmp:
+            with open(tmp, "wb") as f:
+                np.save(f, maps)
