@@ -59,6 +59,7 @@ def _one_line_warning(message, category, filename, lineno, line=None) -> str:
 
 
 def _register_commands() -> None:
+    from .bench import bench_command
     from .cache import cache
     from .data import data
     from .evaluate import eval_command
@@ -71,6 +72,7 @@ def _register_commands() -> None:
     cli.add_command(plugins_command)
     cli.add_command(list_command)
     cli.add_command(leaderboard_command)
+    cli.add_command(bench_command)
     cli.add_command(data)
     cli.add_command(cache)
 

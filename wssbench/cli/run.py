@@ -74,20 +74,8 @@ def resolve_device(name: str) -> str:
 @click.pass_context
 def run_command(ctx: click.Context, **kw) -> None:
     """Segment a split with one combination of components and score it (mIoU)."""
-    if kw["preset"]:
-        for key, value in PRESETS[kw["preset"]].options.items():
-            if ctx.get_parameter_source(key) is click.core.ParameterSource.DEFAULT:
-                kw[key] = None if value == "none" else value
-    refine = tuple(kw["refine"]) or ("densecrf",)
-    config = RunConfig(
-        preset=kw["preset"], dataset=kw["dataset"], data_root=kw["data_root"], split=kw["split"], train_split=kw["train_split"],
-        backbone=kw["backbone"], pooling=kw["pooling"], pretrained=kw["pretrained"], weights=kw["weights"],
-        recipe=TrainRecipe(epochs=kw["epochs"], lr=kw["lr"], crop=kw["crop"], seed=kw["seed"]),
-        saliency=kw["saliency"], classmap=kw["classmap"], fusion=kw["fusion"], refine=refine,
-        options=parse_option_strings(kw["options"]),
-        classes_from=kw["classes_from"], score_threshold=kw["score_threshold"], max_classes=kw["max_classes"],
-        batch_size=kw["batch_size"], workers=kw["workers"], cache_maps=kw["cache_maps"], limit=kw["limit"], device=resolve_device(kw["device"]), seed=kw["seed"],
-    )
+    explicit = {k for k in kw if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
+    config = config_from_options(kw, explicit)
     registry = default_registry()
     config, parts = resolve(config, registry)
     out = Path(kw["out"]) if kw["out"] else default_out(config)
@@ -103,3 +91,28 @@ def run_command(ctx: click.Context, **kw) -> None:
     else:
         Console().print(result_table(record))
     err.print(f"wrote {out / 'result.json'} and {record['n_images']} masks under {out / 'masks'}")
+
+
+def config_from_options(kw: dict, explicit: set[str]) -> RunConfig:
+    """A RunConfig from ``run`` option values; a preset fills the options not in ``explicit``."""
+    kw = dict(kw)
+    if kw.get("preset"):
+        for key, value in PRESETS[kw["preset"]].options.items():
+            if key not in explicit:
+                kw[key] = None if value == "none" else value
+    return RunConfig(
+        preset=kw["preset"], dataset=kw["dataset"], data_root=kw["data_root"], split=kw["split"],
+        train_split=kw["train_split"], backbone=kw["backbone"], pooling=kw["pooling"],
+        pretrained=kw["pretrained"], weights=kw["weights"],
+        recipe=TrainRecipe(epochs=kw["epochs"], lr=kw["lr"], crop=kw["crop"], seed=kw["seed"]),
+        saliency=kw["saliency"], classmap=kw["classmap"], fusion=kw["fusion"],
+        refine=tuple(kw["refine"]) or ("densecrf",), options=parse_option_strings(tuple(kw["options"])),
+        classes_from=kw["classes_from"], score_threshold=kw["score_threshold"], max_classes=kw["max_classes"],
+        batch_size=kw["batch_size"], workers=kw["workers"], cache_maps=kw["cache_maps"], limit=kw["limit"],
+        device=resolve_device(kw["device"]), seed=kw["seed"],
+    )
+
+
+def run_defaults() -> dict:
+    """The default value of every ``run`` option, by parameter name."""
+    return dict(run_command.make_context("run", [], resilient_parsing=True).params)

@@ -1,0 +1,49 @@
+"""``wssbench bench``: rows from TOML, tuning on another split, resuming."""
+
+import json
+import shutil
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from wssbench.cli import cli
+
+BENCH = Path(__file__).parent / "data" / "tiny-bench.toml"
+
+
+def bench(*args):
+    return CliRunner().invoke(cli, ["bench", *map(str, args)], catch_exceptions=False)
+
+
+def test_bench_runs_tunes_and_resumes(tmp_path):
+    first = bench(BENCH, "--out", tmp_path, "--json")
+    assert first.exit_code == 0, first.output
+    rows = {r["label"]: r for r in json.loads(first.stdout)["rows"]}
+    assert set(rows) == {"all background", "fcn"}
+    record = json.loads((tmp_path / "fcn" / "result.json").read_text())
+    assert record["tuning"]["split"] == "train" and record["split"] == "val"
+    chosen = record["tuning"]["chosen"]["fusion.bg_threshold"]
+    assert chosen in (0.2, 0.4)
+    assert record["config"]["options"]["fusion"]["bg_threshold"] == chosen
+    assert record["tuning"]["chosen"] == max(record["tuning"]["scores"], key=lambda s: s["miou"])["options"]
+
+    # killed half-way: the second row's result is gone; a rerun redoes only that row
+    shutil.rmtree(tmp_path / "fcn")
+    mtime = (tmp_path / "all_background" / "result.json").stat().st_mtime
+    again = bench(BENCH, "--out", tmp_path, "--json")
+    assert "done already" in again.stderr
+    assert (tmp_path / "all_background" / "result.json").stat().st_mtime == mtime
+    assert json.loads(again.stdout)["rows"] == json.loads(first.stdout)["rows"]
+
+
+def test_bench_errors(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[[rows]]\nlabel = "x"\nsaliency = "gpb"\n')
+    result = bench(bad, "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "unknown saliency 'gpb'" in result.stderr
+    bad.write_text('tune_split = "val"\n[[rows]]\nlabel = "x"\ntune = { "fusion.bg_threshold" = [0.2] }\n')
+    result = bench(bad, "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "is the reported split" in result.stderr
+    bad.write_text("rows = [")
+    assert bench(bad).exit_code == 1
+    assert "bench file not found" in bench(tmp_path / "none.toml").stderr
