@@ -21,7 +21,7 @@ class RunConfig:
     data_root: str | None = None
     split: str = "val"
     train_split: str = "train"
-    backbone: str = "resnet18"  # [PROVIDER:]MODEL, provider "timm" by default
+    backbone: str = "resnet10t"  # [PROVIDER:]MODEL, provider "timm" by default
     pooling: str = "gap"
     pretrained: bool = False
     weights: str | None = None

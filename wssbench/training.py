@@ -25,7 +25,7 @@ CHECKPOINT_VERSION = 1
 class TrainRecipe:
     """How the classifier is trained (multilabel soft-margin loss, SGD with momentum, poly decay)."""
 
-    epochs: int = 12
+    epochs: int = 24
     batch_size: int = 16
     lr: float = 0.05
     head_lr_mult: float = 10.0  # the new 1x1 head learns faster, as in CAM/IRN

@@ -47,7 +47,7 @@ def resolve_device(name: str) -> str:
 @click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder (default: the dataset's own).")
 @click.option("--split", default="val", show_default=True, help="Split to segment and score.")
 @click.option("--train-split", default="train", show_default=True, help="Split the classifier is trained on.")
-@click.option("--backbone", default="resnet18", show_default=True, help="[PROVIDER:]MODEL, e.g. resnet50 or timm:vgg16.")
+@click.option("--backbone", default="resnet10t", show_default=True, help="[PROVIDER:]MODEL, e.g. resnet50 or timm:vgg16.")
 @click.option("--pooling", type=click.Choice(list(POOLINGS)), default="gap", show_default=True, help="Global pooling of the head.")
 @click.option("--pretrained", is_flag=True, help="Start from the backbone's pretrained weights (downloads them).")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Local pretrained backbone weights (offline use).")
