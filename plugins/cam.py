@@ -1,1 +1,157 @@
-"""Class maps ``cam`` and ``gradcam`` (being written)."""
+"""Class maps ``cam`` (Zhou et al. 2016) and ``gradcam`` (Selvaraju et al. 2017): feature maps weighted per class.
+
+Both weight feature maps ``A`` (B, F, h, w) of the backbone per class and keep the positive
+part:
+
+* CAM: ``relu(sum_f w[c, f] A_f)`` with ``w`` the weights of the 1x1 class head. The head has
+  no bias, so this equals the FCN score maps whatever the pooling; it is computed here from
+  the weights, as CAM defines it.
+* Grad-CAM: ``relu(sum_f alpha[c, f] A_f)`` with ``alpha[c, f]`` the spatial mean of
+  ``dS_c / dA_f`` and ``S_c`` the pooled class score, on the output ``A`` of any module of
+  the backbone (option ``layer``). On the last feature maps it equals CAM: the gradient of
+  each pooling (``gap``, ``gmp``, ``lse``) with respect to the score map sums to one over
+  the positions, so ``alpha[c] = w[c] / (h w)``. It differs on an earlier layer.
+
+Both can average over input scales and horizontal flips, as CAM seeds are made in IRN and its
+successors (``scales="1.0,0.5,1.5,2.0"``, ``flip=True``): each scale's maps are kept positive,
+upsampled to the image and summed before the final max-normalisation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+
+import wssbench
+from wssbench.classifier import upsample
+from wssbench.errors import UsageError
+from wssbench_plugins.classmaps import max_normalise
+
+RawMaps = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+
+
+def parse_scales(scales: str) -> tuple[float, ...]:
+    """Parse "1.0,0.5" into (1.0, 0.5); ValueError unless all are positive numbers."""
+    try:
+        values = tuple(float(s) for s in scales.split(",") if s.strip())
+    except ValueError:
+        values = ()
+    if not values or any(s <= 0 for s in values):
+        raise ValueError(f"scales must be comma-separated positive numbers, got '{scales}'")
+    return values
+
+
+def class_activation_maps(features: torch.Tensor, weight: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """CAM before any ReLU: (B, F, h, w) features, (C, F) head weights, (B, K) classes -> (B, K, h, w).
+
+    ``CAM_c = sum_f weight[c, f] * features_f``; padding classes (< 0) get zero maps.
+    """
+    w = weight[classes.clamp(min=0)]  # (B, K, F)
+    maps = torch.einsum("bkf,bfhw->bkhw", w, features)  # (B, K, h, w)
+    return maps * (classes >= 0)[:, :, None, None]
+
+
+def cam_raw(model, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """ReLU'd CAM at the feature resolution (B, K, h, w)."""
+    with torch.no_grad():
+        features = model.features(images)  # (B, F, h, w)
+        weight = model.head.weight[:, :, 0, 0]  # (C, F)
+        return class_activation_maps(features, weight, classes).clamp(min=0)
+
+
+def grad_cam_raw(model, images: torch.Tensor, classes: torch.Tensor, layer: str = "") -> torch.Tensor:
+    """ReLU'd Grad-CAM at the resolution of ``layer`` (B, K, h, w), all K classes in one backward pass.
+
+    ``layer`` names a module of ``model.features`` ("" is ``model.features`` itself, the last
+    feature maps). The backbone runs without a graph up to that module; a forward hook
+    swaps its output for a leaf ``A`` and turns gradient recording on from there, so only
+    the rest of the network is recorded. Gradients are taken with respect to ``A`` alone:
+    the parameters' ``.grad`` stay untouched.
+    """
+    target = _submodule(model.features, layer)
+    captured: list[torch.Tensor] = []
+
+    def hook(module, inputs, output):
+        torch.set_grad_enabled(True)  # undone when the enclosing no_grad block exits
+        captured.append(output.detach().requires_grad_(True))  # (B, F, h, w)
+        return captured[-1].clone()  # a copy, so an in-place op after the layer leaves A intact
+
+    b, k = classes.shape
+    with torch.no_grad():
+        handle = target.register_forward_hook(hook)
+        try:
+            scores = model(images)  # (B, C)
+        finally:
+            handle.remove()
+        if len(captured) != 1:
+            raise UsageError(f"gradcam: module '{layer}' ran {len(captured)} times in one forward pass; pick one that runs once")
+        a = captured[0]
+        picked = scores.gather(1, classes.clamp(min=0))  # (B, K)
+        one_hot = torch.eye(k, dtype=picked.dtype, device=picked.device)[:, None, :].expand(k, b, k)  # (K, B, K)
+        (grads,) = torch.autograd.grad(picked, a, grad_outputs=one_hot, is_grads_batched=True)  # (K, B, F, h, w)
+        alpha = grads.mean(dim=(3, 4)).transpose(0, 1)  # (B, K, F)
+        maps = torch.einsum("bkf,bfhw->bkhw", alpha, a.detach()).clamp(min=0)  # (B, K, h, w)
+    return maps * (classes >= 0)[:, :, None, None]
+
+
+def _submodule(features: torch.nn.Module, layer: str) -> torch.nn.Module:
+    try:
+        return features.get_submodule(layer)
+    except AttributeError:
+        raise UsageError(f"gradcam: no module '{layer}' in the backbone; see model.features.named_modules()") from None
+
+
+def multiscale(
+    raw: RawMaps, model, images: torch.Tensor, classes: torch.Tensor, scales: tuple[float, ...], flip: bool
+) -> torch.Tensor:
+    """Sum of ``raw`` maps over input scales (and flips), upsampled to the image, max-normalised."""
+    size = images.shape[-2:]
+    total = torch.zeros(images.shape[0], classes.shape[1], *size, device=images.device)  # (B, K, H, W)
+    for s in scales:
+        x = images if s == 1 else F.interpolate(images, scale_factor=s, mode="bilinear", align_corners=False)
+        total += upsample(raw(model, x, classes), size)
+        if flip:
+            total += upsample(raw(model, x.flip(-1), classes).flip(-1), size)
+    return max_normalise(total).float()
+
+
+@dataclass(frozen=True)
+class CAM:
+    """Class activation maps: head weights times the last feature maps, ReLU, upsampled (Zhou et al. 2016)."""
+
+    name = "cam"
+    scales: str = "1.0"  # comma-separated input scales whose maps are summed, e.g. "1.0,0.5,1.5,2.0"
+    flip: bool = False  # also add the maps of the horizontally flipped images
+
+    def __post_init__(self) -> None:
+        parse_scales(self.scales)
+
+    def __call__(self, model, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        return multiscale(cam_raw, model, images, classes, parse_scales(self.scales), self.flip)  # (B, K, H, W)
+
+
+@dataclass(frozen=True)
+class GradCAM:
+    """Grad-CAM: a backbone layer's feature maps weighted by the spatial mean of the score's gradient (Selvaraju et al. 2017)."""
+
+    name = "gradcam"
+    layer: str = ""  # module of the backbone whose output is weighted, e.g. "layer3"; "" = the last feature maps
+    scales: str = "1.0"  # comma-separated input scales whose maps are summed
+    flip: bool = False  # also add the maps of the horizontally flipped images
+
+    def __post_init__(self) -> None:
+        parse_scales(self.scales)
+
+    def __call__(self, model, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        raw = partial(grad_cam_raw, layer=self.layer)
+        return multiscale(raw, model, images, classes, parse_scales(self.scales), self.flip)  # (B, K, H, W)
+
+
+@wssbench.hookimpl
+def register_classmaps(register):
+    register(CAM)
+    register(GradCAM)

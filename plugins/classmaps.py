@@ -25,7 +25,7 @@ def max_normalise(maps: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
 
 @dataclass(frozen=True)
 class FCNScoreMaps:
-    """Class score maps before global pooling, upsampled to the image (FCN; equals CAM for gap)."""
+    """Class score maps before global pooling, upsampled to the image (FCN; equal to CAM here)."""
 
     name = "fcn"
 

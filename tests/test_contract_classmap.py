@@ -1,0 +1,92 @@
+"""The contract of every registered class-map producer (see ``wssbench.hookspecs``).
+
+Each gets an untrained ResNet-18 classifier, two 64 px synthetic images and K in {1, 2} requested
+classes with a padding entry; a producer that ``needs_fit`` is first fitted on the tiny synthetic
+train split (with ``max_images`` small where it has that option). The maps must be float32
+(B, K, H, W), finite, in [0, 1], each either zero or with maximum 1, zero for padding, the same
+on a second call (made under ``torch.no_grad``), and leave the model and images as they were.
+"""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+
+from wssbench.classifier import Classifier
+from wssbench.data.synthetic import SyntheticDataset
+from wssbench.options import option_fields
+from wssbench.registry import build_registry
+
+REGISTRY = build_registry()
+CLASSES = {1: torch.tensor([[2], [-1]]), 2: torch.tensor([[0, 3], [5, -1]])}  # (B, K)
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    backbone = timm.create_model("resnet18", pretrained=False, num_classes=0, global_pool="")
+    return Classifier(backbone, 512, 8).eval()
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    data = SyntheticDataset(root=tmp_path_factory.mktemp("syn"), preset="tiny")
+    data.prepare()
+    return data
+
+
+@pytest.fixture(scope="module")
+def producers(model, dataset):
+    """One producer per name, created (and fitted) on first use."""
+    made = {}
+
+    def get(name: str):
+        if name not in made:
+            factory = REGISTRY.get("classmap", name).factory
+            producer = REGISTRY.create("classmap", name, **({"max_images": 6} if "max_images" in option_fields(factory) else {}))
+            if getattr(producer, "needs_fit", False):
+                producer.fit(model, dataset, "train", "contract-test")
+            made[name] = producer
+        return made[name]
+
+    return get
+
+
+def snapshot(model: torch.nn.Module) -> dict:
+    return {
+        "state": {k: v.clone() for k, v in model.state_dict().items()},
+        "requires_grad": {n: p.requires_grad for n, p in model.named_parameters()},
+        "training": model.training,
+    }
+
+
+@pytest.mark.parametrize("k", sorted(CLASSES))
+@pytest.mark.parametrize("name", REGISTRY.names("classmap"))
+def test_classmap_contract(name, k, model, dataset, producers):
+    producer = producers(name)
+    images = model.preprocess([dataset.load_image(i) for i in dataset.ids("val")[:2]])  # (2, 3, 64, 64)
+    classes = CLASSES[k]
+    before, images_before = snapshot(model), images.clone()
+
+    out = producer(model, images, classes)
+    with torch.no_grad():
+        again = producer(model, images, classes)
+
+    assert isinstance(out, torch.Tensor) and out.dtype == torch.float32
+    assert out.shape == (2, k, 64, 64)
+    assert torch.isfinite(out).all()
+    assert out.min() >= 0 and out.max() <= 1
+    peaks = out.amax(dim=(2, 3))  # (B, K)
+    assert ((peaks == 0) | ((peaks - 1).abs() < 1e-5)).all(), "each map is zero or divided by its maximum"
+    assert (out[classes < 0] == 0).all(), "padding classes get zero maps"
+    torch.testing.assert_close(again, out, rtol=0, atol=0)
+
+    torch.testing.assert_close(images, images_before, rtol=0, atol=0)
+    after = snapshot(model)
+    assert after["requires_grad"] == before["requires_grad"] and after["training"] == before["training"]
+    for key, value in before["state"].items():
+        torch.testing.assert_close(after["state"][key], value, rtol=0, atol=0)
+    assert all(p.grad is None for p in model.parameters())
+    for module in model.modules():
+        assert not module._forward_hooks and not module._forward_pre_hooks and not module._backward_hooks
