@@ -93,10 +93,11 @@ class ILPFusion:
     min_area: float = 0.02  # fraction of the image each detected class must cover
     time_limit: float = 5.0  # seconds of CBC per image
     soft: float = 0.0  # weight of the threshold probabilities in the output, in [0, 0.5)
-    bg_threshold: float = 0.3
-    weight: float = 0.5  # weight of the class map; 1 - weight goes to the saliency map
-    sigma: float = 0.03  # saliency blur, as a fraction of the image's shorter side
-    quantile: float = 0.99  # saliency maps are divided by this quantile
+    # the threshold rule's options, with its defaults
+    bg_threshold: float = ThresholdFusion.bg_threshold
+    weight: float = ThresholdFusion.weight
+    sigma: float = ThresholdFusion.sigma
+    quantile: float = ThresholdFusion.quantile
 
     def __post_init__(self) -> None:
         if self.n_segments < 1:
