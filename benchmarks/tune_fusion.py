@@ -1,10 +1,13 @@
 """Choose the ``threshold`` fusion's defaults on the TRAIN split (never on val).
 
 Computes the class maps and saliency maps of the train split once, then grid-searches the
-fusion's options with no refinement and prints the best settings: overall (class map +
-saliency map), class map alone (weight 1) and saliency map alone (weight 0).
+fusion's options (followed by ``--refine``, default none) and prints the best settings:
+overall (class map + saliency map), class map alone (weight 1) and saliency map alone
+(weight 0). The defaults in plugins/fusion.py come from
 
-    python benchmarks/tune_fusion.py [--limit 240] [--saliency gbp] [--classmap fcn]
+    python benchmarks/tune_fusion.py --refine densecrf --limit 160
+
+(the main job refines with the dense CRF, so the threshold is chosen for that pipeline).
 """
 
 from __future__ import annotations
@@ -34,7 +37,11 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=240)
     parser.add_argument("--saliency", default="gbp")
     parser.add_argument("--classmap", default="fcn")
+    parser.add_argument("--refine", default="none", help="a refiner applied after fusion while tuning")
     args = parser.parse_args()
+    grid = dict(GRID)
+    if args.refine != "none":  # refiners are slow per image: search the blur at its default only
+        grid["sigma"] = [0.03]
 
     registry = default_registry()
     config = RunConfig(
@@ -48,12 +55,13 @@ def main() -> None:
     print(f"maps of {len(maps)} {args.split} images in {timer.seconds['saliency'] + timer.seconds['classmap']:.1f} s")
 
     results = []
-    for values in itertools.product(*GRID.values()):
-        options = dict(zip(GRID, values))
+    refiners = [(args.refine, registry.create("refiner", args.refine))]
+    for values in itertools.product(*grid.values()):
+        options = dict(zip(grid, values))
         fusion = registry.create("fusion", "threshold", **options)
         cm = ConfusionMatrix(parts.dataset.num_classes)
         for m in maps:
-            cm.update(m.mask, predict_one(m, fusion, [])[0])
+            cm.update(m.mask, predict_one(m, fusion, refiners)[0])
         results.append((cm.compute().miou, options))
 
     def best(rows):

@@ -35,13 +35,14 @@ class ThresholdFusion:
     ``F_k = weight * C_k + (1 - weight) * S_k`` (just ``C_k`` or ``S_k`` when the other stage is
     off). Background evidence is the constant ``bg_threshold``. A pixel takes the label with
     the largest evidence; the probabilities are the evidences divided by their sum, so a
-    refiner sees how sure the rule was. Defaults were chosen on the synthetic train split
-    (``benchmarks/tune_fusion.py``: fcn + gbp, no refinement, 240 train images), never on val.
+    refiner sees how sure the rule was. Defaults were chosen on the synthetic train split for
+    the main job (fcn + gbp + densecrf: ``benchmarks/tune_fusion.py --refine densecrf``),
+    never on val; without refinement the train optimum is bg_threshold 0.4, weight 0.25.
     """
 
     name = "threshold"
-    bg_threshold: float = 0.4
-    weight: float = 0.25  # weight of the class map; 1 - weight goes to the saliency map
+    bg_threshold: float = 0.25
+    weight: float = 0.75  # weight of the class map; 1 - weight goes to the saliency map
     sigma: float = 0.03  # saliency blur, as a fraction of the image's shorter side
     quantile: float = 0.99  # saliency maps are divided by this quantile
 

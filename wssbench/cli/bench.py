@@ -34,6 +34,7 @@ from ..cache import fingerprint
 from ..errors import DataError, UsageError
 from ..io import write_json
 from ..pipeline import resolve, run
+from ..record import describe_components, versions
 from ..registry import default_registry
 from . import traceback_option
 from .run import config_from_options, run_command, run_defaults
@@ -117,7 +118,13 @@ def tune_row(spec: dict, row: dict, kw: dict, explicit: set[str], registry) -> t
 
 def run_row(spec: dict, row: dict, out: Path, registry, console: Console) -> dict:
     kw, explicit = row_options(spec, row)
-    key = fingerprint({"row": row, "defaults": spec.get("defaults", {}), "tune_split": spec.get("tune_split"), "tune_limit": spec.get("tune_limit")})
+    base, _ = resolve(config_from_options(kw, explicit), registry)
+    key = fingerprint({
+        "row": row, "defaults": spec.get("defaults", {}),
+        "tune_split": spec.get("tune_split"), "tune_limit": spec.get("tune_limit"),
+        "config": base.to_dict(), "components": describe_components(base, registry),  # defaults in code count
+        "versions": versions(),
+    })
     result = out / "result.json"
     if result.is_file():
         record = json.loads(result.read_text())
