@@ -187,3 +187,10 @@ def test_maps_cache_is_reused_and_exact(tiny_run, tmp_path):
     assert cached["timings"]["maps_from_cache"] == {"classmap": True, "saliency": True}
     assert fresh["timings"]["maps_from_cache"] == {"classmap": False, "saliency": False}
     assert cached["confusion_matrix"] == fresh["confusion_matrix"]
+
+
+def test_preset_component_options_merge(tmp_path):
+    result = invoke("run", *TINY, "--preset", "dcsm", "-O", "saliency.scales=1.0", "--limit", 2, "--out", tmp_path / "d", "--json")
+    assert result.exit_code == 0, result.output
+    options = json.loads(result.stdout)["config"]["options"]["saliency"]
+    assert options == {"distinct": True, "scales": [1.0]}  # the preset's distinct, the command line's scales

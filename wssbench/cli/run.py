@@ -98,7 +98,9 @@ def config_from_options(kw: dict, explicit: set[str]) -> RunConfig:
     kw = dict(kw)
     if kw.get("preset"):
         for key, value in PRESETS[kw["preset"]].options.items():
-            if key not in explicit:
+            if key == "options":  # component options merge; the command line's come last and win
+                kw["options"] = tuple(value) + tuple(kw["options"])
+            elif key not in explicit:
                 kw[key] = None if value == "none" else value
     return RunConfig(
         preset=kw["preset"], dataset=kw["dataset"], data_root=kw["data_root"], split=kw["split"],
