@@ -1,7 +1,7 @@
-"""Built-in saliency methods: vanilla BP, guided BP and deconvnet."""
+"""Built-in saliency methods: vanilla BP, guided BP, deconvnet and multi-layer maps."""
 
 import wssbench
-from wssbench.saliency.backprop import Deconvnet, GuidedBP, VanillaBP
+from wssbench.saliency import Deconvnet, GuidedBP, MultiLayer, VanillaBP
 
 
 @wssbench.hookimpl
@@ -9,3 +9,4 @@ def register_saliency(register):
     register(VanillaBP)
     register(GuidedBP)
     register(Deconvnet)
+    register(MultiLayer)

@@ -1,5 +1,6 @@
 """Back-propagation saliency (``bp``, ``gbp``, ``deconv``): captum agreement, the ReLU6 rule,
-padding, per-image classes, unsupported activations, and a model left exactly as it was.
+functional rectifiers, padding, per-image classes, unsupported activations, and a model left
+exactly as it was.
 
 Random weights, ``pretrained=False``, 64 px inputs, float64 models so that the comparison with
 captum is tight.
@@ -12,12 +13,13 @@ import warnings
 import pytest
 import timm
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 import wssbench_plugins.saliency as saliency_plugin
 from wssbench.errors import UsageError
 from wssbench.registry import build_registry
-from wssbench.saliency import Deconvnet, GuidedBP, VanillaBP, backprop, class_gradients
+from wssbench.saliency import Deconvnet, GuidedBP, MultiLayer, VanillaBP, backprop, class_gradients, rules
 
 captum_attr = pytest.importorskip("captum.attr")
 
@@ -358,18 +360,103 @@ def test_gradients_at_a_timm_layer(resnet, images):
 
 
 # --------------------------------------------------------------------------------------
+# Functional rectifiers (F.relu & co. called inside a forward), by hand
+# --------------------------------------------------------------------------------------
+
+
+class Functional(nn.Module):
+    """``relu6_model``'s layers with the rectifier called as a function in ``forward``."""
+
+    def __init__(self, act):
+        super().__init__()
+        self.conv, _, self.head, self.pool = relu6_model()
+        self.act = act
+
+    def forward(self, x):
+        return self.pool(self.head(self.act(self.conv(x))))
+
+
+def relu_in_place(z):
+    z.relu_()  # the return value is ignored: the caller relies on the in-place write
+    return z
+
+
+# As RELU6_EXPECTED with the gate x > 0: unit 1 (z = 7) is open now.
+RELU_EXPECTED = {
+    "vanilla": [[[3, 0, 1], [0, 0, 0]], [[-2, 0, 1], [0, 0, 0]]],
+    "guided": [[[3, 0, 2], [0, 0, 0]], [[0, 0, 1], [0, 0, 0]]],
+    "deconv": [[[2, 0, 2], [2, 0, 2]], [[0, 0, 1], [0, 0, 1]]],
+}
+FUNCTIONAL = {
+    "F.relu": (F.relu, RELU_EXPECTED),
+    "F.relu-inplace": (lambda z: F.relu(z, inplace=True), RELU_EXPECTED),
+    "torch.relu": (torch.relu, RELU_EXPECTED),
+    "Tensor.relu": (lambda z: z.relu(), RELU_EXPECTED),
+    "Tensor.relu_": (relu_in_place, RELU_EXPECTED),
+    "F.relu6": (F.relu6, RELU6_EXPECTED),
+    "F.relu6-inplace": (lambda z: F.relu6(z, inplace=True), RELU6_EXPECTED),
+    "F.hardtanh(0,6)": (lambda z: F.hardtanh(z, 0.0, 6.0), RELU6_EXPECTED),
+}
+
+
+@pytest.mark.parametrize("rule", ["vanilla", "guided", "deconv"])
+@pytest.mark.parametrize("act", list(FUNCTIONAL))
+def test_functional_rectifier_by_hand(act, rule):
+    fn, expected = FUNCTIONAL[act]
+    grads = class_gradients(Functional(fn), relu6_images(), torch.tensor([[0, 1]]), rule=rule)  # (1, K, 3, 1, 2)
+    want = torch.tensor(expected[rule], dtype=torch.float64)  # (K, pixel, channel)
+    torch.testing.assert_close(grads[0, :, :, 0].transpose(1, 2), want, rtol=0, atol=0)
+
+
+def test_captum_misses_functional_relu():
+    """captum's GuidedBackprop falls back to vanilla BP on a functional relu; gbp does not."""
+    model, x, classes = Functional(F.relu), relu6_images(), torch.tensor([[1]])
+    assert GuidedBP()(model, x, classes)[0, 0, 0].tolist() == [1, 0]  # max |(0, 0, 1)|
+    assert VanillaBP()(model, x, classes)[0, 0, 0].tolist() == [2, 0]  # max |(-2, 0, 1)|
+    assert captum_map("gbp", model, x, classes[:, 0])[0, 0].tolist() == [2, 0]
+
+
+class Mixed(nn.Module):
+    """Two rectifier modules (in place) and one functional rectifier."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.conv1, self.conv2, self.head = nn.Conv2d(3, 4, 3), nn.Conv2d(4, 4, 3), nn.Linear(4, NUM_CLASSES)
+        self.act1, self.act2 = nn.ReLU(inplace=True), nn.ReLU6()
+
+    def forward(self, x):
+        x = F.relu(self.conv2(self.act1(self.conv1(x))))
+        return self.head(self.act2(x).mean((2, 3)))
+
+
+@pytest.mark.parametrize("method", ["gbp", "deconv"])
+def test_each_rectifier_gets_the_rule_once(method, monkeypatch):
+    calls = []
+    real = rules.rectify
+    monkeypatch.setattr(rules, "rectify", lambda *a: calls.append(a[3]) or real(*a))
+    model = Mixed()
+    before = snapshot(model)
+    METHODS[method](model, torch.randn(1, 3, 8, 8), torch.tensor([[0, 1]]))
+    assert sorted(calls) == [(0.0, 6.0), (0.0, float("inf")), (0.0, float("inf"))]  # not the modules' own F.relu
+    assert_unchanged(model, before)
+
+
+# --------------------------------------------------------------------------------------
 # Registration
 # --------------------------------------------------------------------------------------
 
 
 def test_registered():
     registry = build_registry(plugins=[saliency_plugin], entry_points=False)
-    assert registry.names("saliency") == ["bp", "deconv", "gbp"]
+    assert registry.names("saliency") == ["bp", "deconv", "gbp", "multilayer"]
     descriptions = {e.name: e.description for e in registry.entries("saliency")}
     assert descriptions["gbp"].startswith("Guided back-propagation")
     assert all(d and "\n" not in d for d in descriptions.values())
     assert registry.create("saliency", "gbp", unsupported="ignore") == GuidedBP(unsupported="ignore")
     assert isinstance(registry.create("saliency", "deconv"), Deconvnet)
+    assert registry.create("saliency", "multilayer", layers="layer3,layer4", scales="0.8,1.2", distinct="true") == \
+        MultiLayer(layers=("layer3", "layer4"), scales=(0.8, 1.2), distinct=True)
     with pytest.raises(UsageError):
         registry.create("saliency", "gbp", unsupported="maybe")
     with pytest.raises(UsageError, match="unknown option"):

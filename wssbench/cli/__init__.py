@@ -63,6 +63,7 @@ def _register_commands() -> None:
     from .cache import cache
     from .data import data
     from .evaluate import eval_command
+    from .explain import explain_command
     from .leaderboard import leaderboard_command
     from .plugins import list_command, plugins_command
     from .run import run_command
@@ -73,6 +74,7 @@ def _register_commands() -> None:
     cli.add_command(list_command)
     cli.add_command(leaderboard_command)
     cli.add_command(bench_command)
+    cli.add_command(explain_command)
     cli.add_command(data)
     cli.add_command(cache)
 

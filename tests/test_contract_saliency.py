@@ -1,0 +1,44 @@
+"""The saliency contract (``hookspecs.register_saliency``), for every registered method.
+
+A tiny :class:`~wssbench.classifier.Classifier` (timm ResNet-18 features, 5 classes, random
+weights) and two 64 px images: shape ``(B, K, H, W)``, float32, finite, non-negative, zero for
+padding, deterministic, and the model left exactly as it was.
+"""
+
+from __future__ import annotations
+
+import pytest
+import timm
+import torch
+
+from test_saliency import assert_unchanged, snapshot
+from wssbench.classifier import Classifier
+from wssbench.registry import build_registry
+
+REGISTRY = build_registry()
+
+
+@pytest.fixture(scope="module")
+def model():
+    torch.manual_seed(0)
+    features = timm.create_model("resnet18", pretrained=False, num_classes=0, global_pool="")
+    return Classifier(features, 512, 5).eval()
+
+
+@pytest.fixture(scope="module")
+def images():
+    return torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))  # (B, 3, H, W)
+
+
+@pytest.mark.parametrize("name", REGISTRY.names("saliency"))
+def test_contract(name, model, images):
+    method = REGISTRY.create("saliency", name)
+    classes = torch.tensor([[1, 3], [4, -1]])  # (B, K), -1 is padding
+    before = snapshot(model)
+    maps = method(model, images, classes)
+    assert maps.shape == (2, 2, 64, 64) and maps.dtype == torch.float32
+    assert torch.isfinite(maps).all() and (maps >= 0).all()
+    assert (maps[1, 1] == 0).all() and (maps[:, 0].amax((1, 2)) > 0).all()
+    assert torch.equal(method(model, images, classes), maps)  # deterministic
+    assert method(model, images, torch.zeros((2, 0), dtype=torch.long)).shape == (2, 0, 64, 64)
+    assert_unchanged(model, before)
