@@ -194,3 +194,15 @@ def test_preset_component_options_merge(tmp_path):
     assert result.exit_code == 0, result.output
     options = json.loads(result.stdout)["config"]["options"]["saliency"]
     assert options == {"distinct": True, "scales": [1.0]}  # the preset's distinct, the command line's scales
+
+
+def test_show_writes_gallery_from_cached_maps(tiny_run):
+    out, _ = tiny_run
+    result = invoke("show", out, "--n", 3)
+    assert result.exit_code == 0, result.output
+    with Image.open(out / "gallery.png") as img:
+        width, height = img.size
+    assert width > height  # five columns: image, truth, class map, saliency, prediction
+    assert "mIoU" in (out / "gallery.html").read_text()
+    missing = invoke("show", out, "--ids", "nope")
+    assert missing.exit_code == 1 and "no prediction for 'nope'" in missing.stderr

@@ -67,6 +67,7 @@ def _register_commands() -> None:
     from .leaderboard import leaderboard_command
     from .plugins import list_command, plugins_command
     from .run import run_command
+    from .show import show_command
 
     cli.add_command(run_command)
     cli.add_command(eval_command)
@@ -75,6 +76,7 @@ def _register_commands() -> None:
     cli.add_command(leaderboard_command)
     cli.add_command(bench_command)
     cli.add_command(explain_command)
+    cli.add_command(show_command)
     cli.add_command(data)
     cli.add_command(cache)
 

@@ -34,7 +34,7 @@ from .run import resolve_device
 MIN_TILE = 256  # pixels, short side of a tile
 CAPTION = 20  # pixels above each tile
 PAD = 8  # pixels around and between tiles
-DEFAULTS = {"dataset": "synthetic", "backbone": "resnet18", "pooling": "gap"}
+DEFAULTS = {"dataset": RunConfig.dataset, "backbone": RunConfig.backbone, "pooling": RunConfig.pooling}
 
 
 # --------------------------------------------------------------------------------------
