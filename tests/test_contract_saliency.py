@@ -11,7 +11,7 @@ import pytest
 import timm
 import torch
 
-from test_saliency import assert_unchanged, snapshot
+from test_saliency import assert_unchanged, one_thread, snapshot  # noqa: F401 (fixture)
 from wssbench.classifier import Classifier
 from wssbench.registry import build_registry
 

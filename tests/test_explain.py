@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
+from test_saliency import one_thread  # noqa: F401 (fixture)
 from wssbench.cli import WssbenchGroup
 from wssbench.cli.explain import explain_command, jet
 from wssbench.data.synthetic import CLASSES, SyntheticDataset

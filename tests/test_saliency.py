@@ -2,7 +2,7 @@
 functional rectifiers, padding, per-image classes, unsupported activations, and a model left
 exactly as it was.
 
-Random weights, ``pretrained=False``, 64 px inputs, float64 models so that the comparison with
+Random weights, ``pretrained=False``, 32 px inputs, float64 models so that the comparison with
 captum is tight.
 """
 
@@ -21,8 +21,6 @@ from wssbench.errors import UsageError
 from wssbench.registry import build_registry
 from wssbench.saliency import Deconvnet, GuidedBP, MultiLayer, VanillaBP, backprop, class_gradients, rules
 
-captum_attr = pytest.importorskip("captum.attr")
-
 NUM_CLASSES = 5
 METHODS = {"bp": VanillaBP(), "gbp": GuidedBP(), "deconv": Deconvnet()}
 CAPTUM = {"bp": "Saliency", "gbp": "GuidedBackprop", "deconv": "Deconvolution"}
@@ -32,6 +30,15 @@ def make_model(name: str) -> nn.Module:
     torch.manual_seed(0)
     kwargs = {"mlp_ratio": 1 / 16} if name.startswith("vgg") else {}  # a small pre-logits MLP
     return timm.create_model(name, pretrained=False, num_classes=NUM_CLASSES, **kwargs).double().eval()
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """Tiny models run faster on one thread than on two of a shared 2-core machine."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
@@ -47,10 +54,11 @@ def vgg():
 @pytest.fixture(scope="module")
 def images():
     g = torch.Generator().manual_seed(1)
-    return torch.randn(2, 3, 64, 64, generator=g, dtype=torch.float64)  # (B, 3, H, W)
+    return torch.randn(2, 3, 32, 32, generator=g, dtype=torch.float64)  # (B, 3, H, W)
 
 
 def captum_map(method: str, model: nn.Module, images: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    captum_attr = pytest.importorskip("captum.attr")  # the reference: only these tests need it
     attr = getattr(captum_attr, CAPTUM[method])(model)
     kwargs = {"abs": True} if method == "bp" else {}
     with warnings.catch_warnings():
@@ -75,7 +83,7 @@ def test_matches_captum(method, arch, images, request):
     model = request.getfixturevalue(arch)
     classes = torch.tensor([[1, 4, 0], [3, 1, 2]])  # (B, K): different classes per image
     maps = METHODS[method](model, images, classes)  # (B, K, H, W)
-    assert maps.shape == (2, 3, 64, 64) and maps.dtype == torch.float32
+    assert maps.shape == (2, 3, 32, 32) and maps.dtype == torch.float32
     assert (maps >= 0).all() and maps.amax() > 0
     for k in range(classes.shape[1]):
         expected = captum_map(method, model, images, classes[:, k])  # (B, H, W)
@@ -99,18 +107,18 @@ def test_padding_and_single_class(method, resnet, images):
     fn = METHODS[method]
     classes = torch.tensor([[1, -1, 3], [-1, -1, 0]])  # column 1 is all padding
     maps = fn(resnet, images, classes)  # (B, K, H, W)
-    assert maps.shape == (2, 3, 64, 64)
+    assert maps.shape == (2, 3, 32, 32)
     assert (maps[0, 1] == 0).all() and (maps[1, 0] == 0).all() and (maps[1, 1] == 0).all()
     # every real entry equals the K=1 map of the same class, computed on its own
     for b, k in [(0, 0), (0, 2), (1, 2)]:
         single = fn(resnet, images[b : b + 1], classes[b : b + 1, k : k + 1])  # (1, 1, H, W)
-        assert single.shape == (1, 1, 64, 64)
+        assert single.shape == (1, 1, 32, 32)
         assert rel_diff(maps[b, k], single[0, 0]) <= 1e-6
 
 
 def test_all_padding_and_empty(resnet, images):
     assert (METHODS["gbp"](resnet, images, torch.full((2, 2), -1)) == 0).all()
-    assert METHODS["bp"](resnet, images, torch.zeros((2, 0), dtype=torch.long)).shape == (2, 0, 64, 64)
+    assert METHODS["bp"](resnet, images, torch.zeros((2, 0), dtype=torch.long)).shape == (2, 0, 32, 32)
 
 
 @pytest.mark.parametrize("method", list(METHODS))
@@ -128,7 +136,7 @@ def test_batched_backward_matches_loop(rule, resnet, images, monkeypatch):
     loop = class_gradients(resnet, images, classes, rule=rule)  # (B, K, 3, H, W)
     monkeypatch.setattr(backprop, "BATCHED_BACKWARD", True)
     batched = class_gradients(resnet, images, classes, rule=rule)
-    assert loop.shape == batched.shape == (2, 3, 3, 64, 64)
+    assert loop.shape == batched.shape == (2, 3, 3, 32, 32)
     assert rel_diff(batched, loop) <= 1e-12 and (loop[:, 1] == 0).all()
 
 
@@ -351,11 +359,11 @@ def test_gradients_at_a_layer():
 def test_gradients_at_a_timm_layer(resnet, images):
     """The gradient at a layer equals autograd through the rest of the network."""
     classes = torch.tensor([[3], [1]])
-    tapped = class_gradients(resnet, images, classes, at="layer4")  # (B, 1, 512, 2, 2)
+    tapped = class_gradients(resnet, images, classes, at="layer4")  # (B, 1, 512, 1, 1)
     feats = resnet.forward_features(images).detach().requires_grad_(True)  # layer4 output
     scores = resnet.forward_head(feats)  # (B, C)
     (g,) = torch.autograd.grad(scores.gather(1, classes).sum(), feats)
-    assert tapped.shape == (2, 1, 512, 2, 2)
+    assert tapped.shape == (2, 1, 512, 1, 1)
     assert rel_diff(tapped[:, 0], g) <= 1e-12
 
 

@@ -16,13 +16,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from test_saliency import SumPool, assert_unchanged, rel_diff, snapshot
+from test_saliency import SumPool, assert_unchanged, one_thread, rel_diff, snapshot  # noqa: F401 (fixture)
 from wssbench.classifier import Classifier
 from wssbench.errors import UsageError
 from wssbench.registry import build_registry
 from wssbench.saliency import MultiLayer, VanillaBP, average_over_scales, class_gradients, default_layers, distinct_maps
-
-captum_attr = pytest.importorskip("captum.attr")
 
 NUM_CLASSES = 5
 VGG16_CONV3_1_TO_5_3 = [f"features.{i}" for i in (10, 12, 14, 17, 19, 21, 24, 26, 28)]
@@ -102,6 +100,7 @@ def summed_maps(grads: list[torch.Tensor], size: tuple[int, int]) -> torch.Tenso
 
 def captum_multilayer(model, layers, images, target) -> torch.Tensor:
     modules = [model.get_submodule(name) for name in layers]
+    captum_attr = pytest.importorskip("captum.attr")
     attr = captum_attr.LayerGradientXActivation(model, modules, multiply_by_inputs=False)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

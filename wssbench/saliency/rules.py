@@ -123,10 +123,10 @@ class _RectifiedBackward(torch.autograd.Function):
 
     ``apply(x, y, lo, hi, guided)``: ``x`` the rectifier's input (the only differentiable
     argument), ``y = clamp(x, lo, hi)`` its output, detached. The forward gate
-    ``lo < x < hi`` is read off ``y`` in the backward (``lo < y < hi`` for a clamp), so
-    nothing is computed or stored in the forward pass: ``y`` is kept alive by the next layer
-    anyway. Written in the ``setup_context`` style so that the backward also runs under
-    ``torch.autograd.grad(..., is_grads_batched=True)``.
+    ``lo < x < hi`` is read off ``y`` in the backward (``lo < y < hi`` for a clamp), as
+    autograd's own ReLU backward does: nothing is computed in the forward pass, and ``y`` is
+    usually saved by the next layer anyway. Written in the ``setup_context`` style so that the
+    backward also runs under ``torch.autograd.grad(..., is_grads_batched=True)``.
     """
 
     @staticmethod
