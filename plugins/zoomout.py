@@ -9,7 +9,10 @@ and all concatenated (S, D):
   one ``bincount`` per layer gives the (S, h*w) weights. This is much cheaper than upsampling
   every channel to the image (960 channels x H x W for ResNet-18) and differs from it only in
   how a cell is spread over its neighbours;
-* the "global" level: the mean of the last feature maps over the whole image.
+* optionally (``global_level=true``) Mostajabi's "global" level: the mean of the last feature
+  maps over the whole image. Off by default: under multiple-instance learning this level is the
+  same for every instance of a bag, so it separates positive from negative bags on its own and
+  the mi-SVM stops at "every superpixel of a positive image is positive" (background included).
 
 Default layers: the modules in the backbone's timm ``feature_info`` at stride 4 or more (the
 end of each stage: ``layer1``..``layer4`` for ResNets), else the top-level children of
@@ -118,6 +121,7 @@ class ZoomOut:
     max_images: int = 200  # training images used by fit
     svm_c: float = 1.0  # the SVM's C
     max_iter: int = 10  # mi-SVM relabelling rounds
+    global_level: bool = False  # add the whole-image level (see the module docstring)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_svms", [])  # what fit() learns: state beside the (frozen) options
@@ -134,7 +138,8 @@ class ZoomOut:
         features = []
         for b, seg in enumerate(segments):
             levels = [coverage(seg, *m.shape[-2:]) @ m[b].flatten(1).T.double().cpu().numpy() for m in maps]  # [(S, F_l)]
-            levels.append(np.repeat(last[b].mean(dim=(1, 2)).double().cpu().numpy()[None], len(levels[0]), axis=0))  # (S, F)
+            if self.global_level:
+                levels.append(np.repeat(last[b].mean(dim=(1, 2)).double().cpu().numpy()[None], len(levels[0]), axis=0))  # (S, F)
             features.append(np.concatenate([l2_normalise(level) for level in levels], axis=1).astype(np.float32))  # (S, D)
         return segments, features
 

@@ -80,15 +80,17 @@ def test_layers(model):
 
 
 def test_features_are_l2_normalised_levels(model, images):
-    segments, features = ZoomOut(n_segments=40).superpixel_features(model, images)
+    segments, features = ZoomOut(n_segments=40, global_level=True).superpixel_features(model, images)
     for seg, feat in zip(segments, features):
         assert seg.shape == (64, 64) and feat.dtype == np.float32
         assert feat.shape == (seg.max() + 1, sum(LEVELS))
         for level in np.split(feat, np.cumsum(LEVELS)[:-1], axis=1):
             np.testing.assert_allclose(np.linalg.norm(level, axis=1), 1.0, rtol=1e-5)
         np.testing.assert_array_equal(feat[:, -512:], np.repeat(feat[:1, -512:], len(feat), axis=0))  # global level
-    _, (last_only,) = ZoomOut(n_segments=40, layers="layer4").superpixel_features(model, images[:1])
+    _, (last_only,) = ZoomOut(n_segments=40, layers="layer4", global_level=True).superpixel_features(model, images[:1])
     np.testing.assert_allclose(last_only, features[0][:, -1024:], rtol=1e-5, atol=1e-6)
+    _, (local,) = ZoomOut(n_segments=40).superpixel_features(model, images[:1])  # the default: no global level
+    np.testing.assert_allclose(local, features[0][:, :-512], rtol=1e-5, atol=1e-6)
 
 
 class FixedScores:
