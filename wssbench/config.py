@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import UsageError
+from .precision import check_precision
 from .references import SEED_QUALITY, SEGMENTATION
 from .training import TrainRecipe
 
@@ -36,6 +37,8 @@ class RunConfig:
     score_threshold: float = 0.5  # sigmoid score for a class to count as present
     max_classes: int = 3  # at most this many classes per image (the top-scoring ones)
     batch_size: int = 8
+    precision: str = "fp32"  # network stages: fp32, bf16 or fp16 (autocast; see ``precision``)
+    loader_workers: int = 0  # DataLoader processes reading images ahead of the network
     cache_maps: bool = True  # read class and saliency maps back from the map cache
     workers: int = 1  # processes for fusion and refinement (1 = in the main process)
     limit: int | None = None  # evaluate only the first N images of the split
@@ -47,6 +50,9 @@ class RunConfig:
             raise UsageError(f"--classes-from: expected 'predicted' or 'labels', got '{self.classes_from}'")
         if not 0.0 < self.score_threshold < 1.0:
             raise UsageError(f"--score-threshold: expected a value in (0, 1), got {self.score_threshold}")
+        check_precision(self.precision, self.device)
+        if self.loader_workers < 0:
+            raise UsageError(f"--loader-workers: expected 0 or more, got {self.loader_workers}")
         if self.max_classes < 1:
             raise UsageError(f"--max-classes: expected at least 1, got {self.max_classes}")
         if self.saliency is None and self.classmap is None and self.fusion != "background":

@@ -1,8 +1,9 @@
 """Content-addressed cache of class maps and saliency maps.
 
-Maps depend on the trained classifier, the component, its options, its code version and the
-classes asked for; they do not depend on fusion or refinement. So a sweep over fusion or
-refinement settings reads them back instead of running back-propagation again. One folder
+Maps depend on the trained classifier, the component, its options, its code version, the
+numerical precision and the classes asked for; they do not depend on fusion or refinement.
+So a sweep over fusion or refinement settings reads them back instead of running
+back-propagation again. One folder
 per (classifier, component, options, versions) under ``cache_dir("maps")``, one ``.npy`` per
 (image, classes), each written atomically.
 """
@@ -32,7 +33,7 @@ def _version(dist: str) -> str | None:
 class MapCache:
     """Maps of one component for one classifier: ``get``/``put`` per image and class list."""
 
-    def __init__(self, classifier: str, kind: str, name: str, plugin: str, options: dict[str, Any]):
+    def __init__(self, classifier: str, kind: str, name: str, plugin: str, options: dict[str, Any], precision: str = "fp32"):
         self.key = {
             "version": MAPS_VERSION,
             "classifier": classifier,
@@ -43,6 +44,8 @@ class MapCache:
             "wssbench_version": _version("wssbench"),
             "options": options,
         }
+        if precision != "fp32":  # fp32 keys stay as they were before mixed precision existed
+            self.key["precision"] = precision
         self.dir = cache_dir("maps", f"{kind}-{name}-{fingerprint(self.key)}")
 
     def path(self, image_id: str, classes: np.ndarray) -> Path:

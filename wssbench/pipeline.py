@@ -23,9 +23,11 @@ from .classifier import Classifier, downsample_factor
 from .config import RunConfig
 from .errors import DataError, UsageError
 from .io import atomic_dir, write_json, write_mask
+from .loading import load_all
 from .mapcache import MapCache
 from .metrics import ConfusionMatrix
 from .options import defaults
+from .precision import autocast
 from .record import build_record
 from . import distributed
 from .distributed import World
@@ -34,6 +36,7 @@ from .workers import PredictPool
 from .training import checkpoint_path, load_checkpoint, mean_average_precision, recipe_dict, save_checkpoint, train
 
 CLASSIFIER_VERSION = 1
+SEGMENT_WALL = "segment_wall"  # timer stage: the whole loop over the split
 
 
 @dataclass
@@ -130,6 +133,7 @@ def classifier_key(config: RunConfig, dataset: Any) -> dict:
         "pretrained": config.pretrained,
         "weights": file_digest(config.weights) if config.weights else None,
         "recipe": recipe_dict(config.recipe),
+        **({"precision": config.precision} if config.precision != "fp32" else {}),  # fp32 keys as before
     }
 
 
@@ -149,7 +153,10 @@ def load_or_train(config: RunConfig, parts: Components, device: torch.device, pr
                 progress.update(task, completed=step, total=total, description=f"training classifier (loss {loss:.3f})")
 
         start = time.perf_counter()
-        history = train(model, parts.dataset, config.train_split, config.recipe, device, on_step)
+        history = train(
+            model, parts.dataset, config.train_split, config.recipe, device, on_step,
+            precision=config.precision, loader_workers=config.loader_workers,
+        )
         meta = {"key": key, "loss_history": history, "train_seconds": time.perf_counter() - start}
         save_checkpoint(path, model.cpu(), meta)
         meta = {**meta, "cached": False}
@@ -176,11 +183,14 @@ def select_classes(scores: torch.Tensor, gt: torch.Tensor | None, config: RunCon
     return torch.where(torch.isfinite(top.values), top.indices, torch.full_like(top.indices, -1))  # (B, K)
 
 
-def batches(dataset: Any, ids: list[str], size: int) -> Iterator[tuple[list[str], list[np.ndarray], list[np.ndarray]]]:
-    """Consecutive images of equal size, at most ``size`` at a time, with their masks."""
+def batches(dataset: Any, ids: list[str], size: int, workers: int = 0) -> Iterator[tuple[list[str], list[np.ndarray], list[np.ndarray]]]:
+    """Consecutive images of equal size, at most ``size`` at a time, with their masks.
+
+    With ``workers > 0``, DataLoader worker processes read and decode the next images while
+    the network works on this batch.
+    """
     group: list[tuple[str, np.ndarray, np.ndarray]] = []
-    for image_id in ids:
-        image, mask = dataset.load_pair(image_id)
+    for image_id, (image, mask) in zip(ids, load_all(dataset.load_pair, ids, workers)):
         if group and (len(group) == size or group[0][1].shape != image.shape):
             yield [g[0] for g in group], [g[1] for g in group], [g[2] for g in group]
             group = []
@@ -204,7 +214,7 @@ class ImageMaps:
 
 
 def stage_maps(stage: str, producer: Any, cache: MapCache | None, model: Classifier, x: torch.Tensor,
-               classes: np.ndarray, batch_ids: list[str], timer: Timer) -> list[np.ndarray | None]:
+               classes: np.ndarray, batch_ids: list[str], timer: Timer, precision: str = "fp32") -> list[np.ndarray | None]:
     """One stage's maps for a batch, per image (K_b, H, W): from the cache when all are there."""
     if producer is None:
         return [None] * len(batch_ids)
@@ -214,8 +224,8 @@ def stage_maps(stage: str, producer: Any, cache: MapCache | None, model: Classif
             found = [cache.get(i, c) for i, c in zip(batch_ids, kept)]
         if all(f is not None for f in found):
             return found
-    with timer(stage):
-        maps = producer(model, x, torch.from_numpy(classes).to(x.device)).cpu().numpy()  # (B, K, H, W)
+    with timer(stage), autocast(x.device, precision):
+        maps = producer(model, x, torch.from_numpy(classes).to(x.device)).float().cpu().numpy()  # (B, K, H, W)
     out = [m[c >= 0] for m, c in zip(maps, classes)]  # (K_b, H, W) each
     if cache is not None:
         for image_id, c, m in zip(batch_ids, kept, out):
@@ -227,15 +237,15 @@ def compute_maps(config: RunConfig, parts: Components, model: Classifier, ids: l
                  caches: dict[str, MapCache] | None = None) -> Iterator[ImageMaps]:
     """Classify each image, pick its classes, and compute (or read back) their maps."""
     caches = caches or {}
-    for batch_ids, images, masks in batches(parts.dataset, ids, config.batch_size):
+    for batch_ids, images, masks in batches(parts.dataset, ids, config.batch_size, config.loader_workers):
         gt_labels = torch.from_numpy(np.stack([parts.dataset.image_labels(i) for i in batch_ids]))  # (B, C)
         with timer("classify"):
             x = model.preprocess(images)  # (B, 3, H, W)
-            with torch.no_grad():
-                scores = model(x)  # (B, C)
+            with torch.no_grad(), autocast(x.device, config.precision):
+                scores = model(x).float()  # (B, C)
             classes = select_classes(scores, gt_labels, config).cpu().numpy()  # (B, K)
-        class_maps = stage_maps("classmap", parts.classmap, caches.get("classmap"), model, x, classes, batch_ids, timer)
-        saliency_maps = stage_maps("saliency", parts.saliency, caches.get("saliency"), model, x, classes, batch_ids, timer)
+        class_maps = stage_maps("classmap", parts.classmap, caches.get("classmap"), model, x, classes, batch_ids, timer, config.precision)
+        saliency_maps = stage_maps("saliency", parts.saliency, caches.get("saliency"), model, x, classes, batch_ids, timer, config.precision)
         for b, image_id in enumerate(batch_ids):
             yield ImageMaps(
                 image_id, images[b], masks[b], classes[b][classes[b] >= 0] + 1,
@@ -252,7 +262,7 @@ def map_caches(config: RunConfig, registry: Registry, classifier: str) -> dict[s
         if name is not None:
             entry = registry.get(stage, name)
             options = {**defaults(entry.factory), **config.options_for(stage)}
-            caches[stage] = MapCache(classifier, stage, name, entry.plugin, options)
+            caches[stage] = MapCache(classifier, stage, name, entry.plugin, options, config.precision)
     return caches
 
 
@@ -307,10 +317,11 @@ def run(config: RunConfig, registry: Registry, out: Path, progress: Any = None, 
         masks_dir = tmp / "masks" if main else tmp
         masks_dir.mkdir(exist_ok=True)
         caches = map_caches(config, registry, Path(classifier_info["checkpoint"]).stem)
-        for maps in compute_maps(config, parts, model, ids, timer, caches):
-            pool.submit(maps)
-            consume(pool.results())
-        consume(pool.results(finish=True))
+        with timer(SEGMENT_WALL):  # all stages together, overlapping: the split's wall time
+            for maps in compute_maps(config, parts, model, ids, timer, caches):
+                pool.submit(maps)
+                consume(pool.results())
+            consume(pool.results(finish=True))
         if progress:
             progress.remove_task(task)
         cm.matrix = world.sum(cm.matrix)

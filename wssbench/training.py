@@ -17,6 +17,8 @@ from sklearn.metrics import average_precision_score
 from .cache import cache_dir, fingerprint
 from .classifier import Classifier
 from .io import atomic_path
+from .loading import load_all
+from .precision import autocast, grad_scaler
 
 CHECKPOINT_VERSION = 1
 
@@ -60,12 +62,18 @@ def train(
     recipe: TrainRecipe,
     device: torch.device,
     on_step: Callable[[int, int, float], None] | None = None,
+    precision: str = "fp32",
+    loader_workers: int = 0,
 ) -> list[float]:
-    """Train ``model`` in place on ``split``'s image labels; returns the mean loss per epoch."""
+    """Train ``model`` in place on ``split``'s image labels; returns the mean loss per epoch.
+
+    Images are read per epoch in the epoch's order (``loader_workers`` processes decode them
+    ahead), never all held in memory; the random stream, and so the result, does not depend
+    on the number of workers.
+    """
     torch.manual_seed(recipe.seed)
     rng = np.random.default_rng(recipe.seed)
     ids = dataset.ids(split)
-    images = [dataset.load_image(i) for i in ids]
     labels = torch.from_numpy(np.stack([dataset.image_labels(i) for i in ids]).astype(np.float32))  # (N, C)
     head = list(model.head.parameters())
     head_ids = {id(p) for p in head}
@@ -77,20 +85,24 @@ def train(
     steps_per_epoch = max(1, len(ids) // recipe.batch_size)
     total = recipe.epochs * steps_per_epoch
     base_lrs = [g["lr"] for g in optimizer.param_groups]
+    scaler = grad_scaler(device, precision)
     model.to(device).train()
     history, step = [], 0
     for _ in range(recipe.epochs):
-        order = rng.permutation(len(ids))
+        order = rng.permutation(len(ids))[: steps_per_epoch * recipe.batch_size]
+        images = load_all(dataset.load_image, [ids[i] for i in order], loader_workers)
         losses = []
         for b in range(steps_per_epoch):
             idx = order[b * recipe.batch_size : (b + 1) * recipe.batch_size]
-            batch = model.preprocess(np.stack([_augment(images[i], recipe, rng) for i in idx]))
-            loss = F.multilabel_soft_margin_loss(model(batch), labels[idx].to(device))
+            batch = model.preprocess(np.stack([_augment(next(images), recipe, rng) for _ in idx]))
+            with autocast(device, precision):
+                loss = F.multilabel_soft_margin_loss(model(batch).float(), labels[idx].to(device))
             for group, base in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base * (1 - step / total) ** 0.9  # poly decay
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            scaler.scale(loss).backward()
+            scaler.step(optimizer)
+            scaler.update()
             losses.append(loss.item())
             step += 1
             if on_step:

@@ -15,7 +15,9 @@ from ..cache import fingerprint
 from ..classifier import POOLINGS
 from ..config import RunConfig, parse_option_strings
 from ..errors import UsageError
+from ..loading import default_loader_workers
 from ..pipeline import resolve, run
+from ..precision import PRECISIONS
 from ..presets import PRESETS
 from ..registry import default_registry
 from ..training import TrainRecipe
@@ -41,6 +43,18 @@ def resolve_device(name: str) -> str:
     return name
 
 
+def resolve_loader_workers(value: str | int, device: str) -> int:
+    if value == "auto":
+        return default_loader_workers(device)
+    try:
+        workers = int(value)
+    except ValueError:
+        workers = -1
+    if workers < 0:
+        raise UsageError(f"--loader-workers: expected 'auto' or a count of 0 or more, got '{value}'")
+    return workers
+
+
 @click.command("run")
 @click.option("--preset", type=click.Choice(list(PRESETS)), help="A named method (its options; those given here win). See README.")
 @click.option("--dataset", type=ComponentName("dataset"), default="synthetic", show_default=True, help="Dataset.")
@@ -63,6 +77,8 @@ def resolve_device(name: str) -> str:
 @click.option("--score-threshold", type=float, default=0.5, show_default=True, help="Sigmoid score for a class to count as detected.")
 @click.option("--max-classes", type=click.IntRange(min=1), default=3, show_default=True, help="At most this many classes per image.")
 @click.option("--batch-size", type=click.IntRange(min=1), default=8, show_default=True, help="Images per forward/backward batch.")
+@click.option("--precision", type=click.Choice(list(PRECISIONS)), default="fp32", show_default=True, help="Numerical precision of the network stages (autocast; fp16 needs CUDA).")
+@click.option("--loader-workers", default="auto", show_default=True, help="Processes reading images ahead of the network (auto: 0 on the CPU, up to 8 on a GPU).")
 @click.option("--workers", type=click.IntRange(min=1), default=os.cpu_count() or 1, show_default="the core count", help="Processes for fusion and refinement (CPU work per image).")
 @click.option("--cache-maps/--no-cache-maps", default=True, show_default=True, help="Reuse class and saliency maps computed by an earlier run.")
 @click.option("--limit", type=click.IntRange(min=1), help="Only the first N images of the split.")
@@ -102,6 +118,7 @@ def config_from_options(kw: dict, explicit: set[str]) -> RunConfig:
                 kw["options"] = tuple(value) + tuple(kw["options"])
             elif key not in explicit:
                 kw[key] = None if value == "none" else value
+    device = resolve_device(kw["device"])
     return RunConfig(
         preset=kw["preset"], dataset=kw["dataset"], data_root=kw["data_root"], split=kw["split"],
         train_split=kw["train_split"], backbone=kw["backbone"], pooling=kw["pooling"],
@@ -111,7 +128,8 @@ def config_from_options(kw: dict, explicit: set[str]) -> RunConfig:
         refine=tuple(kw["refine"]) or ("densecrf",), options=parse_option_strings(tuple(kw["options"])),
         classes_from=kw["classes_from"], score_threshold=kw["score_threshold"], max_classes=kw["max_classes"],
         batch_size=kw["batch_size"], workers=kw["workers"], cache_maps=kw["cache_maps"], limit=kw["limit"],
-        device=resolve_device(kw["device"]), seed=kw["seed"],
+        device=device, seed=kw["seed"], precision=kw["precision"],
+        loader_workers=resolve_loader_workers(kw["loader_workers"], device),
     )
 
 
