@@ -48,7 +48,7 @@ def resnet():
 
 @pytest.fixture(scope="module")
 def vgg():
-    return make_model("vgg11")
+    return make_model("vgg16")  # all 13 convolutions; only the pre-logits MLP is narrowed
 
 
 @pytest.fixture(scope="module")
