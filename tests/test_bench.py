@@ -47,3 +47,12 @@ def test_bench_errors(tmp_path):
     bad.write_text("rows = [")
     assert bench(bad).exit_code == 1
     assert "bench file not found" in bench(tmp_path / "none.toml").stderr
+
+
+def test_grid_edges():
+    from wssbench.cli.bench import grid_edges
+
+    grid = {"fusion.bg_threshold": [0.1, 0.2, 0.3], "fusion.weight": [0.5, 0.25, 0.75], "densecrf.iterations": [5, 10]}
+    assert grid_edges(grid, {"fusion.bg_threshold": 0.1, "fusion.weight": 0.5, "densecrf.iterations": 10}) == ["fusion.bg_threshold"]
+    assert grid_edges(grid, {"fusion.bg_threshold": 0.2, "fusion.weight": 0.75, "densecrf.iterations": 5}) == ["fusion.weight"]
+    assert grid_edges({"fusion.mode": ["a", "b", "c"]}, {"fusion.mode": "a"}) == []  # not numeric: no order

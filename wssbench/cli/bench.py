@@ -113,7 +113,18 @@ def tune_row(spec: dict, row: dict, kw: dict, explicit: set[str], registry) -> t
             record = run(config, registry, Path(tmp) / "trial", parts=parts)
         scores.append({"options": choice, "miou": record["miou"]})
     best = max(scores, key=lambda s: s["miou"])
-    return best["options"], {"split": split, "limit": spec.get("tune_limit"), "grid": grid, "scores": scores, "chosen": best["options"]}
+    report = {"split": split, "limit": spec.get("tune_limit"), "grid": grid, "scores": scores, "chosen": best["options"]}
+    return best["options"], {**report, "at_edge": grid_edges(grid, best["options"])}
+
+
+def grid_edges(grid: dict[str, list], chosen: dict[str, Any]) -> list[str]:
+    """The numeric options of a grid of 3 or more values whose chosen value is its smallest or
+    largest: the optimum may lie outside the grid."""
+    return [
+        key for key, values in grid.items()
+        if len(values) > 2 and all(isinstance(v, (int, float)) for v in values)
+        and chosen[key] in (min(values), max(values))
+    ]
 
 
 def run_row(spec: dict, row: dict, out: Path, registry, console: Console) -> dict:
@@ -135,6 +146,8 @@ def run_row(spec: dict, row: dict, out: Path, registry, console: Console) -> dic
     if row.get("tune"):
         console.print(f"{row['label']}: tuning {', '.join(row['tune'])} on {spec.get('tune_split', 'train')}")
         chosen, tuning = tune_row(spec, row, kw, explicit, registry)
+        for key in tuning["at_edge"]:
+            console.print(f"[yellow]warning: row '{row['label']}': the best {key} ({chosen[key]}) is at the edge of its grid {row['tune'][key]}; widen it[/yellow]")
         kw["options"] = tuple(kw["options"]) + tuple(f"{k}={v}" for k, v in chosen.items())
         explicit = explicit | {"options"}
     console.print(f"{row['label']}: running")
