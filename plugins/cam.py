@@ -131,6 +131,7 @@ class CAM:
         parse_scales(self.scales)
 
     def __call__(self, model, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        classes = torch.as_tensor(classes).to(images.device)
         return multiscale(cam_raw, model, images, classes, parse_scales(self.scales), self.flip)  # (B, K, H, W)
 
 
@@ -148,6 +149,7 @@ class GradCAM:
 
     def __call__(self, model, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         raw = partial(grad_cam_raw, layer=self.layer)
+        classes = torch.as_tensor(classes).to(images.device)
         return multiscale(raw, model, images, classes, parse_scales(self.scales), self.flip)  # (B, K, H, W)
 
 

@@ -18,8 +18,12 @@ def select(maps: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
 
 
 def max_normalise(maps: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Clip negatives and divide each (B, K) map by its maximum: values in [0, 1]."""
-    maps = maps.clamp(min=0)
+    """Clip negatives and divide each (B, K) map by its maximum: values in [0, 1].
+
+    In float32 whatever came in: in fp16 ``eps`` rounds to 0 and an all-negative map would
+    become 0/0.
+    """
+    maps = maps.float().clamp(min=0)
     return maps / (maps.amax(dim=(2, 3), keepdim=True) + eps)
 
 
@@ -30,10 +34,11 @@ class FCNScoreMaps:
     name = "fcn"
 
     def __call__(self, model, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        classes = torch.as_tensor(classes).to(images.device)
         with torch.no_grad():
             maps = select(model.score_maps(images), classes)  # (B, K, h, w)
             maps = upsample(maps, images.shape[-2:])  # (B, K, H, W)
-        return max_normalise(maps).float()
+        return max_normalise(maps)
 
 
 @wssbench.hookimpl

@@ -11,7 +11,7 @@ from wssbench.data.synthetic import SyntheticDataset
 from wssbench.errors import DataError, UsageError
 from wssbench.loading import default_loader_workers, load_all
 from wssbench.mapcache import MapCache
-from wssbench.pipeline import batches
+from wssbench.pipeline import batches, compute_key
 from wssbench.precision import autocast, check_precision
 from wssbench.training import TrainRecipe, train
 from wssbench_plugins.classmaps import FCNScoreMaps
@@ -108,6 +108,16 @@ def test_precision_errors():
 
 def test_map_cache_key_names_mixed_precision():
     fp32 = MapCache("clf", "saliency", "gbp", "wssbench", {"distinct": False})
-    bf16 = MapCache("clf", "saliency", "gbp", "wssbench", {"distinct": False}, precision="bf16")
+    bf16 = MapCache("clf", "saliency", "gbp", "wssbench", {"distinct": False}, compute_key(RunConfig(precision="bf16")))
     assert "precision" not in fp32.key and bf16.key["precision"] == "bf16"
     assert fp32.dir != bf16.dir
+
+
+def test_max_normalise_is_float32_and_finite_from_fp16():
+    from wssbench_plugins.classmaps import max_normalise
+
+    maps = torch.tensor([[[[-1.0, -2.0], [-0.5, -3.0]], [[0.0, 2.0], [1.0, 0.5]]]], dtype=torch.float16)  # (1, 2, 2, 2)
+    out = max_normalise(maps)
+    assert out.dtype == torch.float32
+    assert (out[0, 0] == 0).all()  # an all-negative map is empty, not 0/0
+    np.testing.assert_allclose(out[0, 1].numpy(), [[0.0, 1.0], [0.5, 0.25]], rtol=1e-6)

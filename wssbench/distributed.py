@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any, Iterator
 
 import numpy as np
@@ -71,7 +72,9 @@ def init(device: str) -> tuple[World, str]:
     if size == 1:
         return World(), device
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        # rank 0 may train a classifier for hours while the others wait in a barrier
+        # (``main_first``); NCCL's default timeout (10 minutes) would abort them
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo", timeout=timedelta(hours=12))
     if device.startswith("cuda"):
         local = int(os.environ.get("LOCAL_RANK", "0"))
         torch.cuda.set_device(local)

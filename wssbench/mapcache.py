@@ -33,7 +33,8 @@ def _version(dist: str) -> str | None:
 class MapCache:
     """Maps of one component for one classifier: ``get``/``put`` per image and class list."""
 
-    def __init__(self, classifier: str, kind: str, name: str, plugin: str, options: dict[str, Any], precision: str = "fp32"):
+    def __init__(self, classifier: str, kind: str, name: str, plugin: str, options: dict[str, Any],
+                 compute: dict[str, str] | None = None):
         self.key = {
             "version": MAPS_VERSION,
             "classifier": classifier,
@@ -44,8 +45,7 @@ class MapCache:
             "wssbench_version": _version("wssbench"),
             "options": options,
         }
-        if precision != "fp32":  # fp32 keys stay as they were before mixed precision existed
-            self.key["precision"] = precision
+        self.key.update(compute or {})  # precision / device when not fp32 on the CPU (``pipeline.compute_key``)
         self.dir = cache_dir("maps", f"{kind}-{name}-{fingerprint(self.key)}")
 
     def path(self, image_id: str, classes: np.ndarray) -> Path:

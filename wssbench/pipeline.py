@@ -133,8 +133,20 @@ def classifier_key(config: RunConfig, dataset: Any) -> dict:
         "pretrained": config.pretrained,
         "weights": file_digest(config.weights) if config.weights else None,
         "recipe": recipe_dict(config.recipe),
-        **({"precision": config.precision} if config.precision != "fp32" else {}),  # fp32 keys as before
+        **compute_key(config),
     }
+
+
+def compute_key(config: RunConfig) -> dict:
+    """What of the numerics enters cache keys beyond the components: precision and, off the
+    CPU, the device type (CUDA convolutions use TF32 and other algorithms). Empty for fp32 on
+    the CPU, so that those keys stay as they were."""
+    key = {}
+    if config.precision != "fp32":
+        key["precision"] = config.precision
+    if torch.device(config.device).type != "cpu":
+        key["device"] = torch.device(config.device).type
+    return key
 
 
 def load_or_train(config: RunConfig, parts: Components, device: torch.device, progress: Any = None) -> tuple[Classifier, dict]:
@@ -173,7 +185,7 @@ def select_classes(scores: torch.Tensor, gt: torch.Tensor | None, config: RunCon
     ``max_classes``, in decreasing score order.
     """
     if config.classes_from == "labels":
-        present = gt.bool()
+        present = gt.to(scores.device).bool()
     else:
         present = torch.sigmoid(scores) > config.score_threshold
         present[torch.arange(len(scores)), scores.argmax(1)] = True
@@ -262,7 +274,7 @@ def map_caches(config: RunConfig, registry: Registry, classifier: str) -> dict[s
         if name is not None:
             entry = registry.get(stage, name)
             options = {**defaults(entry.factory), **config.options_for(stage)}
-            caches[stage] = MapCache(classifier, stage, name, entry.plugin, options, config.precision)
+            caches[stage] = MapCache(classifier, stage, name, entry.plugin, options, compute_key(config))
     return caches
 
 

@@ -20,6 +20,8 @@ def check_precision(precision: str, device: str) -> None:
         raise UsageError(f"--precision: expected one of {', '.join(PRECISIONS)}, got '{precision}'")
     if precision == "fp16" and torch.device(device).type != "cuda":
         raise UsageError(f"--precision fp16: needs a CUDA device, not '{device}' (use bf16 on the CPU)")
+    if precision == "bf16" and torch.device(device).type == "cuda" and not torch.cuda.is_bf16_supported(including_emulation=False):
+        raise UsageError("--precision bf16: this GPU has no native bfloat16 (use fp16)")
 
 
 def autocast(device: str | torch.device, precision: str) -> torch.autocast:

@@ -103,10 +103,11 @@ def train(
             scaler.scale(loss).backward()
             scaler.step(optimizer)
             scaler.update()
-            losses.append(loss.item())
+            value = loss.item()  # one device sync per step
+            losses.append(value)
             step += 1
             if on_step:
-                on_step(step, total, loss.item())
+                on_step(step, total, value)
         history.append(float(np.mean(losses)))
     model.eval()
     return history

@@ -101,10 +101,11 @@ def _load_checkpoint(checkpoint: Path, parts: Components, config: RunConfig, dev
         load_checkpoint(checkpoint, model)
     except RuntimeError as e:
         raise DataError(f"{checkpoint}: does not fit backbone '{config.backbone}' ({str(e).splitlines()[0]})") from None
+    model.to(device).eval()
     if getattr(parts.classmap, "needs_fit", False):
         parts.dataset.prepare()
         parts.classmap.fit(model, parts.dataset, config.train_split, checkpoint.stem)
-    return model.to(device).eval()
+    return model
 
 
 def _class_indices(names: str, dataset) -> torch.Tensor:

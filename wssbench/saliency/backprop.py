@@ -135,14 +135,14 @@ class _Taps:
 # --------------------------------------------------------------------------------------
 
 
-def check_classes(classes: torch.Tensor, batch: int) -> torch.Tensor:
-    """``classes`` as an int64 ``(B, K)`` tensor, or a :class:`UsageError`."""
+def check_classes(classes: torch.Tensor, batch: int, device: torch.device | None = None) -> torch.Tensor:
+    """``classes`` as an int64 ``(B, K)`` tensor (on ``device``), or a :class:`UsageError`."""
     classes = torch.as_tensor(classes)
     if classes.dim() != 2 or classes.shape[0] != batch:
         raise UsageError(f"classes must be (B, K) with B={batch}, got shape {tuple(classes.shape)}")
     if classes.dtype.is_floating_point or classes.dtype == torch.bool:
         raise UsageError(f"classes must be an integer tensor, got {classes.dtype}")
-    return classes.long()
+    return classes.long().to(device) if device is not None else classes.long()
 
 
 @contextlib.contextmanager
@@ -205,7 +205,7 @@ def class_gradients(
         raise UsageError("class_gradients: gradients at several layers need a reduce function")
     layers = [] if at is None else list(at) if several else [at]
     reduce_all = reduce if several else (lambda grads: (reduce or _identity)(grads[0]))
-    classes = check_classes(classes, images.shape[0])
+    classes = check_classes(classes, images.shape[0], images.device)
     batch, k_count = classes.shape
     rectifiers = check_rule(model, rule, unsupported)
     if not layers and not bool((classes >= 0).any()):  # only padding: no need to run the model

@@ -45,7 +45,7 @@ class SaliencyMethod:
         object.__setattr__(self, "scales", scales)
 
     def __call__(self, model: nn.Module, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        classes = check_classes(classes, images.shape[0])  # (B, K)
+        classes = check_classes(classes, images.shape[0], images.device)  # (B, K)
         maps = average_over_scales(lambda x: self.raw_maps(model, x, classes), images, self.scales)  # (B, K, H, W)
         if self.distinct:
             maps = distinct_maps(maps, classes)
