@@ -121,3 +121,19 @@ def test_max_normalise_is_float32_and_finite_from_fp16():
     assert out.dtype == torch.float32
     assert (out[0, 0] == 0).all()  # an all-negative map is empty, not 0/0
     np.testing.assert_allclose(out[0, 1].numpy(), [[0.0, 1.0], [0.5, 0.25]], rtol=1e-6)
+
+
+def test_untrained_classifier_is_the_same_in_every_process():
+    """The random initialisation comes from the recipe's seed, not from the process's RNG state."""
+    from wssbench.pipeline import resolve
+    from wssbench.registry import default_registry
+
+    config = RunConfig(options=(("dataset", "preset", "tiny"),))
+    _, first = resolve(config, default_registry())
+    torch.manual_seed(12345)  # whatever happened before in the process
+    torch.rand(7)
+    _, second = resolve(config, default_registry())
+    for (name, a), b in zip(first.model.state_dict().items(), second.model.state_dict().values()):
+        assert torch.equal(a, b), name
+    _, other_seed = resolve(RunConfig(options=(("dataset", "preset", "tiny"),), recipe=TrainRecipe(seed=1)), default_registry())
+    assert not torch.equal(first.model.head.weight, other_seed.model.head.weight)

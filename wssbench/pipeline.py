@@ -35,7 +35,7 @@ from .registry import Registry
 from .workers import PredictPool
 from .training import checkpoint_path, load_checkpoint, mean_average_precision, recipe_dict, save_checkpoint, train
 
-CLASSIFIER_VERSION = 1
+CLASSIFIER_VERSION = 2  # 2: the initialisation is seeded (1 drew it from an unseeded generator)
 SEGMENT_WALL = "segment_wall"  # timer stage: the whole loop over the split
 
 
@@ -107,14 +107,18 @@ class Timer:
 
 
 def build_classifier(config: RunConfig, dataset: Any, provider: Any) -> Classifier:
+    """The untrained classifier; its random initialisation is drawn from the recipe's seed, so
+    that training from scratch gives the same weights in every process."""
     _, model_name = config.backbone_provider
-    features, preprocess = provider.build(model_name, pretrained=config.pretrained, weights=config.weights)
-    features.eval()
-    with torch.no_grad():
-        out = features(torch.zeros(1, 3, 64, 64))
-    if out.ndim != 4:
-        raise UsageError(f"backbone '{config.backbone}' does not produce feature maps (output shape {tuple(out.shape)})")
-    return Classifier(features, out.shape[1], dataset.num_classes - 1, config.pooling, **preprocess)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.recipe.seed)
+        features, preprocess = provider.build(model_name, pretrained=config.pretrained, weights=config.weights)
+        features.eval()
+        with torch.no_grad():
+            out = features(torch.zeros(1, 3, 64, 64))
+        if out.ndim != 4:
+            raise UsageError(f"backbone '{config.backbone}' does not produce feature maps (output shape {tuple(out.shape)})")
+        return Classifier(features, out.shape[1], dataset.num_classes - 1, config.pooling, **preprocess)
 
 
 def classifier_key(config: RunConfig, dataset: Any) -> dict:
