@@ -65,6 +65,20 @@ def test_second_run_uses_cached_classifier(tiny_run, tmp_path):
     assert record["classifier"]["checkpoint"] == first["classifier"]["checkpoint"]
 
 
+def test_bf16_run_has_its_own_classifier_and_loader_workers_change_nothing(tiny_run, tmp_path):
+    _, first = tiny_run
+    result = invoke("run", *TINY, "--loader-workers", "2", "--out", tmp_path / "loaders", "--json")
+    assert result.exit_code == 0, result.output
+    same = json.loads(result.stdout)
+    assert same["confusion_matrix"] == first["confusion_matrix"] and same["config"]["loader_workers"] == 2
+    result = invoke("run", *TINY, "--precision", "bf16", "--out", tmp_path / "bf16", "--json")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["config"]["precision"] == "bf16" and record["classifier"]["cached"] is False
+    assert record["classifier"]["checkpoint"] != first["classifier"]["checkpoint"]
+    assert 0.0 <= record["miou"] <= 1.0
+
+
 def test_table_output(tiny_run, tmp_path):
     result = invoke("run", *TINY, "--saliency", "none", "--refine", "none", "--out", tmp_path / "t")
     assert result.exit_code == 0, result.output
