@@ -218,5 +218,12 @@ def test_show_writes_gallery_from_cached_maps(tiny_run):
         width, height = img.size
     assert width > height  # five columns: image, truth, class map, saliency, prediction
     assert "mIoU" in (out / "gallery.html").read_text()
+    from wssbench.cli.show import cached_maps
+
+    record = json.loads((out / "result.json").read_text())
+    image_id = sorted(p.stem for p in (out / "masks").glob("*.png"))[0]
+    for stage in ("classmap", "saliency"):  # the gallery shows the maps the run cached
+        maps = cached_maps(record, stage, image_id)
+        assert maps is not None and maps.shape == np.asarray(Image.open(out / "masks" / f"{image_id}.png")).shape
     missing = invoke("show", out, "--ids", "nope")
     assert missing.exit_code == 1 and "no prediction for 'nope'" in missing.stderr

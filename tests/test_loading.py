@@ -137,3 +137,24 @@ def test_untrained_classifier_is_the_same_in_every_process():
         assert torch.equal(a, b), name
     _, other_seed = resolve(RunConfig(options=(("dataset", "preset", "tiny"),), recipe=TrainRecipe(seed=1)), default_registry())
     assert not torch.equal(first.model.head.weight, other_seed.model.head.weight)
+
+
+def test_map_cache_key_follows_the_source(tmp_path, monkeypatch):
+    """Editing a method's source gives its maps a new cache folder, version number or not."""
+    from wssbench.mapcache import code_digests, source_digest
+
+    package = tmp_path / "mymethods"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "sal.py").write_text("class Sal:\n    scale = 1.0\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    from mymethods.sal import Sal
+
+    before = code_digests(Sal)
+    assert set(before) == {"mymethods", "wssbench"}
+    (package / "sal.py").write_text("class Sal:\n    scale = 2.0\n")
+    source_digest.cache_clear()
+    after = code_digests(Sal)
+    assert after["mymethods"] != before["mymethods"] and after["wssbench"] == before["wssbench"]
+    keyed = [MapCache("clf", "saliency", "sal", "mymethods", {}, code=c).dir for c in (before, after)]
+    assert keyed[0] != keyed[1]

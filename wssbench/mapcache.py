@@ -1,7 +1,9 @@
 """Content-addressed cache of class maps and saliency maps.
 
-Maps depend on the trained classifier, the component, its options, its code version, the
-numerical precision and the classes asked for; they do not depend on fusion or refinement.
+Maps depend on the trained classifier, the component, its options, its code (a digest of the
+source of the package that defines it, and of wssbench's: an edited method, even in an
+editable install with an unchanged version number, gets new maps), the numerical precision
+and the classes asked for; they do not depend on fusion or refinement.
 So a sweep over fusion or refinement settings reads them back instead of running
 back-propagation again. One folder
 per (classifier, component, options, versions) under ``cache_dir("maps")``, one ``.npy`` per
@@ -10,6 +12,9 @@ per (classifier, component, options, versions) under ``cache_dir("maps")``, one 
 
 from __future__ import annotations
 
+import functools
+import hashlib
+import importlib
 import json
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -30,11 +35,30 @@ def _version(dist: str) -> str | None:
         return None
 
 
+@functools.lru_cache(maxsize=None)
+def source_digest(module_name: str) -> str:
+    """Digest of the source of the top-level package of ``module_name``: every ``.py`` file
+    under it (path and content), or the module's own file when it is not a package."""
+    top = importlib.import_module(module_name.partition(".")[0])
+    path = Path(top.__file__ or "")
+    files = sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]
+    h = hashlib.sha256()
+    for file in files:
+        h.update(str(file.relative_to(path.parent)).encode() + b"\0" + file.read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def code_digests(factory: Any) -> dict[str, str]:
+    """The source digests a component's maps depend on: its own package's and wssbench's."""
+    modules = {factory.__module__.partition(".")[0], "wssbench"}
+    return {name: source_digest(name) for name in sorted(modules)}
+
+
 class MapCache:
     """Maps of one component for one classifier: ``get``/``put`` per image and class list."""
 
     def __init__(self, classifier: str, kind: str, name: str, plugin: str, options: dict[str, Any],
-                 compute: dict[str, str] | None = None):
+                 compute: dict[str, str] | None = None, code: dict[str, str] | None = None):
         self.key = {
             "version": MAPS_VERSION,
             "classifier": classifier,
@@ -45,6 +69,8 @@ class MapCache:
             "wssbench_version": _version("wssbench"),
             "options": options,
         }
+        if code:
+            self.key["code"] = code
         self.key.update(compute or {})  # precision / device when not fp32 on the CPU (``pipeline.compute_key``)
         self.dir = cache_dir("maps", f"{kind}-{name}-{fingerprint(self.key)}")
 

@@ -24,7 +24,7 @@ from .config import RunConfig
 from .errors import DataError, UsageError
 from .io import atomic_dir, write_json, write_mask
 from .loading import load_all
-from .mapcache import MapCache
+from .mapcache import MapCache, code_digests
 from .metrics import ConfusionMatrix
 from .options import defaults
 from .precision import autocast
@@ -278,7 +278,7 @@ def map_caches(config: RunConfig, registry: Registry, classifier: str) -> dict[s
         if name is not None:
             entry = registry.get(stage, name)
             options = {**defaults(entry.factory), **config.options_for(stage)}
-            caches[stage] = MapCache(classifier, stage, name, entry.plugin, options, compute_key(config))
+            caches[stage] = MapCache(classifier, stage, name, entry.plugin, options, compute_key(config), code_digests(entry.factory))
     return caches
 
 
@@ -356,6 +356,7 @@ def run(config: RunConfig, registry: Registry, out: Path, progress: Any = None, 
             all_ids = parts.dataset.ids(config.split)[: config.limit]
             record = build_record(config, parts, registry, cm, all_ids, classifier_info, timer.seconds, started, stats)
             record["world_size"] = world.size
+            record["map_cache"] = {stage: str(cache.dir) for stage, cache in caches.items()}  # for 'wssbench show'
             write_json(tmp / "result.json", record)
     if not main:
         world.barrier()

@@ -16,22 +16,17 @@ import numpy as np
 
 from ..errors import DataError
 from ..io import PALETTE, atomic_path, read_mask
-from ..mapcache import MapCache
 from ..registry import default_registry
 from . import traceback_option
 from .explain import compose_panel, overlay
 
 
 def cached_maps(record: dict, stage: str, image_id: str) -> np.ndarray | None:
-    """The (K, H, W) maps a run cached for ``image_id``, summed over classes for display."""
-    component = record["components"].get(stage)
-    if not component:
-        return None
-    cache = MapCache(
-        Path(record["classifier"]["checkpoint"]).stem, stage, component["name"],
-        component["plugin"], record["config"]["options"].get(stage, {}) | component["options"],
-    )
-    found = sorted(cache.dir.glob(f"{image_id}~*.npy")) if cache.dir.is_dir() else []
+    """The (K, H, W) maps a run cached for ``image_id``, their maximum over classes for display."""
+    folder = record.get("map_cache", {}).get(stage)
+    if not folder or not Path(folder).is_dir():
+        return None  # the stage was off, the run did not cache maps, or the cache was pruned
+    found = sorted(Path(folder).glob(f"{image_id}~*.npy"))
     return np.load(found[0]).max(axis=0) if found else None  # (H, W)
 
 
