@@ -4,6 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
+import pytest
 from click.testing import CliRunner
 
 from wssbench.cli import cli
@@ -56,3 +57,24 @@ def test_grid_edges():
     assert grid_edges(grid, {"fusion.bg_threshold": 0.1, "fusion.weight": 0.5, "densecrf.iterations": 10}) == ["fusion.bg_threshold"]
     assert grid_edges(grid, {"fusion.bg_threshold": 0.2, "fusion.weight": 0.75, "densecrf.iterations": 5}) == ["fusion.weight"]
     assert grid_edges({"fusion.mode": ["a", "b", "c"]}, {"fusion.mode": "a"}) == []  # not numeric: no order
+
+
+@pytest.mark.parametrize("name", ["poster-voc2012", "poster-synthetic", "synthetic-main"])
+def test_shipped_bench_files_are_valid(name):
+    """Every row (and every value of its tuning grid) names real components with valid options."""
+    from wssbench.cli.bench import load_bench, row_options
+    from wssbench.cli.run import config_from_options
+    from wssbench.pipeline import check, chosen_components
+    from wssbench.registry import default_registry
+
+    registry = default_registry()
+    spec = load_bench(Path(__file__).parent.parent / "benchmarks" / f"{name}.toml")
+    for row in spec["rows"]:
+        kw, explicit = row_options(spec, row)
+        trials = [()] + [(f"{k}={v}",) for k, values in row.get("tune", {}).items() for v in values]
+        for extra in trials:
+            kw_trial = {**kw, "options": tuple(kw["options"]) + extra, "device": "cpu"}
+            config = check(config_from_options(kw_trial, explicit | {"options"}), registry)
+            for stage, (kind, component) in chosen_components(config).items():
+                if component is not None and kind not in ("dataset", "backbone"):  # those would read data / weights
+                    registry.create(kind, component, **config.options_for(stage))  # range checks run here

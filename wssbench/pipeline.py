@@ -49,14 +49,10 @@ class Components:
     refiners: list[tuple[str, Any]]
 
 
-def resolve(config: RunConfig, registry: Registry) -> tuple[RunConfig, Components]:
-    """Check every name and option against the registry and create the components.
-
-    Returns the config with option values converted to their declared types. Everything a
-    user can get wrong on the command line fails here, before any work starts.
-    """
+def chosen_components(config: RunConfig) -> dict[str, tuple[str, str | None]]:
+    """Stage -> (kind, name) of every component the config names (name None: stage off)."""
     provider_name, _ = config.backbone_provider
-    chosen = {
+    return {
         "dataset": ("dataset", config.dataset),
         "backbone": ("backbone", provider_name),
         "saliency": ("saliency", config.saliency),
@@ -64,8 +60,15 @@ def resolve(config: RunConfig, registry: Registry) -> tuple[RunConfig, Component
         "fusion": ("fusion", config.fusion),
         **{name: ("refiner", name) for name in config.refine},
     }
+
+
+def check(config: RunConfig, registry: Registry) -> RunConfig:
+    """Check every name and option against the registry, without creating anything.
+
+    Returns the config with option values converted to their declared types.
+    """
     converted = []
-    for stage, (kind, name) in chosen.items():
+    for stage, (kind, name) in chosen_components(config).items():
         opts = config.options_for(stage)
         if name is None:
             if opts:
@@ -73,7 +76,17 @@ def resolve(config: RunConfig, registry: Registry) -> tuple[RunConfig, Component
             continue
         for key, value in registry.parse_options(kind, name, opts).items():
             converted.append((stage, key, value))
-    config = dataclasses.replace(config, options=tuple(converted))
+    return dataclasses.replace(config, options=tuple(converted))
+
+
+def resolve(config: RunConfig, registry: Registry) -> tuple[RunConfig, Components]:
+    """Check every name and option against the registry and create the components.
+
+    Returns the config with option values converted to their declared types. Everything a
+    user can get wrong on the command line fails here, before any work starts.
+    """
+    config = check(config, registry)
+    chosen = chosen_components(config)
 
     def make(stage: str, **extra: Any) -> Any:
         kind, name = chosen[stage]
