@@ -209,3 +209,18 @@ def test_only_invalid_records_is_an_error(tmp_path):
     (tmp_path / "result.json").write_text("[]")
     with pytest.warns(UserWarning, match="not a JSON object"), pytest.raises(DataError, match="no valid result.json"):
         find_records(tmp_path)
+
+
+def test_label_of_a_preset_with_component_options():
+    from wssbench.leaderboard import method_label
+
+    config = {
+        "preset": "dcsm", "pooling": "gmp", "classmap": None, "saliency": "multilayer", "fusion": "threshold",
+        "refine": ["densecrf"],
+        "options": {"saliency": {"distinct": True, "scales": [0.8, 1.0, 1.2]}, "fusion": {"bg_threshold": 0.15}},
+    }
+    assert method_label(config) == "dcsm [fusion.bg_threshold=0.15]"  # the preset's own options go without saying
+    config["options"]["saliency"]["scales"] = [1.0]
+    assert method_label(config) == "dcsm [fusion.bg_threshold=0.15, saliency.scales=[1.0]]"
+    config["refine"] = ["none"]
+    assert method_label(config).endswith("(from dcsm)")

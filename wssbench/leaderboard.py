@@ -134,11 +134,13 @@ def method_label(config: dict) -> str:
     else:
         maps = "+".join(name for name in (config.get("classmap"), config.get("saliency")) if name)
         label = f"{maps or '-'}/{config.get('fusion') or '-'}/{'+'.join(config.get('refine') or ['none'])}"
+    from_preset = _preset_options(preset) if follows else {}
     options = [
         f"{stage}.{key}={value}"
         for stage, opts in sorted((config.get("options") or {}).items())
         if stage != "dataset"
         for key, value in sorted(opts.items())
+        if from_preset.get((stage, key)) != _as_text(value)  # the preset's own setting goes without saying
     ]
     if options:
         label += f" [{', '.join(options)}]"
@@ -263,10 +265,30 @@ def _follows_preset(config: dict, preset: str) -> bool:
     if known is None:
         return False
     for key, value in known.options.items():
+        if key == "options":
+            continue  # component options: those the command line changed are listed in the label
         expected = list(value) if isinstance(value, tuple) else (None if value == "none" else value)
         if config.get(key) != expected:
             return False
     return True
+
+
+def _preset_options(preset: str | None) -> dict[tuple[str, str], str]:
+    """(stage, key) -> value text of the component options a preset sets."""
+    known = PRESETS.get(preset or "")
+    out = {}
+    for text in (known.options.get("options", ()) if known else ()):
+        target, _, value = text.partition("=")
+        stage, _, key = target.partition(".")
+        out[(stage, key)] = value
+    return out
+
+
+def _as_text(value: Any) -> str:
+    """An option value as it is written on the command line (lists comma-separated, booleans lower case)."""
+    if isinstance(value, (list, tuple)):
+        return ",".join(_as_text(v) for v in value)
+    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _measured_row(path: Path, record: dict, root: Path) -> Row:
