@@ -1,6 +1,11 @@
 import os
 
 import pytest
+import timm
+import torch
+
+from wssbench.classifier import Classifier
+from wssbench.data.synthetic import SyntheticDataset
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -18,3 +23,23 @@ def wssbench_home(tmp_path_factory):
         os.environ.pop("WSSBENCH_HOME", None)
     else:
         os.environ["WSSBENCH_HOME"] = previous
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(wssbench_home):
+    """The tiny synthetic dataset (24 train / 12 val images, 64 px), generated once per session."""
+    dataset = SyntheticDataset(preset="tiny")
+    dataset.prepare()
+    return dataset
+
+
+@pytest.fixture(scope="session")
+def resnet18_classifier():
+    """``make(num_classes, pooling="gap")``: a random-weight timm ResNet-18 classifier in eval mode (seed 0)."""
+
+    def make(num_classes: int, pooling: str = "gap") -> Classifier:
+        torch.manual_seed(0)
+        features = timm.create_model("resnet18", pretrained=False, num_classes=0, global_pool="")
+        return Classifier(features, 512, num_classes, pooling=pooling).eval()
+
+    return make

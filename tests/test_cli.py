@@ -1,7 +1,6 @@
 """The command line end to end on the tiny synthetic dataset."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -10,11 +10,8 @@ on a second call (made under ``torch.no_grad``), and leave the model and images 
 from __future__ import annotations
 
 import pytest
-import timm
 import torch
 
-from wssbench.classifier import Classifier
-from wssbench.data.synthetic import SyntheticDataset
 from wssbench.options import option_fields
 from wssbench.registry import build_registry
 
@@ -23,17 +20,13 @@ CLASSES = {1: torch.tensor([[2], [-1]]), 2: torch.tensor([[0, 3], [5, -1]])}  # 
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    backbone = timm.create_model("resnet18", pretrained=False, num_classes=0, global_pool="")
-    return Classifier(backbone, 512, 8).eval()
+def model(resnet18_classifier):
+    return resnet18_classifier(8)
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    data = SyntheticDataset(root=tmp_path_factory.mktemp("syn"), preset="tiny")
-    data.prepare()
-    return data
+def dataset(tiny_dataset):
+    return tiny_dataset
 
 
 @pytest.fixture(scope="module")

@@ -8,21 +8,17 @@ padding, deterministic, and the model left exactly as it was.
 from __future__ import annotations
 
 import pytest
-import timm
 import torch
 
 from test_saliency import assert_unchanged, one_thread, snapshot  # noqa: F401 (fixture)
-from wssbench.classifier import Classifier
 from wssbench.registry import build_registry
 
 REGISTRY = build_registry()
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    features = timm.create_model("resnet18", pretrained=False, num_classes=0, global_pool="")
-    return Classifier(features, 512, 5).eval()
+def model(resnet18_classifier):
+    return resnet18_classifier(5)
 
 
 @pytest.fixture(scope="module")

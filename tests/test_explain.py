@@ -12,7 +12,7 @@ from PIL import Image
 from test_saliency import one_thread  # noqa: F401 (fixture)
 from wssbench.cli import WssbenchGroup
 from wssbench.cli.explain import explain_command, jet
-from wssbench.data.synthetic import CLASSES, SyntheticDataset
+from wssbench.data.synthetic import CLASSES
 
 TINY = ["-O", "dataset.preset=tiny", "--epochs", "1", "--device", "cpu"]
 CLI = WssbenchGroup(commands={"explain": explain_command})  # the main group's error handling
@@ -23,10 +23,8 @@ def invoke(*args):
 
 
 @pytest.fixture(scope="module")
-def image():
-    dataset = SyntheticDataset(preset="tiny")
-    dataset.prepare()
-    return dataset.image_path(dataset.ids("val")[0])  # 64 x 64
+def image(tiny_dataset):
+    return tiny_dataset.image_path(tiny_dataset.ids("val")[0])  # 64 x 64
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,6 @@ import torch
 
 from wssbench.classifier import Classifier
 from wssbench.config import RunConfig
-from wssbench.data.synthetic import SyntheticDataset
 from wssbench.errors import DataError, UsageError
 from wssbench.loading import default_loader_workers, load_all
 from wssbench.mapcache import MapCache
@@ -19,10 +18,8 @@ from wssbench.saliency import GuidedBP
 
 
 @pytest.fixture(scope="module")
-def tiny():
-    dataset = SyntheticDataset(preset="tiny")
-    dataset.prepare()
-    return dataset
+def tiny(tiny_dataset):
+    return tiny_dataset
 
 
 def square(image_id: str) -> int:

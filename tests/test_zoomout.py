@@ -8,12 +8,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import timm
 import torch
 from torch import nn
 
-from wssbench.classifier import Classifier
-from wssbench.data.synthetic import SyntheticDataset
 from wssbench.errors import UsageError
 from wssbench.superpixels import segment_means, slic_segments
 from wssbench_plugins.zoomout import ZoomOut, coverage, default_layers, resolve_layers, to_uint8
@@ -22,16 +19,13 @@ LEVELS = [64, 128, 256, 512, 512]  # layer1..layer4 of ResNet-18, then the globa
 
 
 @pytest.fixture(scope="module")
-def model():
-    torch.manual_seed(0)
-    return Classifier(timm.create_model("resnet18", pretrained=False, num_classes=0, global_pool=""), 512, 8).eval()
+def model(resnet18_classifier):
+    return resnet18_classifier(8)
 
 
 @pytest.fixture(scope="module")
-def dataset(tmp_path_factory):
-    data = SyntheticDataset(root=tmp_path_factory.mktemp("syn"), preset="tiny")
-    data.prepare()
-    return data
+def dataset(tiny_dataset):
+    return tiny_dataset
 
 
 @pytest.fixture(scope="module")
