@@ -29,6 +29,7 @@ from typing import Any, Callable
 
 from . import references
 from .errors import DataError
+from .config import parse_option_strings
 from .presets import PRESETS
 
 
@@ -276,12 +277,8 @@ def _follows_preset(config: dict, preset: str) -> bool:
 def _preset_options(preset: str | None) -> dict[tuple[str, str], str]:
     """(stage, key) -> value text of the component options a preset sets."""
     known = PRESETS.get(preset or "")
-    out = {}
-    for text in (known.options.get("options", ()) if known else ()):
-        target, _, value = text.partition("=")
-        stage, _, key = target.partition(".")
-        out[(stage, key)] = value
-    return out
+    texts = tuple(known.options.get("options", ())) if known else ()
+    return {(stage, key): value for stage, key, value in parse_option_strings(texts)}
 
 
 def _as_text(value: Any) -> str:

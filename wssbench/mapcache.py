@@ -16,23 +16,15 @@ import functools
 import hashlib
 import importlib
 import json
-from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .cache import cache_dir, fingerprint
+from .cache import cache_dir, fingerprint, package_version
 from .io import atomic_path
 
 MAPS_VERSION = 1
-
-
-def _version(dist: str) -> str | None:
-    try:
-        return version(dist)
-    except PackageNotFoundError:
-        return None
 
 
 @functools.lru_cache(maxsize=None)
@@ -65,8 +57,8 @@ class MapCache:
             "kind": kind,
             "name": name,
             "plugin": plugin,
-            "plugin_version": _version(plugin),
-            "wssbench_version": _version("wssbench"),
+            "plugin_version": package_version(plugin),
+            "wssbench_version": package_version("wssbench"),
             "options": options,
         }
         if code:

@@ -32,7 +32,7 @@ from .record import build_record
 from . import distributed
 from .distributed import World
 from .registry import Registry
-from .workers import PredictPool
+from .workers import PredictPool, merge_stats
 from .training import checkpoint_path, load_checkpoint, mean_average_precision, recipe_dict, save_checkpoint, train
 
 CLASSIFIER_VERSION = 2  # 2: the initialisation is seeded (1 drew it from an unseeded generator)
@@ -243,11 +243,14 @@ class ImageMaps:
 
 
 def stage_maps(stage: str, producer: Any, cache: MapCache | None, model: Classifier, x: torch.Tensor,
-               classes: np.ndarray, batch_ids: list[str], timer: Timer, precision: str = "fp32") -> list[np.ndarray | None]:
-    """One stage's maps for a batch, per image (K_b, H, W): from the cache when all are there."""
+               classes: np.ndarray, kept: list[np.ndarray], batch_ids: list[str], timer: Timer,
+               precision: str = "fp32") -> list[np.ndarray | None]:
+    """One stage's maps for a batch, per image (K_b, H, W): from the cache when all are there.
+
+    ``classes`` (B, K) is -1 padded; ``kept`` is each image's real entries (K_b,).
+    """
     if producer is None:
         return [None] * len(batch_ids)
-    kept = [c[c >= 0] for c in classes]
     if cache is not None:
         with timer(f"{stage}:cached"):
             found = [cache.get(i, c) for i, c in zip(batch_ids, kept)]
@@ -273,12 +276,16 @@ def compute_maps(config: RunConfig, parts: Components, model: Classifier, ids: l
             with torch.no_grad(), autocast(x.device, config.precision):
                 scores = model(x).float()  # (B, C)
             classes = select_classes(scores, gt_labels, config).cpu().numpy()  # (B, K)
-        class_maps = stage_maps("classmap", parts.classmap, caches.get("classmap"), model, x, classes, batch_ids, timer, config.precision)
-        saliency_maps = stage_maps("saliency", parts.saliency, caches.get("saliency"), model, x, classes, batch_ids, timer, config.precision)
+            kept = [c[c >= 0] for c in classes]  # (K_b,) each
+            scores = scores.cpu().numpy()  # one device sync per batch
+        maps = {
+            stage: stage_maps(stage, producer, caches.get(stage), model, x, classes, kept, batch_ids, timer, config.precision)
+            for stage, producer in (("classmap", parts.classmap), ("saliency", parts.saliency))
+        }
         for b, image_id in enumerate(batch_ids):
             yield ImageMaps(
-                image_id, images[b], masks[b], classes[b][classes[b] >= 0] + 1,
-                class_maps[b], saliency_maps[b], scores[b].cpu().numpy(), gt_labels[b].numpy(),
+                image_id, images[b], masks[b], kept[b] + 1,
+                maps["classmap"][b], maps["saliency"][b], scores[b], gt_labels[b].numpy(),
             )
 
 
@@ -381,12 +388,3 @@ def rank_dir(out: Path, world: World) -> Path:
     """Where a rank's masks go until rank 0 assembles the output folder."""
     return out.parent / f".{out.name}.masks-{world.rank}-of-{world.size}"
 
-
-def merge_stats(per_rank: list[dict[str, dict]]) -> dict[str, dict]:
-    total: dict[str, dict] = {}
-    for stats in per_rank:
-        for stage, counters in stats.items():
-            merged = total.setdefault(stage, {})
-            for key, value in counters.items():
-                merged[key] = merged.get(key, 0) + value
-    return total

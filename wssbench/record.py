@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import platform
 import time
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
+from .cache import package_version
 from .metrics import ConfusionMatrix
 from .options import defaults
 
@@ -17,10 +17,7 @@ PACKAGES = ("wssbench", "torch", "timm", "numpy", "scikit-image", "scikit-learn"
 def versions() -> dict[str, str | None]:
     out: dict[str, str | None] = {"python": platform.python_version()}
     for name in PACKAGES:
-        try:
-            out[name] = version(name)
-        except PackageNotFoundError:
-            out[name] = None
+        out[name] = package_version(name)
     return out
 
 
@@ -50,8 +47,12 @@ def describe_components(config: Any, registry: Any) -> dict[str, Any]:
     return out
 
 
+ONCE_PER_RUN = ("data", "classifier", "classmap_fit")  # timer stages that do not scale with the images
+
+
 def build_record(config, parts, registry, cm: ConfusionMatrix, ids, classifier, timings, started: float, stats: dict) -> dict:
     result = cm.compute()
+    per_image = {k: v for k, v in timings.items() if k not in ONCE_PER_RUN}  # stages that scale with the images
     names = parts.dataset.classes
     n = len(ids)
     return {
@@ -71,11 +72,11 @@ def build_record(config, parts, registry, cm: ConfusionMatrix, ids, classifier, 
         "timings": {
             "total_seconds": time.time() - started,
             "stages_seconds": dict(timings),
-            "per_image_ms": {k: 1000.0 * v / n for k, v in timings.items() if k not in ("data", "classifier", "classmap_fit")},
+            "per_image_ms": {k: 1000.0 * v / n for k, v in per_image.items()},
             "maps_from_cache": {s: s + ":cached" in timings and s not in timings for s in ("classmap", "saliency")},
             # throughput: images per second of each stage on its own (pooled stages: per worker),
             # and of the whole loop, where the CPU stages overlap the network's next batch
-            "images_per_second": {k: n / v for k, v in timings.items() if v > 0 and k not in ("data", "classifier", "classmap_fit")},
+            "images_per_second": {k: n / v for k, v in per_image.items() if v > 0},
         },
         "versions": versions(),
         "seed": config.seed,

@@ -11,7 +11,6 @@ import multiprocessing
 import os
 import sys
 import time
-from collections import defaultdict
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Iterator
 
@@ -37,6 +36,17 @@ def predict_one(maps: Any, fusion: Any, refiners: list[tuple[str, Any]]) -> tupl
 def component_stats(fusion: Any, refiners: list[tuple[str, Any]]) -> dict[str, dict]:
     named = [("fusion", fusion), *refiners]
     return {stage: c.stats() for stage, c in named if callable(getattr(c, "stats", None))}
+
+
+def merge_stats(parts: list[dict[str, dict]]) -> dict[str, dict]:
+    """Counters of several workers (or ranks), summed per stage and key."""
+    total: dict[str, dict] = {}
+    for stats in parts:
+        for stage, counters in stats.items():
+            merged = total.setdefault(stage, {})
+            for key, value in counters.items():
+                merged[key] = merged.get(key, 0) + value
+    return total
 
 
 def _init(fusion: Any, refiners: list[tuple[str, Any]]) -> None:
@@ -94,12 +104,7 @@ class PredictPool:
     def stats(self) -> dict[str, dict]:
         if self._executor is None:
             return component_stats(self.fusion, self.refiners)
-        total: dict[str, dict] = defaultdict(lambda: defaultdict(int))
-        for snapshot in self._stats_by_worker.values():
-            for stage, counters in snapshot.items():
-                for key, value in counters.items():
-                    total[stage][key] += value
-        return {stage: dict(counters) for stage, counters in total.items()}
+        return merge_stats(list(self._stats_by_worker.values()))
 
     def _collect(self, block: bool) -> None:
         if not self._pending:

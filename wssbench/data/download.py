@@ -13,7 +13,6 @@ temporary folder beside the target until the finished ``VOC2012/`` is moved into
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import http.client
 import os
 import tarfile
@@ -27,6 +26,7 @@ from rich.progress import (
     BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn,
 )
 
+from ..cache import file_digest
 from ..errors import DataError, OfflineError
 from .voc2012 import VOC2012, find_voc2012
 
@@ -115,13 +115,10 @@ def _fetch(url: str, dest: Path, root: Path, progress: bool) -> None:
 
 def _check_md5(archive: Path, expected: str, source: str) -> None:
     """Raise DataError unless the md5 of ``archive`` is ``expected`` (hex)."""
-    digest = hashlib.md5(usedforsecurity=False)
-    with open(archive, "rb") as f:
-        for chunk in iter(lambda: f.read(CHUNK), b""):
-            digest.update(chunk)
-    if digest.hexdigest() != expected.lower():
+    digest = file_digest(archive, length=None, algorithm="md5")
+    if digest != expected.lower():
         raise DataError(
-            f"{source}: md5 {digest.hexdigest()} does not match the expected {expected}; "
+            f"{source}: md5 {digest} does not match the expected {expected}; "
             f"the archive is corrupt or incomplete"
         )
 

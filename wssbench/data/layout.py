@@ -115,9 +115,12 @@ class SegmentationDataset:
 
     def labels_fallback(self, image_id: str) -> np.ndarray:
         """Image labels read off the mask: every foreground label present."""
-        mask = self.load_mask(image_id)
-        present = np.zeros(self.num_classes - 1, dtype=bool)
-        values = np.unique(mask)
-        values = values[(values > 0) & (values < self.num_classes)]
-        present[values - 1] = True
-        return present
+        return labels_from_mask(self.load_mask(image_id), self.num_classes)
+
+
+def labels_from_mask(mask: np.ndarray, num_classes: int) -> np.ndarray:
+    """The foreground labels present in a mask (H, W) -> bool (num_classes - 1,); 0 and 255 ignored."""
+    present = np.zeros(num_classes - 1, dtype=bool)
+    values = np.unique(mask)
+    present[values[(values > 0) & (values < num_classes)] - 1] = True
+    return present
