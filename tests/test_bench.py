@@ -24,9 +24,14 @@ def test_bench_runs_tunes_and_resumes(tmp_path):
     record = json.loads((tmp_path / "fcn" / "result.json").read_text())
     assert record["tuning"]["split"] == "train" and record["split"] == "val"
     chosen = record["tuning"]["chosen"]["fusion.bg_threshold"]
-    assert chosen in (0.2, 0.4)
+    assert chosen in (0.05, 0.2, 0.4)
     assert record["config"]["options"]["fusion"]["bg_threshold"] == chosen
     assert record["tuning"]["chosen"] == max(record["tuning"]["scores"], key=lambda s: s["miou"])["options"]
+    assert record["tuning"]["at_edge"] == ([] if chosen == 0.2 else ["fusion.bg_threshold"])
+
+    # nothing changed: every row is done already, a tuned row at the edge of its grid included
+    unchanged = bench(BENCH, "--out", tmp_path, "--json")
+    assert unchanged.stderr.count("done already") == 2, unchanged.stderr
 
     # killed half-way: the second row's result is gone; a rerun redoes only that row
     shutil.rmtree(tmp_path / "fcn")

@@ -146,8 +146,8 @@ def run_row(spec: dict, row: dict, out: Path, registry, console: Console) -> dic
     if row.get("tune"):
         console.print(f"{row['label']}: tuning {', '.join(row['tune'])} on {spec.get('tune_split', 'train')}")
         chosen, tuning = tune_row(spec, row, kw, explicit, registry)
-        for key in tuning["at_edge"]:
-            console.print(f"[yellow]warning: row '{row['label']}': the best {key} ({chosen[key]}) is at the edge of its grid {row['tune'][key]}; widen it[/yellow]")
+        for option in tuning["at_edge"]:
+            console.print(f"[yellow]warning: row '{row['label']}': the best {option} ({chosen[option]}) is at the edge of its grid {row['tune'][option]}; widen it[/yellow]")
         kw["options"] = tuple(kw["options"]) + tuple(f"{k}={v}" for k, v in chosen.items())
         explicit = explicit | {"options"}
     console.print(f"{row['label']}: running")
