@@ -116,7 +116,7 @@ def multiscale(
         total += upsample(raw(model, x, classes), size)
         if flip:
             total += upsample(raw(model, x.flip(-1), classes).flip(-1), size)
-    return max_normalise(total).float()
+    return max_normalise(total)  # float32
 
 
 @dataclass(frozen=True)

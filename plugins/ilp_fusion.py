@@ -10,7 +10,7 @@ import numpy as np
 import pulp
 
 import wssbench
-from wssbench.superpixels import segment_areas, segment_means, slic_segments
+from wssbench.superpixels import check_slic, segment_areas, segment_means, slic_segments
 from wssbench_plugins.fusion import ThresholdFusion
 
 # CBC's status -> the reason an image falls back to the threshold rule
@@ -100,10 +100,7 @@ class ILPFusion:
     quantile: float = ThresholdFusion.quantile
 
     def __post_init__(self) -> None:
-        if self.n_segments < 1:
-            raise ValueError(f"n_segments must be at least 1, got {self.n_segments}")
-        if self.compactness <= 0:
-            raise ValueError(f"compactness must be positive, got {self.compactness}")
+        check_slic(self.n_segments, self.compactness)
         if not 0.0 <= self.min_area < 1.0:
             raise ValueError(f"min_area must be in [0, 1), got {self.min_area}")
         if self.time_limit <= 0:

@@ -9,14 +9,7 @@ from scipy.sparse import coo_matrix
 from scipy.special import softmax
 
 import wssbench
-from wssbench.superpixels import adjacency, segment_means, slic_segments
-
-
-def _check_slic(n_segments: int, compactness: float) -> None:
-    if n_segments < 1:
-        raise ValueError(f"n_segments must be at least 1, got {n_segments}")
-    if compactness <= 0:
-        raise ValueError(f"compactness must be positive, got {compactness}")
+from wssbench.superpixels import adjacency, check_slic, segment_means, slic_segments
 
 
 def mean_field(unary: np.ndarray, edges: np.ndarray, weights: np.ndarray, iterations: int) -> np.ndarray:
@@ -44,7 +37,7 @@ class SuperpixelAverage:
     compactness: float = 10.0
 
     def __post_init__(self) -> None:
-        _check_slic(self.n_segments, self.compactness)
+        check_slic(self.n_segments, self.compactness)
 
     def __call__(self, image: np.ndarray, probs: np.ndarray) -> np.ndarray:
         segments = slic_segments(image, self.n_segments, self.compactness)  # (H, W)
@@ -74,7 +67,7 @@ class SuperpixelCRF:
     iterations: int = 10
 
     def __post_init__(self) -> None:
-        _check_slic(self.n_segments, self.compactness)
+        check_slic(self.n_segments, self.compactness)
         if self.pairwise < 0:
             raise ValueError(f"pairwise must be non-negative, got {self.pairwise}")
         if self.srgb <= 0:

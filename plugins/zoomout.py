@@ -183,8 +183,9 @@ class ZoomOut:
             raise UsageError("zoomout: fit(model, dataset, split, key) must be called before asking for maps")
         segments, features = self.superpixel_features(model, images)
         maps = np.zeros((*classes.shape, *images.shape[-2:]), dtype=np.float32)  # (B, K, H, W)
-        for b, k in zip(*np.nonzero(classes.cpu().numpy() >= 0)):
-            svm = self._svms[int(classes[b, k])]
+        wanted = torch.as_tensor(classes).cpu().numpy()  # (B, K), read once
+        for b, k in zip(*np.nonzero(wanted >= 0)):
+            svm = self._svms[int(wanted[b, k])]
             if svm is not None:
                 maps[b, k] = svm.decision_function(features[b])[segments[b]]  # (H, W)
         return max_normalise(torch.from_numpy(maps).to(images.device))

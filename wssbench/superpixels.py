@@ -9,6 +9,14 @@ import numpy as np
 from skimage.segmentation import slic
 
 
+def check_slic(n_segments: int, compactness: float) -> None:
+    """The SLIC options of a component, checked when it is created."""
+    if n_segments < 1:
+        raise ValueError(f"n_segments must be at least 1, got {n_segments}")
+    if compactness <= 0:
+        raise ValueError(f"compactness must be positive, got {compactness}")
+
+
 def slic_segments(image: np.ndarray, n_segments: int, compactness: float) -> np.ndarray:
     """SLIC superpixels of a uint8 (H, W, 3) image, relabelled to 0 .. S-1."""
     segments = slic(image, n_segments=n_segments, compactness=compactness, start_label=0)

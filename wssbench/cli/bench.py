@@ -33,7 +33,7 @@ from rich.table import Table
 from ..cache import fingerprint
 from ..errors import DataError, UsageError
 from ..io import write_json
-from ..pipeline import resolve, run
+from ..pipeline import check, resolve, run
 from ..record import describe_components, versions
 from ..registry import default_registry
 from . import traceback_option
@@ -129,7 +129,7 @@ def grid_edges(grid: dict[str, list], chosen: dict[str, Any]) -> list[str]:
 
 def run_row(spec: dict, row: dict, out: Path, registry, console: Console) -> dict:
     kw, explicit = row_options(spec, row)
-    base, _ = resolve(config_from_options(kw, explicit), registry)
+    base = check(config_from_options(kw, explicit), registry)  # the key needs names and options, not built models
     key = fingerprint({
         "row": row, "defaults": spec.get("defaults", {}),
         "tune_split": spec.get("tune_split"), "tune_limit": spec.get("tune_limit"),
