@@ -72,6 +72,13 @@ class Classifier(nn.Module):
     def forward(self, images: torch.Tensor) -> torch.Tensor:
         return POOLINGS[self.pooling](self.score_maps(images), self.lse_r)  # (B, C)
 
+    def forward_parts(self, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """One forward pass, every stage's output: features (B, F, h, w), score maps (B, C, h, w)
+        and pooled scores (B, C); what the pipeline shares between its stages."""
+        features = self.features(images)  # (B, F, h, w)
+        maps = self.head(features)  # (B, C, h, w)
+        return features, maps, POOLINGS[self.pooling](maps, self.lse_r)
+
     def preprocess(self, images: np.ndarray | list[np.ndarray]) -> torch.Tensor:
         """uint8 images (B, H, W, 3) -> normalised float tensor (B, 3, H, W) on the model's device."""
         batch = torch.from_numpy(np.stack(list(images)) if isinstance(images, list) else images)
