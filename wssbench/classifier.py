@@ -1,6 +1,7 @@
 """The image-label classifier every method explains: a backbone, a 1x1 class head, global pooling.
 
-As in MIL-FCN and CAM, the head is a bias-free 1x1 convolution applied to the feature maps,
+As in CAM and IRN, the head is by default a bias-free 1x1 convolution (``bias=True`` gives the
+authors' fc8, which has one) applied to the feature maps,
 so the score maps before pooling are the FCN class maps and the pooled scores are the image
 classification scores::
 
@@ -51,12 +52,13 @@ class Classifier(nn.Module):
         lse_r: float = 5.0,
         mean: tuple[float, float, float] = (0.485, 0.456, 0.406),
         std: tuple[float, float, float] = (0.229, 0.224, 0.225),
+        bias: bool = False,
     ):
         super().__init__()
         if pooling not in POOLINGS:
             raise UsageError(f"unknown pooling '{pooling}'; available: {', '.join(POOLINGS)}")
         self.features = features
-        self.head = nn.Conv2d(num_features, num_classes, kernel_size=1, bias=False)
+        self.head = nn.Conv2d(num_features, num_classes, kernel_size=1, bias=bias)
         self.pooling = pooling
         self.lse_r = lse_r
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
