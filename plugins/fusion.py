@@ -72,6 +72,7 @@ class BackgroundOnly:
     """Everything background: the floor of every table."""
 
     name = "background"
+    needs_maps = False  # capability: the pipeline computes no class or saliency maps for it
 
     def __call__(self, image, labels, class_maps, saliency_maps) -> np.ndarray:
         probs = np.zeros((len(labels) + 1, *image.shape[:2]), np.float32)

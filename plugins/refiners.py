@@ -1,4 +1,4 @@
-"""Refiners ``densecrf`` (fully connected CRF, pydensecrf) and ``none``."""
+"""Refiner ``densecrf``: the fully connected CRF (pydensecrf). No refinement is ``--refine none``."""
 
 from __future__ import annotations
 
@@ -50,17 +50,6 @@ class DenseCRF:
         return np.asarray(q, dtype=np.float32).reshape(n, h, w)  # (K+1, H, W)
 
 
-@dataclass(frozen=True)
-class NoRefinement:
-    """Leave the fused probabilities as they are."""
-
-    name = "none"
-
-    def __call__(self, image: np.ndarray, probs: np.ndarray) -> np.ndarray:
-        return probs
-
-
 @wssbench.hookimpl
 def register_refiners(register):
     register(DenseCRF)
-    register(NoRefinement)

@@ -67,19 +67,18 @@ def test_grid_edges():
 @pytest.mark.parametrize("name", ["poster-voc2012", "poster-synthetic", "synthetic-main"])
 def test_shipped_bench_files_are_valid(name):
     """Every row (and every value of its tuning grid) names real components with valid options."""
-    from wssbench.cli.bench import load_bench, row_options
-    from wssbench.cli.run import config_from_options
-    from wssbench.pipeline import check, chosen_components
+    import itertools
+
+    from wssbench.cli.bench import load_bench, row_config
+    from wssbench.pipeline import check
     from wssbench.registry import default_registry
 
     registry = default_registry()
-    spec = load_bench(Path(__file__).parent.parent / "benchmarks" / f"{name}.toml")
+    spec = load_bench(Path(__file__).parent.parent / "benchmarks" / f"{name}.toml", registry)  # checks every row
     for row in spec["rows"]:
-        kw, explicit = row_options(spec, row)
-        trials = [()] + [(f"{k}={v}",) for k, values in row.get("tune", {}).items() for v in values]
-        for extra in trials:
-            kw_trial = {**kw, "options": tuple(kw["options"]) + extra, "device": "cpu"}
-            config = check(config_from_options(kw_trial, explicit | {"options"}), registry)
-            for stage, (kind, component) in chosen_components(config).items():
+        grid = row.get("tune", {})
+        for values in [()] + list(itertools.product(*grid.values())):
+            config = check(row_config(spec, row, extra_options=dict(zip(grid, values))), registry)
+            for stage, (kind, component) in config.components().items():
                 if component is not None and kind not in ("dataset", "backbone"):  # those would read data / weights
                     registry.create(kind, component, **config.options_for(stage))  # range checks run here

@@ -55,7 +55,7 @@ def test_config_rejects_bad_values():
     with pytest.raises(UsageError, match="classes-from"):
         RunConfig(classes_from="oracle")
     with pytest.raises(UsageError, match="neither a stage"):
-        RunConfig(options=(("densecrf", "iterations", "5"),), refine=("none",))
+        RunConfig(options=(("densecrf", "iterations", "5"),), refine=())
     with pytest.raises(UsageError, match="STAGE.KEY=VALUE"):
         parse_option_strings(("fusion=3",))
     assert RunConfig(options=(("fusion", "b", 1), ("dataset", "a", 2))).options[0][0] == "dataset"

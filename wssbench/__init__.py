@@ -1,7 +1,22 @@
-"""wssbench: benchmark weakly-supervised semantic segmentation methods as plugins."""
+"""wssbench: benchmark weakly-supervised semantic segmentation methods as plugins.
+
+``create``/``names`` reach the plugin registry; ``Pipeline``, ``create_classifier`` and
+``build_config`` are the run as a library (:mod:`wssbench.api`), imported on first use so that
+``import wssbench`` stays light.
+"""
 
 from .hookspecs import hookimpl
 from .registry import KINDS, create, names
 
 __version__ = "0.1.0"
-__all__ = ["KINDS", "create", "hookimpl", "names", "__version__"]
+__all__ = ["KINDS", "Pipeline", "build_config", "create", "create_classifier", "hookimpl", "names", "__version__"]
+
+_LAZY = {"Pipeline": "api", "create_classifier": "api", "build_config": "config", "RunConfig": "config"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+    raise AttributeError(f"module 'wssbench' has no attribute {name!r}")

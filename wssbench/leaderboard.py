@@ -29,7 +29,7 @@ from typing import Any, Callable
 
 from . import references
 from .errors import DataError
-from .config import parse_option_strings
+from .config import parse_option_strings, recorded_value
 from .presets import PRESETS
 
 
@@ -268,8 +268,7 @@ def _follows_preset(config: dict, preset: str) -> bool:
     for key, value in known.options.items():
         if key == "options":
             continue  # component options: those the command line changed are listed in the label
-        expected = list(value) if isinstance(value, tuple) else (None if value == "none" else value)
-        if config.get(key) != expected:
+        if recorded_value(key, config.get(key)) != recorded_value(key, value):
             return False
     return True
 

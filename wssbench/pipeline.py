@@ -3,10 +3,17 @@
 Data contracts (see ``hookspecs``): images (B, 3, H, W) normalised; classes (B, K) model output
 indices with -1 padding; maps (B, K, H, W); per image, fusion and refiners exchange
 probabilities (K+1, H, W) whose row 0 is background.
+
+One forward pass per batch: the classifier runs once (:func:`forward_batch`), and its scores,
+score maps and features feed class selection and every stage that declares it can use them
+(``from_forward``); a saliency method that declares ``shares_forward`` has that same forward
+recorded under its backward rule and back-propagates from it. See ``hookspecs`` for the
+capability attributes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -14,7 +21,7 @@ from collections import defaultdict
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
@@ -22,6 +29,7 @@ import torch
 from .classifier import Classifier, downsample_factor
 from .config import RunConfig
 from .errors import DataError, UsageError
+from .forward import plain_forward
 from .io import atomic_dir, write_json, write_mask
 from .loading import load_all
 from .mapcache import MapCache, code_digests
@@ -37,6 +45,7 @@ from .training import checkpoint_path, load_checkpoint, mean_average_precision, 
 
 CLASSIFIER_VERSION = 2  # 2: the initialisation is seeded (1 drew it from an unseeded generator)
 SEGMENT_WALL = "segment_wall"  # timer stage: the whole loop over the split
+NETWORK_STAGES = ("classmap", "saliency")
 
 
 @dataclass
@@ -49,26 +58,21 @@ class Components:
     refiners: list[tuple[str, Any]]
 
 
-def chosen_components(config: RunConfig) -> dict[str, tuple[str, str | None]]:
-    """Stage -> (kind, name) of every component the config names (name None: stage off)."""
-    provider_name, _ = config.backbone_provider
-    return {
-        "dataset": ("dataset", config.dataset),
-        "backbone": ("backbone", provider_name),
-        "saliency": ("saliency", config.saliency),
-        "classmap": ("classmap", config.classmap),
-        "fusion": ("fusion", config.fusion),
-        **{name: ("refiner", name) for name in config.refine},
-    }
-
-
 def check(config: RunConfig, registry: Registry) -> RunConfig:
     """Check every name and option against the registry, without creating anything.
 
-    Returns the config with option values converted to their declared types.
+    Returns the config with option values converted to their declared types. A fusion that
+    declares ``needs_maps = False`` (the all-background floor) turns the map stages off, so
+    that no map is computed that nothing reads.
     """
+    fusion = registry.get("fusion", config.fusion).factory
+    if not getattr(fusion, "needs_maps", True):
+        config = dataclasses.replace(config, saliency=None, classmap=None,
+                                     options=tuple(o for o in config.options if o[0] not in NETWORK_STAGES))
+    elif config.saliency is None and config.classmap is None:
+        raise UsageError(f"--saliency and --classmap cannot both be 'none': fusion '{config.fusion}' reads maps (use --fusion background)")
     converted = []
-    for stage, (kind, name) in chosen_components(config).items():
+    for stage, (kind, name) in config.components().items():
         opts = config.options_for(stage)
         if name is None:
             if opts:
@@ -86,7 +90,7 @@ def resolve(config: RunConfig, registry: Registry) -> tuple[RunConfig, Component
     user can get wrong on the command line fails here, before any work starts.
     """
     config = check(config, registry)
-    chosen = chosen_components(config)
+    chosen = config.components()
 
     def make(stage: str, **extra: Any) -> Any:
         kind, name = chosen[stage]
@@ -119,19 +123,29 @@ class Timer:
             self.seconds[stage] += time.perf_counter() - start
 
 
-def build_classifier(config: RunConfig, dataset: Any, provider: Any) -> Classifier:
-    """The untrained classifier; its random initialisation is drawn from the recipe's seed, so
-    that training from scratch gives the same weights in every process."""
-    _, model_name = config.backbone_provider
+def create_classifier(provider: Any, model_name: str, num_classes: int, pooling: str = "gap", pretrained: bool = False,
+                      weights: str | None = None, seed: int = 0) -> Classifier:
+    """A classifier (backbone + 1x1 head + global pooling) over a backbone provider's model.
+
+    Its random initialisation (the head, and the backbone when not pretrained) is drawn from
+    ``seed``, so that training from scratch gives the same weights in every process.
+    """
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.recipe.seed)
-        features, preprocess = provider.build(model_name, pretrained=config.pretrained, weights=config.weights)
+        torch.manual_seed(seed)
+        features, preprocess = provider.build(model_name, pretrained=pretrained, weights=weights)
         features.eval()
         with torch.no_grad():
             out = features(torch.zeros(1, 3, 64, 64))
         if out.ndim != 4:
-            raise UsageError(f"backbone '{config.backbone}' does not produce feature maps (output shape {tuple(out.shape)})")
-        return Classifier(features, out.shape[1], dataset.num_classes - 1, config.pooling, **preprocess)
+            raise UsageError(f"backbone '{model_name}' does not produce feature maps (output shape {tuple(out.shape)})")
+        return Classifier(features, out.shape[1], num_classes, pooling, **preprocess)
+
+
+def build_classifier(config: RunConfig, dataset: Any, provider: Any) -> Classifier:
+    """The untrained classifier of a run (seeded from its recipe)."""
+    _, model_name = config.backbone_provider
+    return create_classifier(provider, model_name, dataset.num_classes - 1, config.pooling, config.pretrained,
+                             config.weights, config.recipe.seed)
 
 
 def classifier_key(config: RunConfig, dataset: Any) -> dict:
@@ -242,50 +256,94 @@ class ImageMaps:
     image_labels: np.ndarray  # (C,) ground-truth image labels
 
 
+@dataclass
+class Prediction:
+    """One image's result: its label map (H, W) uint8 (0 background, c + 1 class c) and its maps."""
+
+    image_id: str
+    label_map: np.ndarray
+    maps: ImageMaps
+
+
+def _compute(producer: Any, forward: Any, model: Classifier, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """A stage's maps (B, K, H, W) from the shared forward where the producer can use it."""
+    if forward is not None and getattr(producer, "shares_forward", False) and getattr(forward, "rule", None) is not None:
+        return producer.from_trace(forward, classes)
+    if forward is not None and callable(getattr(producer, "from_forward", None)):
+        return producer.from_forward(forward, classes)
+    return producer(model, x, classes)
+
+
 def stage_maps(stage: str, producer: Any, cache: MapCache | None, model: Classifier, x: torch.Tensor,
                classes: np.ndarray, kept: list[np.ndarray], batch_ids: list[str], timer: Timer,
-               precision: str = "fp32") -> list[np.ndarray | None]:
-    """One stage's maps for a batch, per image (K_b, H, W): from the cache when all are there.
+               precision: str = "fp32", forward: Any = None) -> tuple[list[np.ndarray | None], bool]:
+    """One stage's maps for a batch, per image (K_b, H, W), and whether they all came from the
+    cache (they do when all are there).
 
-    ``classes`` (B, K) is -1 padded; ``kept`` is each image's real entries (K_b,).
+    ``classes`` (B, K) is -1 padded; ``kept`` is each image's real entries (K_b,); ``forward``
+    is the batch's shared forward pass (see :func:`forward_batch`), used where the producer
+    declares it can.
     """
     if producer is None:
-        return [None] * len(batch_ids)
+        return [None] * len(batch_ids), False
     if cache is not None:
         with timer(f"{stage}:cached"):
             found = [cache.get(i, c) for i, c in zip(batch_ids, kept)]
         if all(f is not None for f in found):
-            return found
+            return found, True
     with timer(stage), autocast(x.device, precision):
-        maps = producer(model, x, torch.from_numpy(classes).to(x.device)).float().cpu().numpy()  # (B, K, H, W)
+        wanted = torch.from_numpy(classes).to(x.device)
+        maps = _compute(producer, forward, model, x, wanted).float().cpu().numpy()  # (B, K, H, W)
     out = [m[c >= 0] for m, c in zip(maps, classes)]  # (K_b, H, W) each
     if cache is not None:
         for image_id, c, m in zip(batch_ids, kept, out):
             cache.put(image_id, c, m)
-    return out
+    return out, False
+
+
+def forward_batch(model: Classifier, x: torch.Tensor, saliency: Any, record_graph: bool) -> contextlib.AbstractContextManager:
+    """The batch's one forward pass, as a context manager yielding it (``.scores``,
+    ``.score_maps``, ``.features``, ``.images``).
+
+    With ``record_graph`` and a saliency method that ``shares_forward``, the pass is recorded
+    under the method's backward rule (``wssbench.saliency.backprop.record``) so that its maps
+    come from this same graph; otherwise it runs without autograd.
+    """
+    if record_graph and getattr(saliency, "shares_forward", False):
+        from .saliency.backprop import record
+
+        return record(model, x, **saliency.forward_spec(model))
+    return contextlib.nullcontext(plain_forward(model, x))
 
 
 def compute_maps(config: RunConfig, parts: Components, model: Classifier, ids: list[str], timer: Timer,
                  caches: dict[str, MapCache] | None = None) -> Iterator[ImageMaps]:
-    """Classify each image, pick its classes, and compute (or read back) their maps."""
+    """Classify each image, pick its classes, and compute (or read back) their maps, from one
+    forward pass per batch."""
     caches = caches or {}
+    saliency_cached = False  # did the last batch read every saliency map from the cache?
     for batch_ids, images, masks in batches(parts.dataset, ids, config.batch_size, config.loader_workers):
         gt_labels = torch.from_numpy(np.stack([parts.dataset.image_labels(i) for i in batch_ids]))  # (B, C)
-        with timer("classify"):
-            x = model.preprocess(images)  # (B, 3, H, W)
-            with torch.no_grad(), autocast(x.device, config.precision):
-                scores = model(x).float()  # (B, C)
-            classes = select_classes(scores, gt_labels, config).cpu().numpy()  # (B, K)
-            kept = [c[c >= 0] for c in classes]  # (K_b,) each
-            scores = scores.cpu().numpy()  # one device sync per batch
-        maps = {
-            stage: stage_maps(stage, producer, caches.get(stage), model, x, classes, kept, batch_ids, timer, config.precision)
-            for stage, producer in (("classmap", parts.classmap), ("saliency", parts.saliency))
-        }
+        x = model.preprocess(images)  # (B, 3, H, W)
+        # a batch whose saliency maps are likely cached needs no graph: guess from the last one
+        record_graph = parts.saliency is not None and not saliency_cached
+        with contextlib.ExitStack() as stack:
+            with timer("forward"), autocast(x.device, config.precision):
+                forward = stack.enter_context(forward_batch(model, x, parts.saliency, record_graph))
+                scores = forward.scores.detach().float()  # (B, C)
+                classes = select_classes(scores, gt_labels, config).cpu().numpy()  # (B, K)
+                kept = [c[c >= 0] for c in classes]  # (K_b,) each
+                scores = scores.cpu().numpy()  # one device sync per batch
+            maps = {
+                stage: stage_maps(stage, producer, caches.get(stage), model, x, classes, kept, batch_ids, timer,
+                                  config.precision, forward)
+                for stage, producer in (("classmap", parts.classmap), ("saliency", parts.saliency))
+            }
+        saliency_cached = maps["saliency"][1]
         for b, image_id in enumerate(batch_ids):
             yield ImageMaps(
                 image_id, images[b], masks[b], kept[b] + 1,
-                maps["classmap"][b], maps["saliency"][b], scores[b], gt_labels[b].numpy(),
+                maps["classmap"][0][b], maps["saliency"][0][b], scores[b], gt_labels[b].numpy(),
             )
 
 
@@ -294,21 +352,31 @@ def map_caches(config: RunConfig, registry: Registry, classifier: str) -> dict[s
     if not config.cache_maps:
         return {}
     caches = {}
-    for stage, name in (("classmap", config.classmap), ("saliency", config.saliency)):
+    for stage in NETWORK_STAGES:
+        kind, name = config.components()[stage]
         if name is not None:
-            entry = registry.get(stage, name)
+            entry = registry.get(kind, name)
             options = {**defaults(entry.factory), **config.options_for(stage)}
             caches[stage] = MapCache(classifier, stage, name, entry.plugin, options, compute_key(config), code_digests(entry.factory))
     return caches
+
+
+def check_split(config: RunConfig, dataset: Any) -> list[str]:
+    """The ids to segment, with a cheap check that their files exist (before any training)."""
+    ids = dataset.ids(config.split)[: config.limit]
+    if not ids:
+        raise DataError(f"split '{config.split}' of dataset '{config.dataset}' is empty")
+    check = getattr(dataset, "check_files", None)
+    if callable(check):
+        check(ids)
+    return ids
 
 
 def prepare_run(config: RunConfig, parts: Components, timer: Timer, progress: Any = None, world: World = World()) -> tuple[Classifier, dict, list[str]]:
     """Make the data ready and the classifier trained; returns it, its info and this rank's ids."""
     with timer("data"), world.main_first():
         parts.dataset.prepare()
-    ids = parts.dataset.ids(config.split)[: config.limit]
-    if not ids:
-        raise DataError(f"split '{config.split}' of dataset '{config.dataset}' is empty")
+    ids = check_split(config, parts.dataset)
     with timer("classifier"), world.main_first():
         model, info = load_or_train(config, parts, torch.device(config.device), progress)
     if getattr(parts.classmap, "needs_fit", False):
@@ -317,10 +385,35 @@ def prepare_run(config: RunConfig, parts: Components, timer: Timer, progress: An
     return model, info, world.shard(ids)
 
 
-def run(config: RunConfig, registry: Registry, out: Path, progress: Any = None, parts: Components | None = None) -> dict | None:
-    """Run the whole pipeline, write ``out`` (record + masks) atomically, return the record.
+def predictions(config: RunConfig, parts: Components, model: Classifier, ids: list[str], timer: Timer,
+                caches: dict[str, MapCache] | None = None, pool: PredictPool | None = None) -> Iterator[Prediction]:
+    """Every image's prediction, in order of completion: the network stages in this process,
+    fusion and refinement in ``pool`` (inline when None) while the next batch is computed."""
+    with contextlib.ExitStack() as stack:
+        if pool is None:
+            pool = stack.enter_context(PredictPool(parts.fusion, parts.refiners, 1))
+
+        def finished(results: Iterator) -> Iterator[Prediction]:
+            for maps, pred, seconds in results:
+                for stage, s in seconds.items():
+                    timer.seconds[stage] += s
+                yield Prediction(maps.image_id, pred, maps)
+
+        with timer(SEGMENT_WALL):  # all stages together, overlapping: the split's wall time
+            for maps in compute_maps(config, parts, model, ids, timer, caches):
+                pool.submit(maps)
+                yield from finished(pool.results())
+            yield from finished(pool.results(finish=True))
+
+
+def run(config: RunConfig, registry: Registry, out: Path | None = None, progress: Any = None,
+        parts: Components | None = None, annotations: dict | None = None,
+        on_prediction: Callable[[Prediction], None] | None = None) -> dict | None:
+    """Run the whole pipeline and return its record; with ``out``, write it (record + masks)
+    there atomically.
 
     ``config`` and ``parts`` are what ``resolve`` returned; without ``parts`` it is called here.
+    ``annotations`` are added to the record (a bench row's label, tuning, published number).
     Under torchrun every rank takes part and rank 0 alone writes and returns the record.
     """
     torch.manual_seed(config.seed)
@@ -335,56 +428,55 @@ def run(config: RunConfig, registry: Registry, out: Path, progress: Any = None, 
     cm = ConfusionMatrix(parts.dataset.num_classes)
     all_scores, all_labels = [], []
     task = progress.add_task(f"segmenting {config.split}", total=len(ids)) if progress else None
-
-    def consume(results: Iterator) -> None:
-        for maps, pred, seconds in results:
-            for stage, s in seconds.items():
-                timer.seconds[stage] += s
+    main = world.is_main
+    with contextlib.ExitStack() as stack:
+        tmp = stack.enter_context(atomic_dir(out if main else rank_dir(out, world))) if out is not None else None
+        masks_dir = (tmp / "masks" if main else tmp) if tmp is not None else None
+        if masks_dir is not None:
+            masks_dir.mkdir(exist_ok=True)
+        pool = stack.enter_context(PredictPool(parts.fusion, parts.refiners, config.workers))
+        caches = map_caches(config, registry, Path(classifier_info["checkpoint"]).stem)
+        for p in predictions(config, parts, model, ids, timer, caches, pool):
             with timer("evaluate"):
-                cm.update(maps.mask, pred)
-                write_mask(masks_dir / f"{maps.image_id}.png", pred)
-            all_scores.append(maps.scores)
-            all_labels.append(maps.image_labels)
+                cm.update(p.maps.mask, p.label_map)
+                if masks_dir is not None:
+                    write_mask(masks_dir / f"{p.image_id}.png", p.label_map)
+            all_scores.append(p.maps.scores)
+            all_labels.append(p.maps.image_labels)
+            if on_prediction is not None:
+                on_prediction(p)
             if progress:
                 progress.advance(task)
-
-    main = world.is_main
-    with atomic_dir(out if main else rank_dir(out, world)) as tmp, PredictPool(parts.fusion, parts.refiners, config.workers) as pool:
-        masks_dir = tmp / "masks" if main else tmp
-        masks_dir.mkdir(exist_ok=True)
-        caches = map_caches(config, registry, Path(classifier_info["checkpoint"]).stem)
-        with timer(SEGMENT_WALL):  # all stages together, overlapping: the split's wall time
-            for maps in compute_maps(config, parts, model, ids, timer, caches):
-                pool.submit(maps)
-                consume(pool.results())
-            consume(pool.results(finish=True))
         if progress:
             progress.remove_task(task)
         cm.matrix = world.sum(cm.matrix)
         scores = [s for part in world.gather(all_scores) for s in part]
         labels = [label for part in world.gather(all_labels) for label in part]
         stats = merge_stats(world.gather(pool.stats()))
-        if main:
+        if not main:
+            stack.close()  # commit this rank's masks before rank 0 collects them
+            world.barrier()
+            return None
+        if out is not None:
             world.barrier()  # the other ranks have committed their masks
             for rank in range(1, world.size):
                 other = rank_dir(out, World(rank, world.size))
                 for path in other.iterdir():
                     os.replace(path, masks_dir / path.name)
                 other.rmdir()
-            classifier_info["map"] = mean_average_precision(np.stack(scores), np.stack(labels))
-            classifier_info["map_split"] = config.split
-            all_ids = parts.dataset.ids(config.split)[: config.limit]
-            record = build_record(config, parts, registry, cm, all_ids, classifier_info, timer.seconds, started, stats)
-            record["world_size"] = world.size
-            record["map_cache"] = {stage: str(cache.dir) for stage, cache in caches.items()}  # for 'wssbench show'
+        classifier_info["map"] = mean_average_precision(np.stack(scores), np.stack(labels))
+        classifier_info["map_split"] = config.split
+        all_ids = parts.dataset.ids(config.split)[: config.limit]
+        record = build_record(
+            config, parts, registry, cm, all_ids, classifier_info, timer.seconds, started, stats,
+            world_size=world.size, map_cache={stage: str(cache.dir) for stage, cache in caches.items()},
+            annotations=annotations,
+        )
+        if tmp is not None:
             write_json(tmp / "result.json", record)
-    if not main:
-        world.barrier()
-        return None
     return record
 
 
 def rank_dir(out: Path, world: World) -> Path:
     """Where a rank's masks go until rank 0 assembles the output folder."""
     return out.parent / f".{out.name}.masks-{world.rank}-of-{world.size}"
-

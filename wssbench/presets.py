@@ -21,7 +21,7 @@ class Preset:
 PRESETS: dict[str, Preset] = {
     "mil-fcn": Preset(
         "MIL-FCN (Pathak et al. 2015): FCN score maps of a classifier trained with global max pooling",
-        {"pooling": "gmp", "classmap": "fcn", "saliency": "none", "fusion": "threshold", "refine": ("none",)},
+        {"pooling": "gmp", "classmap": "fcn", "saliency": "none", "fusion": "threshold", "refine": "none"},
         "25.7 val / 24.9 test",
     ),
     "mil-sppxl": Preset(

@@ -14,9 +14,10 @@ RECORD_VERSION = 1
 PACKAGES = ("wssbench", "torch", "timm", "numpy", "scikit-image", "scikit-learn", "pydensecrf2", "pulp", "pluggy")
 
 
-def versions() -> dict[str, str | None]:
+def versions(plugins: tuple[str, ...] = ()) -> dict[str, str | None]:
+    """Python's and the packages' versions, with every plugin distribution named in ``plugins``."""
     out: dict[str, str | None] = {"python": platform.python_version()}
-    for name in PACKAGES:
+    for name in (*PACKAGES, *sorted(set(plugins) - set(PACKAGES))):
         out[name] = package_version(name)
     return out
 
@@ -27,16 +28,8 @@ def _nan_to_none(x: float) -> float | None:
 
 def describe_components(config: Any, registry: Any) -> dict[str, Any]:
     """Each chosen component with the plugin that registered it and its full options."""
-    provider, _ = config.backbone_provider
-    chosen = [
-        ("dataset", "dataset", config.dataset),
-        ("backbone", "backbone", provider),
-        ("saliency", "saliency", config.saliency),
-        ("classmap", "classmap", config.classmap),
-        ("fusion", "fusion", config.fusion),
-    ] + [(name, "refiner", name) for name in config.refine]
     out: dict[str, Any] = {}
-    for stage, kind, name in chosen:
+    for stage, (kind, name) in config.components().items():
         if name is None:
             out[stage] = None
             continue
@@ -50,8 +43,12 @@ def describe_components(config: Any, registry: Any) -> dict[str, Any]:
 ONCE_PER_RUN = ("data", "classifier", "classmap_fit")  # timer stages that do not scale with the images
 
 
-def build_record(config, parts, registry, cm: ConfusionMatrix, ids, classifier, timings, started: float, stats: dict) -> dict:
+def build_record(config, parts, registry, cm: ConfusionMatrix, ids, classifier, timings, started: float, stats: dict,
+                 world_size: int = 1, map_cache: dict | None = None, annotations: dict | None = None) -> dict:
+    """The result record of a run, made here and only here. ``annotations`` (a bench row's
+    label, tuning and published number) are added as they are."""
     result = cm.compute()
+    components = describe_components(config, registry)
     per_image = {k: v for k, v in timings.items() if k not in ONCE_PER_RUN}  # stages that scale with the images
     names = parts.dataset.classes
     n = len(ids)
@@ -66,7 +63,7 @@ def build_record(config, parts, registry, cm: ConfusionMatrix, ids, classifier, 
         "pixel_accuracy": _nan_to_none(result.pixel_accuracy),
         "confusion_matrix": cm.matrix.tolist(),
         "config": config.to_dict(),
-        "components": describe_components(config, registry),
+        "components": components,
         "classifier": classifier,
         "component_stats": stats,
         "timings": {
@@ -78,7 +75,10 @@ def build_record(config, parts, registry, cm: ConfusionMatrix, ids, classifier, 
             # and of the whole loop, where the CPU stages overlap the network's next batch
             "images_per_second": {k: n / v for k, v in per_image.items() if v > 0},
         },
-        "versions": versions(),
+        "versions": versions(tuple(c["plugin"] for c in components.values() if c)),
         "seed": config.seed,
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "world_size": world_size,
+        "map_cache": map_cache or {},  # for 'wssbench show'
+        **(annotations or {}),
     }

@@ -31,18 +31,19 @@ from rich.console import Console
 from rich.table import Table
 
 from ..cache import fingerprint
+from ..config import RunConfig, build_config, merge
 from ..errors import DataError, UsageError
-from ..io import write_json
-from ..pipeline import check, resolve, run
-from ..record import describe_components, versions
-from ..registry import default_registry
 from . import traceback_option
-from .run import config_from_options, run_command, run_defaults
 
 ROW_KEYS = {"label", "tune", "published"}
+SET_BY_BENCH = {"out", "as_json", "from_record"}
 
 
-def load_bench(path: Path) -> dict:
+def load_bench(path: Path, registry: Any = None) -> dict:
+    """Read a bench file and check every row (names, options, value types, labels) before
+    anything runs; each row's checked config is kept under ``row["_config"]``."""
+    from ..pipeline import check
+
     try:
         spec = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -52,65 +53,55 @@ def load_bench(path: Path) -> dict:
     rows = spec.get("rows")
     if not rows:
         raise DataError(f"{path}: no [[rows]]")
-    known = set(run_defaults())
+    labels: dict[str, int] = {}
     for i, row in enumerate(rows):
         if "label" not in row:
             raise DataError(f"{path}: row {i + 1} has no label")
-        for key in set(row) - ROW_KEYS | set(spec.get("defaults", {})):
-            if key not in known:
-                raise UsageError(f"{path}: row '{row.get('label', i + 1)}': unknown run option '{key}'")
+        where = f"{path}: row '{row['label']}': "
+        if row["label"] in labels or slug(row["label"]) in map(slug, labels):
+            raise UsageError(f"{where}a label used twice (rows {labels.get(row['label'], '?')} and {i + 1}); each row needs its own")
+        labels[row["label"]] = i + 1
+        if registry is not None:
+            row["_config"] = check(row_config(spec, row, where), registry)
+            grid = row.get("tune") or {}
+            for values in itertools.product(*grid.values()):
+                trial = dict(zip(grid, values))
+                check(row_config(spec, row, where, extra_options=trial), registry)
     return spec
 
 
-def row_options(spec: dict, row: dict) -> tuple[dict, set[str]]:
-    """``run`` option values for a row: defaults < [defaults] < preset < the row itself.
+def row_description(spec: dict, row: dict, where: str = "") -> dict:
+    """A row's run options: ``[defaults]`` < the row, merged key by key (component options per
+    STAGE.KEY: a row's ``options`` adds to the defaults' and wins where both set a key)."""
+    defaults = spec.get("defaults", {})
+    own = {k: v for k, v in row.items() if k not in ROW_KEYS and not k.startswith("_")}
+    for key in (set(defaults) | set(own)) & SET_BY_BENCH:
+        raise UsageError(f"{where}'{key}' is set by bench itself")
+    return merge(defaults, own)
 
-    The values go through ``run``'s own command-line parser, so they are checked exactly as
-    ``wssbench run`` checks them.
-    """
-    given = {**spec.get("defaults", {}), **{k: v for k, v in row.items() if k not in ROW_KEYS}}
-    params = {p.name: p for p in run_command.params}
-    args: list[str] = []
-    for key, value in given.items():
-        if key in ("out", "as_json"):
-            raise UsageError(f"row '{row['label']}': '{key}' is set by bench itself")
-        param = params[key]
-        if key == "options":
-            pairs = value.items() if isinstance(value, dict) else (v.split("=", 1) for v in value)
-            args += [a for k, v in pairs for a in ("-O", f"{k}={v}")]
-        elif getattr(param, "is_flag", False):
-            if value:
-                args.append(param.opts[0])
-            elif param.secondary_opts:
-                args.append(param.secondary_opts[0])
-        else:
-            for v in value if isinstance(value, list) else [value]:
-                args += [param.opts[0], str(v)]
-    try:
-        ctx = run_command.make_context("run", args)
-    except click.ClickException as e:
-        raise UsageError(f"row '{row['label']}': {e.format_message()}") from None
-    return dict(ctx.params), set(given)
+
+def row_config(spec: dict, row: dict, where: str = "", extra_options: dict | None = None, **overrides: Any) -> RunConfig:
+    """The config of a row (the preset, if any, fills what the row and defaults leave unset)."""
+    return build_config(merge(row_description(spec, row, where), {"options": extra_options or {}}, overrides), where=where)
 
 
 def slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", label).strip("_") or "row"
 
 
-def tune_row(spec: dict, row: dict, kw: dict, explicit: set[str], registry) -> tuple[dict, dict]:
+def tune_row(spec: dict, row: dict, registry) -> tuple[dict, dict]:
     """Grid-search ``row['tune']`` on the tune split; returns the chosen options and a report."""
+    from ..api import Pipeline
+
     grid = row["tune"]
     split = spec.get("tune_split", "train")
-    if split == kw["split"]:
+    if split == row["_config"].split:
         raise UsageError(f"row '{row['label']}': tune_split '{split}' is the reported split; tune on another")
     scores = []
     for values in itertools.product(*grid.values()):
         choice = dict(zip(grid, values))
-        trial = {**kw, "split": split, "limit": spec.get("tune_limit"), "refine": kw["refine"]}
-        trial["options"] = tuple(kw["options"]) + tuple(f"{k}={v}" for k, v in choice.items())
-        config, parts = resolve(config_from_options(trial, explicit | {"options"}), registry)
-        with tempfile.TemporaryDirectory() as tmp:
-            record = run(config, registry, Path(tmp) / "trial", parts=parts)
+        config = row_config(spec, row, extra_options=choice, split=split, limit=spec.get("tune_limit"))
+        record = Pipeline(config, registry=registry).run()
         scores.append({"options": choice, "miou": record["miou"]})
     best = max(scores, key=lambda s: s["miou"])
     report = {"split": split, "limit": spec.get("tune_limit"), "grid": grid, "scores": scores, "chosen": best["options"]}
@@ -127,38 +118,47 @@ def grid_edges(grid: dict[str, list], chosen: dict[str, Any]) -> list[str]:
     ]
 
 
-def run_row(spec: dict, row: dict, out: Path, registry, console: Console) -> dict:
-    kw, explicit = row_options(spec, row)
-    base = check(config_from_options(kw, explicit), registry)  # the key needs names and options, not built models
-    key = fingerprint({
-        "row": row, "defaults": spec.get("defaults", {}),
-        "tune_split": spec.get("tune_split"), "tune_limit": spec.get("tune_limit"),
-        "config": base.to_dict(), "components": describe_components(base, registry),  # defaults in code count
+# Run options that change how fast a row runs, never its numbers: not part of a row's identity.
+SPEED_ONLY = ("workers", "loader_workers", "cache_maps", "batch_size", "device")
+
+
+def row_key(spec: dict, row: dict, registry) -> str:
+    """What makes a finished row's result valid: its checked config (options that only change
+    speed left out), the components' code defaults, the tuning setup and the versions."""
+    from ..record import describe_components, versions
+
+    config = row["_config"]
+    described = config.to_dict()
+    for key in SPEED_ONLY:
+        described.pop(key, None)
+    return fingerprint({
+        "config": described, "tune": row.get("tune"), "tune_split": spec.get("tune_split"),
+        "tune_limit": spec.get("tune_limit"), "components": describe_components(config, registry),
         "versions": versions(),
     })
+
+
+def run_row(spec: dict, row: dict, out: Path, registry, console: Console) -> dict:
+    from ..api import Pipeline
+
+    key = row_key(spec, row, registry)
     result = out / "result.json"
     if result.is_file():
         record = json.loads(result.read_text())
         if record.get("bench_row") == key:
-            console.print(f"[dim]{row['label']}: done already ({result})[/dim]")
+            console.print(f"[dim]{row['label']}: done already ({result})[/dim]", soft_wrap=True)
             return record
     tuning = None
+    config = row["_config"]
     if row.get("tune"):
         console.print(f"{row['label']}: tuning {', '.join(row['tune'])} on {spec.get('tune_split', 'train')}")
-        chosen, tuning = tune_row(spec, row, kw, explicit, registry)
+        chosen, tuning = tune_row(spec, row, registry)
         for option in tuning["at_edge"]:
             console.print(f"[yellow]warning: row '{row['label']}': the best {option} ({chosen[option]}) is at the edge of its grid {row['tune'][option]}; widen it[/yellow]")
-        kw["options"] = tuple(kw["options"]) + tuple(f"{k}={v}" for k, v in chosen.items())
-        explicit = explicit | {"options"}
+        config = row_config(spec, row, extra_options=chosen)
     console.print(f"{row['label']}: running")
-    config, parts = resolve(config_from_options(kw, explicit), registry)
-    record = run(config, registry, out, parts=parts)
-    record["bench_row"] = key
-    record["bench_label"] = row["label"]
-    record["tuning"] = tuning
-    record["published"] = row.get("published")
-    write_json(result, record)
-    return record
+    annotations = {"bench_row": key, "bench_label": row["label"], "tuning": tuning, "published": row.get("published")}
+    return Pipeline(config, registry=registry).run(out, annotations=annotations)
 
 
 def _pct(x: Any) -> str:
@@ -172,10 +172,12 @@ def _pct(x: Any) -> str:
 @traceback_option
 def bench_command(file: Path, out: Path | None, as_json: bool) -> None:
     """Run every row of a bench FILE (TOML), resuming finished rows, and print the table."""
-    spec = load_bench(file)
+    from ..registry import default_registry
+
+    registry = default_registry()
+    spec = load_bench(file, registry)
     out = out or Path("wssbench-runs") / f"bench-{file.stem}"
     console = Console(stderr=True)
-    registry = default_registry()
     records = [(row, run_row(spec, row, out / slug(row["label"]), registry, console)) for row in spec["rows"]]
     rows = [
         {

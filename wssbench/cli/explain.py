@@ -29,7 +29,7 @@ from ..registry import default_registry
 from ..training import TrainRecipe, load_checkpoint
 from . import traceback_option
 from .params import ComponentName
-from .run import resolve_device
+from ..config import resolve_device
 
 MIN_TILE = 256  # pixels, short side of a tile
 CAPTION = 20  # pixels above each tile
