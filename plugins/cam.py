@@ -29,7 +29,7 @@ import torch.nn.functional as F
 import wssbench
 from wssbench.classifier import upsample
 from wssbench.errors import UsageError
-from wssbench_plugins.classmaps import max_normalise
+from wssbench.maps import max_normalise
 
 RawMaps = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -58,9 +58,13 @@ def class_activation_maps(features: torch.Tensor, weight: torch.Tensor, classes:
 def cam_raw(model, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     """ReLU'd CAM at the feature resolution (B, K, h, w)."""
     with torch.no_grad():
-        features = model.features(images)  # (B, F, h, w)
-        weight = model.head.weight[:, :, 0, 0]  # (C, F)
-        return class_activation_maps(features, weight, classes).clamp(min=0)
+        return cam_from_features(model, model.features(images), classes)
+
+
+def cam_from_features(model, features: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+    """ReLU'd CAM (B, K, h, w) of the backbone's features (B, F, h, w)."""
+    weight = model.head.weight[:, :, 0, 0].detach()  # (C, F)
+    return class_activation_maps(features.detach(), weight, classes).clamp(min=0)
 
 
 def grad_cam_raw(model, images: torch.Tensor, classes: torch.Tensor, layer: str = "") -> torch.Tensor:
@@ -133,6 +137,17 @@ class CAM:
     def __call__(self, model, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         classes = torch.as_tensor(classes).to(images.device)
         return multiscale(cam_raw, model, images, classes, parse_scales(self.scales), self.flip)  # (B, K, H, W)
+
+    @property
+    def uses_forward(self) -> bool:
+        """Capability: at one scale without flips, the maps come from the shared forward pass."""
+        return parse_scales(self.scales) == (1.0,) and not self.flip
+
+    def from_forward(self, model, forward, classes: torch.Tensor) -> torch.Tensor:
+        """The same maps as ``__call__`` from the pipeline's shared forward pass (its features)."""
+        classes = torch.as_tensor(classes).to(forward.features.device)
+        raw = cam_from_features(model, forward.features, classes)  # (B, K, h, w)
+        return max_normalise(upsample(raw, forward.images.shape[-2:]))  # (B, K, H, W)
 
 
 @dataclass(frozen=True)

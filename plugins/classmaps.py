@@ -8,23 +8,7 @@ import torch
 
 import wssbench
 from wssbench.classifier import upsample
-
-
-def select(maps: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-    """Pick the requested classes: (B, C, h, w), (B, K) -> (B, K, h, w), zeros for padding."""
-    b, _, h, w = maps.shape
-    picked = torch.gather(maps, 1, classes.clamp(min=0)[:, :, None, None].expand(-1, -1, h, w))
-    return picked * (classes >= 0)[:, :, None, None]
-
-
-def max_normalise(maps: torch.Tensor, eps: float = 1e-8) -> torch.Tensor:
-    """Clip negatives and divide each (B, K) map by its maximum: values in [0, 1].
-
-    In float32 whatever came in: in fp16 ``eps`` rounds to 0 and an all-negative map would
-    become 0/0.
-    """
-    maps = maps.float().clamp(min=0)
-    return maps / (maps.amax(dim=(2, 3), keepdim=True) + eps)
+from wssbench.maps import max_normalise, select
 
 
 @dataclass(frozen=True)
@@ -32,13 +16,21 @@ class FCNScoreMaps:
     """Class score maps before global pooling, upsampled to the image (FCN; equal to CAM here)."""
 
     name = "fcn"
+    uses_forward = True  # capability: maps from the pipeline's shared forward pass (``from_forward``)
 
     def __call__(self, model, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        classes = torch.as_tensor(classes).to(images.device)
         with torch.no_grad():
-            maps = select(model.score_maps(images), classes)  # (B, K, h, w)
-            maps = upsample(maps, images.shape[-2:])  # (B, K, H, W)
-        return max_normalise(maps)
+            return self.maps(model.score_maps(images), classes, images.shape[-2:])
+
+    def from_forward(self, model, forward, classes: torch.Tensor) -> torch.Tensor:
+        """The same maps from the pipeline's shared forward pass (its score maps)."""
+        return self.maps(forward.score_maps.detach(), classes, forward.images.shape[-2:])
+
+    @staticmethod
+    def maps(score_maps: torch.Tensor, classes: torch.Tensor, size) -> torch.Tensor:
+        classes = torch.as_tensor(classes).to(score_maps.device)
+        maps = select(score_maps, classes)  # (B, K, h, w)
+        return max_normalise(upsample(maps, size))  # (B, K, H, W)
 
 
 @wssbench.hookimpl

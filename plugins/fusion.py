@@ -5,66 +5,19 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 import wssbench
-
-
-def normalise_saliency(maps: np.ndarray, sigma: float, quantile: float) -> np.ndarray:
-    """Blur each raw saliency map (K, H, W) and scale it to [0, 1] by a robust maximum.
-
-    Raw back-propagation maps are sparse speckle: a Gaussian blur of ``sigma`` times the
-    image's shorter side turns them into region evidence; dividing by the ``quantile`` of the
-    blurred map (instead of its maximum) keeps one hot pixel from flattening the rest.
-    """
-    out = np.empty_like(maps, dtype=np.float32)
-    s = sigma * min(maps.shape[1:])
-    for k, m in enumerate(maps):
-        m = gaussian_filter(m.astype(np.float32), s) if s > 0 else m.astype(np.float32)
-        top = np.quantile(m, quantile)
-        out[k] = np.clip(m / top, 0.0, 1.0) if top > 0 else 0.0
-    return out
+from wssbench.fusion_rules import ThresholdRule
 
 
 @dataclass(frozen=True)
-class ThresholdFusion:
+class ThresholdFusion(ThresholdRule):
     """Weighted mean of each class's class map and blurred saliency map; background below a threshold.
 
-    For detected class k, with the class map ``C_k`` in [0, 1] and the normalised saliency map
-    ``S_k`` (see ``normalise_saliency``), the foreground evidence is
-    ``F_k = weight * C_k + (1 - weight) * S_k`` (just ``C_k`` or ``S_k`` when the other stage is
-    off). Background evidence is the constant ``bg_threshold``. A pixel takes the label with
-    the largest evidence; the probabilities are the evidences divided by their sum, so a
-    refiner sees how sure the rule was. Defaults were chosen on the synthetic train split for
-    the main job (fcn + gbp + densecrf: ``benchmarks/tune_fusion.py --refine densecrf``),
-    never on val; without refinement the train optimum is bg_threshold 0.4, weight 0.25.
+    See :class:`wssbench.fusion_rules.ThresholdRule` for the rule and its defaults.
     """
 
     name = "threshold"
-    bg_threshold: float = 0.25
-    weight: float = 0.75  # weight of the class map; 1 - weight goes to the saliency map
-    sigma: float = 0.03  # saliency blur, as a fraction of the image's shorter side
-    quantile: float = 0.99  # saliency maps are divided by this quantile
-
-    def __post_init__(self) -> None:
-        if not 0.0 < self.bg_threshold < 1.0:
-            raise ValueError(f"bg_threshold must be in (0, 1), got {self.bg_threshold}")
-        if not 0.0 <= self.weight <= 1.0:
-            raise ValueError(f"weight must be in [0, 1], got {self.weight}")
-        if not 0.0 < self.quantile <= 1.0:
-            raise ValueError(f"quantile must be in (0, 1], got {self.quantile}")
-
-    def __call__(self, image, labels, class_maps, saliency_maps) -> np.ndarray:
-        h, w = image.shape[:2]
-        evidence = []
-        if class_maps is not None:
-            evidence.append((self.weight if saliency_maps is not None else 1.0, class_maps))
-        if saliency_maps is not None:
-            s = normalise_saliency(saliency_maps, self.sigma, self.quantile)
-            evidence.append((1.0 - self.weight if class_maps is not None else 1.0, s))
-        fg = sum(wt * m for wt, m in evidence) if evidence else np.zeros((len(labels), h, w), np.float32)
-        scores = np.concatenate([np.full((1, h, w), self.bg_threshold, np.float32), fg.astype(np.float32)])
-        return scores / scores.sum(0, keepdims=True)  # (K+1, H, W)
 
 
 @dataclass(frozen=True)

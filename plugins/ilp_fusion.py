@@ -11,7 +11,7 @@ import pulp
 
 import wssbench
 from wssbench.superpixels import check_slic, segment_areas, segment_means, slic_segments
-from wssbench_plugins.fusion import ThresholdFusion
+from wssbench.fusion_rules import ThresholdRule
 
 # CBC's status -> the reason an image falls back to the threshold rule
 _FAILURES = {
@@ -94,10 +94,10 @@ class ILPFusion:
     time_limit: float = 5.0  # seconds of CBC per image
     soft: float = 0.0  # weight of the threshold probabilities in the output, in [0, 0.5)
     # the threshold rule's options, with its defaults
-    bg_threshold: float = ThresholdFusion.bg_threshold
-    weight: float = ThresholdFusion.weight
-    sigma: float = ThresholdFusion.sigma
-    quantile: float = ThresholdFusion.quantile
+    bg_threshold: float = ThresholdRule.bg_threshold
+    weight: float = ThresholdRule.weight
+    sigma: float = ThresholdRule.sigma
+    quantile: float = ThresholdRule.quantile
 
     def __post_init__(self) -> None:
         check_slic(self.n_segments, self.compactness)
@@ -108,7 +108,7 @@ class ILPFusion:
         if not 0.0 <= self.soft < 0.5:
             raise ValueError(f"soft must be in [0, 0.5), got {self.soft}")
         # the threshold rule gives the evidence and the fallback; it validates its own options
-        threshold = ThresholdFusion(self.bg_threshold, self.weight, self.sigma, self.quantile)
+        threshold = ThresholdRule(self.bg_threshold, self.weight, self.sigma, self.quantile)
         object.__setattr__(self, "_threshold", threshold)
         object.__setattr__(self, "_stats", Counter())
 

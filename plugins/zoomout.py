@@ -46,7 +46,7 @@ from wssbench.errors import UsageError
 from wssbench.io import atomic_path
 from wssbench.misvm import MISVM
 from wssbench.superpixels import slic_segments
-from wssbench_plugins.classmaps import max_normalise
+from wssbench.maps import max_normalise
 
 FIT_VERSION = 1  # bump when a change alters the fitted SVMs
 

@@ -82,3 +82,37 @@ def test_shipped_bench_files_are_valid(name):
             for stage, (kind, component) in config.components().items():
                 if component is not None and kind not in ("dataset", "backbone"):  # those would read data / weights
                     registry.create(kind, component, **config.options_for(stage))  # range checks run here
+
+
+def test_row_options_merge_with_the_defaults(tmp_path):
+    from wssbench.cli.bench import load_bench
+    from wssbench.registry import default_registry
+
+    path = tmp_path / "merge.toml"
+    path.write_text(
+        '[defaults]\noptions = { "dataset.preset" = "tiny", "fusion.weight" = 0.5 }\nepochs = 1\n'
+        '[[rows]]\nlabel = "a"\noptions = { "fusion.bg_threshold" = 0.3, "fusion.weight" = 0.25 }\n'
+        '[[rows]]\nlabel = "b"\npreset = "mil-fcn"\n'
+    )
+    spec = load_bench(path, default_registry())
+    a, b = (row["_config"] for row in spec["rows"])
+    assert a.options_for("dataset") == {"preset": "tiny"}  # the defaults' option is kept
+    assert a.options_for("fusion") == {"bg_threshold": 0.3, "weight": 0.25}  # the row wins per key
+    assert a.recipe.epochs == 1
+    assert b.options_for("dataset") == {"preset": "tiny"} and b.pooling == "gmp" and b.recipe.epochs == 1
+
+
+def test_every_row_is_checked_before_any_runs(tmp_path):
+    path = tmp_path / "late.toml"
+    path.write_text('[defaults]\noptions = { "dataset.preset" = "tiny" }\n'
+                    '[[rows]]\nlabel = "good"\n[[rows]]\nlabel = "bad"\noptions = { "fusion.bg_treshold" = 0.3 }\n')
+    result = bench(path, "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "unknown option 'bg_treshold'" in result.stderr
+    assert not (tmp_path / "o").exists()  # the good row did not run first
+
+
+def test_two_rows_with_one_label_are_an_error(tmp_path):
+    path = tmp_path / "twice.toml"
+    path.write_text('[[rows]]\nlabel = "fcn"\n[[rows]]\nlabel = "fcn"\nrefine = "none"\n')
+    result = bench(path, "--out", tmp_path / "o")
+    assert result.exit_code == 2 and "a label used twice" in result.stderr

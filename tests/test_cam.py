@@ -19,7 +19,7 @@ from wssbench.classifier import POOLINGS, Classifier
 from wssbench.errors import UsageError
 from wssbench.registry import build_registry
 from wssbench_plugins.cam import CAM, GradCAM, cam_raw, class_activation_maps, grad_cam_raw
-from wssbench_plugins.classmaps import select
+from wssbench.maps import select
 
 grad_cam_ref = pytest.importorskip("pytorch_grad_cam")
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402

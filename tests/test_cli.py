@@ -55,6 +55,62 @@ def test_eval_scores_run_masks_identically(tiny_run):
     assert scored["miou"] == pytest.approx(record["miou"])
 
 
+class OracleMaps:
+    """A class-map plugin that returns the ground-truth masks of the tiny val images: with it, the
+    whole command (classes, fusion, masks, metric) must score close to 100 % mIoU."""
+
+    name = "oracle"
+
+    def __init__(self) -> None:
+        from wssbench.data.synthetic import SyntheticDataset
+
+        data = SyntheticDataset(preset="tiny")
+        self.pairs = [data.load_pair(i) for i in data.ids("val")]
+
+    def __call__(self, model, images, classes):
+        import torch
+
+        pixels = ((images * model.std + model.mean) * 255).round().clamp(0, 255).permute(0, 2, 3, 1).cpu().numpy()
+        out = torch.zeros(*classes.shape, *images.shape[-2:])
+        for b, image in enumerate(pixels):
+            mask = min(self.pairs, key=lambda p: np.abs(p[0].astype(float) - image).sum())[1]
+            for k, c in enumerate(classes[b].tolist()):
+                if c >= 0:
+                    out[b, k] = torch.from_numpy(mask == c + 1).float()
+        return out
+
+
+def test_run_scores_near_100_with_perfect_maps(tiny_run, tmp_path, monkeypatch):
+    """The end-to-end floor: perfect class maps through the CLI give (nearly) perfect masks."""
+    import wssbench
+    from wssbench import registry
+
+    class Plugin:
+        @wssbench.hookimpl
+        def register_classmaps(self, register):
+            register(OracleMaps)
+
+    monkeypatch.setattr(registry, "_default", registry.build_registry([Plugin()]))
+    result = invoke("run", *TINY, "--classmap", "oracle", "--saliency", "none", "--classes-from", "labels",
+                    "--refine", "none", "--out", tmp_path / "oracle", "--json")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["miou"] > 0.99
+    floor = invoke("run", *TINY, "--fusion", "background", "--out", tmp_path / "floor", "--json")
+    assert floor.exit_code == 0, floor.output
+    assert json.loads(floor.stdout)["config"]["saliency"] is None  # the floor computes no maps
+    assert json.loads(floor.stdout)["miou"] < 0.2
+
+
+def test_run_from_record_reproduces_it(tiny_run, tmp_path):
+    out, record = tiny_run
+    result = invoke("run", "--from", out / "result.json", "--out", tmp_path / "again", "--json")
+    assert result.exit_code == 0, result.output
+    again = json.loads(result.stdout)
+    assert again["config"] == record["config"]
+    assert again["classifier"]["checkpoint"] == record["classifier"]["checkpoint"]
+    assert again["confusion_matrix"] == record["confusion_matrix"]
+
+
 def test_second_run_uses_cached_classifier(tiny_run, tmp_path):
     _, first = tiny_run
     result = invoke("run", *TINY, "--refine", "none", "--out", tmp_path / "again", "--json")

@@ -111,7 +111,7 @@ def test_map_cache_key_names_mixed_precision():
 
 
 def test_max_normalise_is_float32_and_finite_from_fp16():
-    from wssbench_plugins.classmaps import max_normalise
+    from wssbench.maps import max_normalise
 
     maps = torch.tensor([[[[-1.0, -2.0], [-0.5, -3.0]], [[0.0, 2.0], [1.0, 0.5]]]], dtype=torch.float16)  # (1, 2, 2, 2)
     out = max_normalise(maps)

@@ -269,8 +269,8 @@ def _compute(producer: Any, forward: Any, model: Classifier, x: torch.Tensor, cl
     """A stage's maps (B, K, H, W) from the shared forward where the producer can use it."""
     if forward is not None and getattr(producer, "shares_forward", False) and getattr(forward, "rule", None) is not None:
         return producer.from_trace(forward, classes)
-    if forward is not None and callable(getattr(producer, "from_forward", None)):
-        return producer.from_forward(forward, classes)
+    if forward is not None and getattr(producer, "uses_forward", False):
+        return producer.from_forward(model, forward, classes)
     return producer(model, x, classes)
 
 
