@@ -17,11 +17,9 @@ import itertools
 
 import numpy as np
 
-from wssbench.config import RunConfig
+import wssbench
 from wssbench.metrics import ConfusionMatrix
-from wssbench.pipeline import Timer, compute_maps, prepare_run, resolve
 from wssbench.workers import predict_one
-from wssbench.registry import default_registry
 
 GRID = {
     "bg_threshold": [0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6],
@@ -43,19 +41,14 @@ def main() -> None:
     if args.refine != "none":  # refiners are slow per image: search the blur at its default only
         grid["sigma"] = [0.03]
 
-    registry = default_registry()
-    config = RunConfig(
-        dataset=args.dataset, split=args.split, limit=args.limit,
-        saliency=args.saliency, classmap=args.classmap, refine=("none",),
-    )
-    config, parts = resolve(config, registry)
-    timer = Timer()
-    model, _, ids = prepare_run(config, parts, timer)
-    maps = list(compute_maps(config, parts, model, ids, timer))
-    print(f"maps of {len(maps)} {args.split} images in {timer.seconds['saliency'] + timer.seconds['classmap']:.1f} s")
+    pipe = wssbench.Pipeline(dataset=args.dataset, split=args.split, limit=args.limit,
+                             saliency=args.saliency, classmap=args.classmap, refine="none", workers=1)
+    maps = [p.maps for p in pipe.predictions()]  # the maps once; every fusion setting reads them
+    registry, parts = pipe.registry, pipe.components
+    print(f"maps of {len(maps)} {args.split} images")
 
     results = []
-    refiners = [(args.refine, registry.create("refiner", args.refine))]
+    refiners = [] if args.refine == "none" else [(args.refine, registry.create("refiner", args.refine))]
     for values in itertools.product(*grid.values()):
         options = dict(zip(grid, values))
         fusion = registry.create("fusion", "threshold", **options)

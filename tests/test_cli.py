@@ -193,7 +193,9 @@ def test_bad_options_exit_2(args, message, tmp_path):
 
 
 def test_traceback_flag_shows_traceback(tmp_path):
-    with pytest.raises(Exception):
+    from wssbench.errors import DataError
+
+    with pytest.raises(DataError, match="nope"):  # the error itself, not a one-line message
         CliRunner().invoke(cli, ["eval", str(tmp_path / "nope"), "--dataset", "synthetic", "--traceback"], catch_exceptions=False)
 
 
