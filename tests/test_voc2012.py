@@ -150,6 +150,20 @@ def test_missing_image_is_named(devkit: Path):
         VOC2012(str(devkit)).load_pair("2007_000002")
 
 
+def test_missing_files_are_found_before_training(devkit: Path, monkeypatch: pytest.MonkeyPatch):
+    """An id of the split without its image fails when the run starts, not after training."""
+    import wssbench
+    from wssbench import pipeline
+
+    write_split(devkit / "VOC2012", "val", ["2007_000003", "2007_000009", "2007_000010"])
+    trained = []
+    monkeypatch.setattr(pipeline, "load_or_train", lambda *a, **k: trained.append(1))
+    pipe = wssbench.Pipeline(dataset="voc2012", data_root=str(devkit), device="cpu", epochs=1)
+    with pytest.raises(DataError, match=r"2007_000009\.jpg: image not found \(and 1 more\)"):
+        pipe.run()
+    assert trained == []
+
+
 def test_unknown_split_lists_the_available_ones(devkit: Path):
     with pytest.raises(DataError, match="split 'test' not found; available: train, val"):
         VOC2012(str(devkit)).ids("test")

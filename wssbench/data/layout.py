@@ -60,6 +60,15 @@ class SegmentationDataset:
             raise DataError(f"{path}: split '{split}' not found; available: {available}")
         return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
 
+    def check_files(self, ids: list[str]) -> None:
+        """A cheap check, before any work, that every id has its image and mask (DataError naming
+        the first missing file and how many are missing)."""
+        for describe, path_of in (("image", self.image_path), ("mask", self.mask_path)):
+            missing = [path_of(i) for i in ids if not path_of(i).is_file()]
+            if missing:
+                more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
+                raise DataError(f"{missing[0]}: {describe} not found{more}")
+
     def image_path(self, image_id: str) -> Path:
         return self.root / self.image_dir / f"{image_id}{self.image_ext}"
 
