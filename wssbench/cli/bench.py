@@ -39,7 +39,7 @@ ROW_KEYS = {"label", "tune", "published"}
 SET_BY_BENCH = {"out", "as_json", "from_record"}
 
 
-def load_bench(path: Path, registry: Any = None) -> dict:
+def load_bench(path: Path, registry: Any = None, overrides: dict | None = None) -> dict:
     """Read a bench file and check every row (names, options, value types, labels) before
     anything runs; each row's checked config is kept under ``row["_config"]``."""
     from ..pipeline import check
@@ -53,6 +53,7 @@ def load_bench(path: Path, registry: Any = None) -> dict:
     rows = spec.get("rows")
     if not rows:
         raise DataError(f"{path}: no [[rows]]")
+    spec["_set"] = dict(overrides or {})  # --set: over every row
     labels: dict[str, int] = {}
     for i, row in enumerate(rows):
         if "label" not in row:
@@ -77,7 +78,7 @@ def row_description(spec: dict, row: dict, where: str = "") -> dict:
     own = {k: v for k, v in row.items() if k not in ROW_KEYS and not k.startswith("_")}
     for key in (set(defaults) | set(own)) & SET_BY_BENCH:
         raise UsageError(f"{where}'{key}' is set by bench itself")
-    return merge(defaults, own)
+    return merge(defaults, own, spec.get("_set", {}))
 
 
 def row_config(spec: dict, row: dict, where: str = "", extra_options: dict | None = None, **overrides: Any) -> RunConfig:
@@ -168,15 +169,23 @@ def _pct(x: Any) -> str:
 @click.command("bench")
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), help="Folder of the rows' runs (default: wssbench-runs/bench-<file>).")
+@click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="A run option set on every row, over the file (e.g. --set precision=bf16 --set device=cuda).")
 @click.option("--json", "as_json", is_flag=True, help="Print the rows as JSON on stdout.")
 @traceback_option
-def bench_command(file: Path, out: Path | None, as_json: bool) -> None:
+def bench_command(file: Path, out: Path | None, settings: tuple[str, ...], as_json: bool) -> None:
     """Run every row of a bench FILE (TOML), resuming finished rows, and print the table."""
     from ..registry import default_registry
 
     registry = default_registry()
-    spec = load_bench(file, registry)
-    out = out or Path("wssbench-runs") / f"bench-{file.stem}"
+    overrides = {}
+    for text in settings:
+        key, eq, value = text.partition("=")
+        if not eq or not key:
+            raise UsageError(f"--set {text}: expected KEY=VALUE, e.g. --set precision=bf16")
+        overrides[key.strip().replace("-", "_")] = value
+    spec = load_bench(file, registry, overrides)
+    suffix = "-" + fingerprint(overrides, 6) if overrides else ""
+    out = out or Path("wssbench-runs") / f"bench-{file.stem}{suffix}"
     console = Console(stderr=True)
     records = [(row, run_row(spec, row, out / slug(row["label"]), registry, console)) for row in spec["rows"]]
     rows = [

@@ -30,6 +30,8 @@ MARKER = ".complete"  # written last; holds the spec as JSON
 _PRESETS = {
     "default": dict(n_train=480, n_val=120, size=128),
     "tiny": dict(n_train=24, n_val=12, size=64),
+    # a stand-in for throughput at PASCAL VOC sizes (VOC images are about 500x375 = 187,500 px)
+    "voc-size": dict(n_train=128, n_val=64, size=448),
 }
 
 
@@ -48,7 +50,8 @@ class SyntheticSpec:
 
     @classmethod
     def preset(cls, name: str, seed: int = 0) -> SyntheticSpec:
-        """The named preset: "default" (480 + 120 images, 128 px) or "tiny" (24 + 12, 64 px)."""
+        """The named preset: "default" (480 + 120 images, 128 px), "tiny" (24 + 12, 64 px) or
+        "voc-size" (128 + 64, 448 px: VOC's pixel count per image, for throughput)."""
         if name not in _PRESETS:
             raise ValueError(f"unknown synthetic preset '{name}'; available: {', '.join(_PRESETS)}")
         return cls(seed=seed, **_PRESETS[name])
