@@ -241,13 +241,28 @@ def test_worker_pool_gives_the_same_result(tiny_run, tmp_path):
     assert one["component_stats"]["fusion"]["images"] == two["component_stats"]["fusion"]["images"] == 12
 
 
+OFF_RECIPE = ["--backbone", "resnet10t", "--no-pretrained"]  # presets pin ImageNet VGG-16: not here
+
+
 def test_preset_sets_options_and_command_line_wins(tmp_path):
-    result = invoke("run", *TINY, "--preset", "mil-sppxl", "--saliency", "bp", "--limit", 2, "--out", tmp_path / "p", "--json")
+    result = invoke("run", *TINY, *OFF_RECIPE, "--preset", "mil-sppxl", "--saliency", "bp", "--limit", 2, "--out", tmp_path / "p", "--json")
     assert result.exit_code == 0, result.output
-    config = json.loads(result.stdout)["config"]
+    record = json.loads(result.stdout)
+    config = record["config"]
     assert config["preset"] == "mil-sppxl"
     assert config["pooling"] == "lse" and config["refine"] == ["sppxl"]
     assert config["saliency"] == "bp"  # given on the command line: wins over the preset's none
+    changed = {d["option"]: (d["published"], d["used"]) for d in record["deviations"]}
+    assert changed["backbone"] == ("vgg16", "resnet10t") and changed["pretrained"] == (True, False)
+    assert changed["saliency"] == (None, "bp")
+    assert "pooling" not in changed and "head" in changed  # kept as published; wssbench's own departure listed
+    assert "deviat" in result.stderr
+
+
+def test_preset_without_its_weights_names_the_way_out(tmp_path):
+    result = invoke("run", *TINY, "--preset", "dcsm", "--out", tmp_path / "x")
+    assert result.exit_code == 1 and "--weights FILE" in result.stderr and "--backbone" in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
 
 
 def test_maps_cache_is_reused_and_exact(tiny_run, tmp_path):
@@ -261,7 +276,7 @@ def test_maps_cache_is_reused_and_exact(tiny_run, tmp_path):
 
 
 def test_preset_component_options_merge(tmp_path):
-    result = invoke("run", *TINY, "--preset", "dcsm", "-O", "saliency.scales=1.0", "--limit", 2, "--out", tmp_path / "d", "--json")
+    result = invoke("run", *TINY, *OFF_RECIPE, "--preset", "dcsm", "-O", "saliency.scales=1.0", "--limit", 2, "--out", tmp_path / "d", "--json")
     assert result.exit_code == 0, result.output
     options = json.loads(result.stdout)["config"]["options"]["saliency"]
     assert options == {"distinct": True, "scales": [1.0]}  # the preset's distinct, the command line's scales

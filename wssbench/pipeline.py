@@ -28,7 +28,7 @@ import torch
 
 from .classifier import Classifier, downsample_factor
 from .config import RunConfig
-from .errors import DataError, UsageError
+from .errors import DataError, OfflineError, UsageError
 from .forward import plain_forward
 from .io import atomic_dir, write_json, write_mask
 from .loading import load_all
@@ -97,9 +97,18 @@ def resolve(config: RunConfig, registry: Registry) -> tuple[RunConfig, Component
         return None if name is None else registry.create(kind, name, **extra, **config.options_for(stage))
 
     dataset = make("dataset", root=config.data_root)
+    try:
+        model = build_classifier(config, dataset, make("backbone"))
+    except OfflineError as e:
+        if not config.preset:
+            raise
+        raise OfflineError(
+            f"--preset {config.preset} starts from ImageNet weights of '{config.backbone}', which cannot be downloaded here: "
+            f"pass --weights FILE (a local checkpoint of it), or --backbone MODEL --no-pretrained (recorded as deviations)"
+        ) from e
     components = Components(
         dataset=dataset,
-        model=build_classifier(config, dataset, make("backbone")),
+        model=model,
         saliency=make("saliency"),
         classmap=make("classmap"),
         fusion=make("fusion"),

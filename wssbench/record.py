@@ -9,6 +9,7 @@ from typing import Any
 from .cache import package_version
 from .metrics import ConfusionMatrix
 from .options import defaults
+from .presets import deviations
 
 RECORD_VERSION = 1
 PACKAGES = ("wssbench", "torch", "timm", "numpy", "scikit-image", "scikit-learn", "pydensecrf2", "pulp", "pluggy")
@@ -63,6 +64,7 @@ def build_record(config, parts, registry, cm: ConfusionMatrix, ids, classifier, 
         "pixel_accuracy": _nan_to_none(result.pixel_accuracy),
         "confusion_matrix": cm.matrix.tolist(),
         "config": config.to_dict(),
+        "deviations": deviations(config),  # from the preset's published recipe (empty without a preset)
         "components": components,
         "classifier": classifier,
         "component_stats": stats,

@@ -77,6 +77,13 @@ def run_command(from_record: str | None, out: str | None, as_json: bool, **kw) -
     out_dir = Path(out) if out else default_out(config)
     err = Console(stderr=True, quiet=os.environ.get("RANK", "0") != "0")  # torchrun: rank 0 speaks
     err.print(config_panel(config, out_dir))
+    from ..presets import deviations
+
+    changed = deviations(config)
+    if changed:
+        listed = "; ".join(f"{d['option']}: {d['published']} -> {d['used']}" for d in changed)
+        err.print(f"warning: --preset {config.preset}: {len(changed)} deviations from the published recipe (recorded): {listed}",
+                  soft_wrap=True, highlight=False, markup=False)
     with progress_display(err) as progress:
         record = pipe.run(out_dir, progress)
     if record is None:  # another torchrun rank; rank 0 reports
