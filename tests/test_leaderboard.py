@@ -215,7 +215,7 @@ def test_label_of_a_preset_with_component_options():
     from wssbench.leaderboard import method_label
 
     config = {
-        "preset": "dcsm", "pooling": "gmp", "classmap": None, "saliency": "multilayer", "fusion": "threshold",
+        "preset": "dcsm", "backbone": "vgg16", "pretrained": True, "pooling": "gmp", "classmap": None, "saliency": "multilayer", "fusion": "threshold",
         "refine": ["densecrf"],
         "options": {"saliency": {"distinct": True, "scales": [0.8, 1.0, 1.2]}, "fusion": {"bg_threshold": 0.15}},
     }
