@@ -59,3 +59,28 @@ def test_config_rejects_bad_values():
     with pytest.raises(UsageError, match="STAGE.KEY=VALUE"):
         parse_option_strings(("fusion=3",))
     assert RunConfig(options=(("fusion", "b", 1), ("dataset", "a", 2))).options[0][0] == "dataset"
+
+
+def test_select_classes_without_cap_or_forced_top1():
+    scores = torch.tensor([[2.0, 1.0, 0.5, 3.0], [-2.0, -3.0, -0.5, -4.0]])
+    classes = select_classes(scores, None, RunConfig(max_classes=None, top1=False))
+    assert classes.tolist() == [[3, 0, 1, 2], [-1, -1, -1, -1]]  # all four detected; none: all background
+    nothing = select_classes(scores[1:], None, RunConfig(top1=False))
+    assert nothing.shape == (1, 0)
+
+
+def test_a_batch_with_no_detection_is_all_background(resnet18_classifier):
+    from wssbench.config import build_config
+    from wssbench.pipeline import ImageMaps, stage_maps, Timer
+    from wssbench_plugins.classmaps import FCNScoreMaps
+    from wssbench.saliency import GuidedBP
+    from wssbench_plugins.fusion import ThresholdFusion
+
+    model = resnet18_classifier(4)
+    x = torch.randn(2, 3, 32, 32)
+    classes = np.zeros((2, 0), dtype=np.int64)
+    for producer in (FCNScoreMaps(), GuidedBP()):
+        maps, cached = stage_maps("s", producer, None, model, x, classes, [c for c in classes], ["a", "b"], Timer())
+        assert [m.shape for m in maps] == [(0, 32, 32)] * 2 and not cached
+    probs = ThresholdFusion()(np.zeros((32, 32, 3), np.uint8), np.zeros(0, int), maps[0], maps[0])
+    assert probs.shape == (1, 32, 32) and (probs.argmax(0) == 0).all()

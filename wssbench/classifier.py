@@ -101,4 +101,6 @@ def downsample_factor(model: Classifier, size: int = 224) -> int:
 
 def upsample(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinear upsampling of (B, K, h, w) maps to ``size``."""
+    if maps.shape[1] == 0:  # no class: torch refuses an empty input
+        return maps.new_zeros((maps.shape[0], 0, *size))
     return F.interpolate(maps, size=size, mode="bilinear", align_corners=False)

@@ -59,7 +59,8 @@ class RunConfig:
     options: tuple[tuple[str, str, Any], ...] = ()
     classes_from: str = "predicted"  # "predicted" (segmentation) or "labels" (seed quality)
     score_threshold: float = 0.5  # sigmoid score for a class to count as present
-    max_classes: int = 3  # at most this many classes per image (the top-scoring ones)
+    max_classes: int | None = 3  # at most this many classes per image (the top-scoring ones); None: no cap
+    top1: bool = True  # the top-scoring class counts as detected even below the threshold
     batch_size: int = 8
     precision: str = "fp32"  # network stages: fp32, bf16 or fp16 (autocast; see ``precision``)
     loader_workers: int = 0  # DataLoader processes reading images ahead of the network
@@ -80,7 +81,9 @@ class RunConfig:
         for name in ("loader_workers",):
             if getattr(self, name) < 0:
                 raise UsageError(f"--{name.replace('_', '-')}: expected 0 or more, got {getattr(self, name)}")
-        for name in ("max_classes", "batch_size", "workers"):
+        if self.max_classes is not None and self.max_classes < 1:
+            raise UsageError(f"--max-classes: expected at least 1 or none, got {self.max_classes}")
+        for name in ("batch_size", "workers"):
             if getattr(self, name) < 1:
                 raise UsageError(f"--{name.replace('_', '-')}: expected at least 1, got {getattr(self, name)}")
         if self.limit is not None and self.limit < 1:

@@ -221,16 +221,19 @@ def load_or_train(config: RunConfig, parts: Components, device: torch.device, pr
 def select_classes(scores: torch.Tensor, gt: torch.Tensor | None, config: RunConfig) -> torch.Tensor:
     """(B, C) scores -> (B, K) class indices, -1 padded: ground-truth labels or the detected ones.
 
-    Detected: those whose sigmoid passes ``score_threshold``, at least the top one, at most
-    ``max_classes``, in decreasing score order.
+    Detected: those whose sigmoid passes ``score_threshold``, at least the top one (unless
+    ``top1`` is off: an image with no detection is then all background), at most
+    ``max_classes`` (no cap when None), in decreasing score order.
     """
     if config.classes_from == "labels":
         present = gt.to(scores.device).bool()
     else:
         present = torch.sigmoid(scores) > config.score_threshold
-        present[torch.arange(len(scores)), scores.argmax(1)] = True
+        if config.top1:
+            present[torch.arange(len(scores)), scores.argmax(1)] = True
     ranked = torch.where(present, scores, torch.full_like(scores, -torch.inf))
-    k = min(config.max_classes, int(present.sum(1).max()))
+    most = int(present.sum(1).max()) if len(scores) else 0
+    k = most if config.max_classes is None else min(config.max_classes, most)
     top = ranked.topk(k, dim=1)
     return torch.where(torch.isfinite(top.values), top.indices, torch.full_like(top.indices, -1))  # (B, K)
 
@@ -295,6 +298,8 @@ def stage_maps(stage: str, producer: Any, cache: MapCache | None, model: Classif
     """
     if producer is None:
         return [None] * len(batch_ids), False
+    if classes.shape[1] == 0:  # no image of the batch has a class: nothing to compute
+        return [np.zeros((0, *x.shape[-2:]), np.float32) for _ in batch_ids], False
     if cache is not None:
         with timer(f"{stage}:cached"):
             found = [cache.get(i, c) for i, c in zip(batch_ids, kept)]
