@@ -78,7 +78,7 @@ def main() -> None:
     print(f"\nprocess pool, {args.workers} workers vs 1 (median of {args.repeats}, interleaved):")
     chains = {
         "threshold + densecrf": (threshold, [("densecrf", registry.create("refiner", "densecrf"))]),
-        "ilp + sppxl-crf": (registry.create("fusion", "ilp"), [("sppxl-crf", registry.create("refiner", "sppxl-crf"))]),
+        "integer-lp + sppxl-crf": (registry.create("fusion", "integer-lp"), [("sppxl-crf", registry.create("refiner", "sppxl-crf"))]),
     }
     for label, (fusion, refiners) in chains.items():
         one, many = [], []

@@ -57,7 +57,7 @@ def solve_ilp(scores: np.ndarray, areas: np.ndarray, min_areas: np.ndarray, time
 
 @dataclass(frozen=True)
 class ILPFusion:
-    """ILP on SLIC superpixels: most agreement with class and saliency maps, each class >= min_area.
+    """Integer linear program on SLIC superpixels (one reading of the poster's "ILP"; ``image-prior`` is the other): most agreement with class and saliency maps, each class >= min_area.
 
     Per image, with SLIC superpixels s (``n_segments``, ``compactness``) of area a_s (fraction
     of the image) and labels l in {0 = background, 1..K = the detected classes}::
@@ -87,7 +87,7 @@ class ILPFusion:
     per-pixel evidence to move boundaries with, where a one-hot input would pin them.
     """
 
-    name = "ilp"
+    name = "integer-lp"
     n_segments: int = 100
     compactness: float = 10.0
     min_area: float = 0.02  # fraction of the image each detected class must cover
@@ -133,7 +133,7 @@ class ILPFusion:
             assignment = solve_ilp(scores, areas, min_areas, self.time_limit)  # (S,)
         except ILPError as e:
             detail = f" ({e.__cause__})" if e.__cause__ else ""
-            warnings.warn(f"ilp fusion fell back to the threshold rule: {e}{detail}", stacklevel=2)
+            warnings.warn(f"integer-lp fusion fell back to the threshold rule: {e}{detail}", stacklevel=2)
             self._stats["fallbacks"] += 1
             self._stats[f"fallback: {e}"] += 1
             return threshold

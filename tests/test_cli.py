@@ -233,7 +233,7 @@ def test_plugins_and_list():
 def test_worker_pool_gives_the_same_result(tiny_run, tmp_path):
     records = []
     for workers in (1, 2):
-        result = invoke("run", *TINY, "--fusion", "ilp", "--workers", workers, "--out", tmp_path / f"w{workers}", "--json")
+        result = invoke("run", *TINY, "--fusion", "integer-lp", "--workers", workers, "--out", tmp_path / f"w{workers}", "--json")
         assert result.exit_code == 0, result.output
         records.append(json.loads(result.stdout))
     one, two = records

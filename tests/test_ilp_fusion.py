@@ -152,10 +152,10 @@ def test_no_evidence_is_all_background():
 def test_bad_options(options):
     with pytest.raises(ValueError):
         ILPFusion(**options)
-    with pytest.raises(UsageError, match="fusion 'ilp'"):
-        build_registry().create("fusion", "ilp", **options)
+    with pytest.raises(UsageError, match="fusion 'integer-lp'"):
+        build_registry().create("fusion", "integer-lp", **options)
 
 
 def test_options_from_strings():
-    fusion = build_registry().create("fusion", "ilp", min_area="0.05", n_segments="50", soft="0.2")
+    fusion = build_registry().create("fusion", "integer-lp", min_area="0.05", n_segments="50", soft="0.2")
     assert (fusion.min_area, fusion.n_segments, fusion.soft) == (0.05, 50, 0.2)

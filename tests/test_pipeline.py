@@ -84,3 +84,19 @@ def test_a_batch_with_no_detection_is_all_background(resnet18_classifier):
         assert [m.shape for m in maps] == [(0, 32, 32)] * 2 and not cached
     probs = ThresholdFusion()(np.zeros((32, 32, 3), np.uint8), np.zeros(0, int), maps[0], maps[0])
     assert probs.shape == (1, 32, 32) and (probs.argmax(0) == 0).all()
+
+
+def test_image_prior_fusion_by_hand():
+    from wssbench_plugins.fusion import ImagePriorFusion
+
+    fusion = ImagePriorFusion(bg_threshold=0.3, weight=1.0, sigma=0.0, quantile=1.0)
+    image = np.zeros((1, 2, 3), np.uint8)
+    class_maps = np.array([[[0.6, 0.2]], [[0.6, 0.9]]], np.float32)  # (K=2, 1, 2)
+    scores = np.array([0.0, np.log(3.0)])  # sigmoid: 0.5 and 0.75
+    probs = fusion(image, np.array([1, 4]), class_maps, None, scores=scores)
+    # pixel 0: evidence (0.3, 0.6, 0.6) times prior (1, 0.5, 0.75) = (0.3, 0.3, 0.45)
+    np.testing.assert_allclose(probs[:, 0, 0], np.array([0.3, 0.3, 0.45]) / 1.05, rtol=1e-6)
+    # pixel 1: (0.3, 0.2 * 0.5, 0.9 * 0.75) = (0.3, 0.1, 0.675)
+    np.testing.assert_allclose(probs[:, 0, 1], np.array([0.3, 0.1, 0.675]) / 1.075, rtol=1e-6)
+    with pytest.raises(ValueError, match="needs the image-level scores"):
+        fusion(image, np.array([1, 4]), class_maps, None)

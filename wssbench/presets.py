@@ -54,14 +54,14 @@ PRESETS: dict[str, Preset] = {
         ),
     ),
     "fcn-gbp": Preset(
-        "Poster FCN+GBP: FCN class maps (global max pooling) + guided BP, ILP fusion, superpixel CRF",
-        {**VGG16, "pooling": "gmp", "classmap": "fcn", "saliency": "gbp", "fusion": "ilp", "refine": "sppxl-crf"},
+        "Poster FCN+GBP: FCN class maps (global max pooling) + guided BP, image-level prior, superpixel CRF",
+        {**VGG16, "pooling": "gmp", "classmap": "fcn", "saliency": "gbp", "fusion": "image-prior", "refine": "sppxl-crf"},
         "41.4 val / 40.7 test",
         unverified=("crop", "fusion", "refine"),
     ),
     "zof-gbp": Preset(
-        "Poster ZOF+GBP: zoom-out features + mi-SVM class maps + guided BP, ILP fusion, superpixel CRF",
-        {**VGG16, "pooling": "gmp", "classmap": "zoomout", "saliency": "gbp", "fusion": "ilp", "refine": "sppxl-crf"},
+        "Poster ZOF+GBP: zoom-out features + mi-SVM class maps + guided BP, image-level prior, superpixel CRF",
+        {**VGG16, "pooling": "gmp", "classmap": "zoomout", "saliency": "gbp", "fusion": "image-prior", "refine": "sppxl-crf"},
         "38.1 val / 37.7 test",
         unverified=("crop", "fusion", "refine"),
     ),

@@ -23,7 +23,8 @@ def predict_one(maps: Any, fusion: Any, refiners: list[tuple[str, Any]]) -> tupl
     """Fuse and refine one image's maps: the label map (H, W) uint8 and seconds per stage."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
-    probs = fusion(maps.image, maps.labels, maps.class_maps, maps.saliency_maps)  # (K+1, H, W)
+    extra = {"scores": maps.scores[maps.labels - 1]} if getattr(fusion, "needs_scores", False) else {}
+    probs = fusion(maps.image, maps.labels, maps.class_maps, maps.saliency_maps, **extra)  # (K+1, H, W)
     seconds["fusion"] = time.perf_counter() - start
     for name, refiner in refiners:
         start = time.perf_counter()
