@@ -11,6 +11,7 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
+from test_saliency import one_thread  # noqa: F401 (fixture: tiny models are faster on one thread)
 from wssbench.classifier import Classifier
 from wssbench.cli import WssbenchGroup
 from wssbench.cli.saliency_eval import saliency_eval_command
