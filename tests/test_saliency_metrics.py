@@ -71,7 +71,7 @@ def test_difficult_subset():
     assert not is_difficult(mask, 1)  # "ignore" is no object
     mask[3, 0] = 2
     assert is_difficult(mask, 1)  # small, and a class-2 object present
-    assert not is_difficult(mask, 2) is False  # class 2 (1/16) with class 1 present is difficult too
+    assert is_difficult(mask, 2)  # class 2 (1/16) with class 1 present is difficult too
     mask[1, 0] = 1  # class 1: 4/16 = 1/4, not below it
     assert not is_difficult(mask, 1)
 

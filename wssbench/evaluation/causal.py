@@ -21,7 +21,9 @@ As in the authors' code (``eclique/RISE``, ``evaluation.py``):
 
 The probability: RISE explains a softmax classifier; the wssbench classifiers are
 multi-label (trained with a sigmoid per class), so the probability of class ``c`` is
-``sigmoid(S_c)`` of the class score. The ``n + 1`` images of a curve are built at once from
+``sigmoid(S_c)`` of the class score. RISE explains the top predicted class;
+:func:`wssbench.evaluation.evaluate_saliency` scores every ground-truth class of an image
+(the classes the maps are made for in WSSS). The ``n + 1`` images of a curve are built at once from
 a rank map and classified ``batch_size`` at a time.
 """
 
