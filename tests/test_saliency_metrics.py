@@ -15,12 +15,15 @@ from test_saliency import one_thread  # noqa: F401 (fixture: tiny models are fas
 from wssbench.classifier import Classifier
 from wssbench.cli import WssbenchGroup
 from wssbench.cli.saliency_eval import saliency_eval_command
+from wssbench.config import RunConfig
 from wssbench.errors import UsageError
 from wssbench.evaluation import (
-    EvalOptions, PointingGame, auc, bounding_box, cascade_units, causal_curve, deletion, energy_inside,
+    EvalOptions, PointingGame, auc, bounding_box, cascade_units, causal_curve, columns_for_run, deletion, energy_inside,
     evaluate_saliency, insertion, is_difficult, leaderboard_columns, max_point, pointing_hit, sanity_check, spearman,
 )
 from wssbench.evaluation.causal import blur_baseline, salient_ranks
+from wssbench.record import describe_components
+from wssbench.registry import default_registry
 from wssbench.saliency import GuidedBP, VanillaBP
 
 
@@ -308,5 +311,12 @@ def test_command_on_the_tiny_dataset(tiny_dataset, tmp_path):
         m = entry["metrics"]
         assert 0 <= m["pointing"] <= 1 and 0 <= m["energy"] <= 1 and 0 <= m["deletion"] <= 1 and 0 <= m["insertion"] <= 1
         assert m["sanity"]["layers"][0]["layer"] == "head" and -1 <= m["sanity"]["rho_mean"] <= 1
+    # the columns join the row of a run with the same classifier and the same saliency method and options
+    run_record = {"classifier": {"checkpoint": record["classifier"]["checkpoint"]},
+                  "components": describe_components(RunConfig(saliency="bp"), default_registry())}
+    assert columns_for_run(record, run_record) == leaderboard_columns(record)["bp"]
+    other = describe_components(RunConfig(saliency="bp", options=(("saliency", "distinct", True),)), default_registry())
+    assert columns_for_run(record, {**run_record, "components": other}) is None
+    assert columns_for_run(record, {**run_record, "classifier": {"checkpoint": "/x/other.pt"}}) is None
     bad = CliRunner().invoke(cli, ["saliency-eval", "-O", "fusion.x=1"], catch_exceptions=False)
     assert bad.exit_code == 2 and "saliency-eval takes options" in bad.output

@@ -3,7 +3,7 @@ and the model-randomisation sanity check. Pure functions in :mod:`.localisation`
 :mod:`.causal` and :mod:`.sanity`; the loop over a split in :mod:`.evaluate`."""
 
 from .causal import auc, causal_curve, deletion, insertion
-from .evaluate import METRICS, EvalOptions, evaluate_saliency, leaderboard_columns
+from .evaluate import METRICS, EvalOptions, columns_for_run, evaluate_saliency, leaderboard_columns
 from .localisation import PointingGame, bounding_box, energy_inside, is_difficult, max_point, pointing_hit
 from .sanity import SanityResult, cascade_units, randomise, sanity_check, spearman
 
@@ -16,6 +16,7 @@ __all__ = [
     "bounding_box",
     "cascade_units",
     "causal_curve",
+    "columns_for_run",
     "deletion",
     "energy_inside",
     "evaluate_saliency",

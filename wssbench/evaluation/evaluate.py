@@ -15,8 +15,10 @@ A class whose every pixel is "ignore" (no region) is skipped by the region metri
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
@@ -121,3 +123,23 @@ def leaderboard_columns(record: dict) -> dict[str, dict[str, float | str | None]
 # weights". Adebayo et al. give no threshold; 0.5 sits between what they show for gradients
 # (falling towards 0 within a few layers) and guided back-propagation (staying high).
 SANITY_FAIL_RHO = 0.5
+
+
+def columns_for_run(saliency_record: dict, run_record: dict) -> dict[str, float | str | None] | None:
+    """The leaderboard columns of ``saliency_record`` that belong to the row of ``run_record``
+    (a ``wssbench run`` result), or None: the same trained classifier (checkpoint file name,
+    a hash of everything that determines its weights) and the same saliency method with the
+    same options (the run's ``components.saliency`` against the evaluated method's)."""
+    checkpoint = (run_record.get("classifier") or {}).get("checkpoint")
+    saliency = (run_record.get("components") or {}).get("saliency")
+    if not checkpoint or not saliency or Path(checkpoint).name != Path(saliency_record["classifier"]["checkpoint"]).name:
+        return None
+    columns = leaderboard_columns(saliency_record)
+    for label, entry in saliency_record["methods"].items():
+        if entry["kind"] == "saliency" and entry["name"] == saliency["name"] and _same(entry["options"], saliency["options"]):
+            return columns[label]
+    return None
+
+
+def _same(a: dict, b: dict) -> bool:
+    return json.loads(json.dumps(a, sort_keys=True)) == json.loads(json.dumps(b, sort_keys=True))
