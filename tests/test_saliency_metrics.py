@@ -318,5 +318,7 @@ def test_command_on_the_tiny_dataset(tiny_dataset, tmp_path):
     other = describe_components(RunConfig(saliency="bp", options=(("saliency", "distinct", True),)), default_registry())
     assert columns_for_run(record, {**run_record, "components": other}) is None
     assert columns_for_run(record, {**run_record, "classifier": {"checkpoint": "/x/other.pt"}}) is None
+    table = CliRunner().invoke(cli, [*args[:-3], "--metrics", "pointing,sanity", "--limit", "1"], catch_exceptions=False)
+    assert table.exit_code == 0 and "saliency evaluation" in table.stdout and "bp: cascading randomisation" in table.stdout
     bad = CliRunner().invoke(cli, ["saliency-eval", "-O", "fusion.x=1"], catch_exceptions=False)
     assert bad.exit_code == 2 and "saliency-eval takes options" in bad.output

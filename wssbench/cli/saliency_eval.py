@@ -156,13 +156,13 @@ def _num(x: float | None) -> str:
 def summary_table(record: dict) -> Table:
     """One row per method, one column per metric."""
     caption = (f"{record['dataset']} {record['split']} ({record['n_images']} images), ground-truth classes; "
-               f"pointing: mean class hit rate, tolerance {record['eval_options']['tolerance']:g} px; "
+               f"pointing (and on its difficult subset): mean class hit rate, tolerance {record['eval_options']['tolerance']:g} px; "
                "deletion: lower is better; sanity rho: mean rank correlation over the cascade, lower is better")
     table = Table(title="saliency evaluation", caption=caption)
     table.add_column("method")
     names = ("pointing", "pointing_difficult", "energy", "deletion", "insertion")
-    for name in (*names, "sanity rho"):
-        table.add_column(name, justify="right")
+    for header in ("pointing", "difficult", "energy", "deletion", "insertion", "sanity rho"):
+        table.add_column(header, justify="right")
     for label, entry in record["methods"].items():
         m = entry["metrics"]
         sanity = m.get("sanity", {}).get("rho_mean")
