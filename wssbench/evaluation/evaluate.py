@@ -9,7 +9,7 @@ A class whose every pixel is "ignore" (no region) is skipped by the region metri
 * ``energy``: mean over (image, class) pairs of the map's share inside the class region.
 * ``deletion``, ``insertion``: mean over (image, class) pairs of the AUC of the sigmoid
   probability curve (:mod:`.causal`; RISE reports the mean over its images).
-* ``sanity``: cascading randomisation on the first ``sanity_images`` images (:mod:`.sanity`):
+* ``sanity``: cascading randomisation on the first ``sanity_images`` images with a class (:mod:`.sanity`):
   the mean rank correlation per cascade step and the summary ``rho_mean`` / ``rho_final``.
 """
 
@@ -58,27 +58,25 @@ def evaluate_saliency(model: Any, method: Callable, dataset: Any, ids: list[str]
     wanted = set(options.metrics)
     game = PointingGame(model.num_classes, options.tolerance)
     energy, deleted, inserted, sanity = [], [], [], []
-    for n, image_id in enumerate(ids):
+    for image_id in ids:
         image, mask = dataset.load_pair(image_id)  # (H, W, 3) uint8, (H, W) uint8
         classes = np.flatnonzero(dataset.image_labels(image_id))  # (K,)
-        if len(classes) == 0:
-            continue
-        x = model.preprocess([image])  # (1, 3, H, W)
-        cls = torch.from_numpy(classes)[None].to(x.device)  # (1, K)
-        maps = method(model, x, cls).detach().float().cpu().numpy()[0]  # (K, H, W)
-        for saliency, c in zip(maps, classes.tolist()):
-            region = mask == c + 1  # (H, W)
-            if region.any():
-                if "pointing" in wanted:
+        if len(classes):
+            x = model.preprocess([image])  # (1, 3, H, W)
+            cls = torch.from_numpy(classes)[None].to(x.device)  # (1, K)
+            maps = method(model, x, cls).detach().float().cpu().numpy()[0]  # (K, H, W)
+            for saliency, c in zip(maps, classes.tolist()):
+                region = mask == c + 1  # (H, W)
+                if region.any() and "pointing" in wanted:
                     game.update(saliency, mask, c)
-                if "energy" in wanted:
+                if region.any() and "energy" in wanted:
                     energy.append(energy_inside(saliency, bounding_box(region) if options.energy_box else region))
-            if "deletion" in wanted:
-                deleted.append(deletion(model, x[0], saliency, c, options.steps, options.deletion_baseline, options.batch_size)[0])
-            if "insertion" in wanted:
-                inserted.append(insertion(model, x[0], saliency, c, options.steps, options.insertion_baseline, options.batch_size)[0])
-        if "sanity" in wanted and n < options.sanity_images:
-            sanity.append(sanity_check(model, method, x, cls, seed=options.seed))
+                if "deletion" in wanted:
+                    deleted.append(deletion(model, x[0], saliency, c, options.steps, options.deletion_baseline, options.batch_size)[0])
+                if "insertion" in wanted:
+                    inserted.append(insertion(model, x[0], saliency, c, options.steps, options.insertion_baseline, options.batch_size)[0])
+            if "sanity" in wanted and len(sanity) < options.sanity_images:
+                sanity.append(sanity_check(model, method, x, cls, seed=options.seed))
         if on_image:
             on_image()
     metrics: dict[str, Any] = {}
@@ -87,7 +85,7 @@ def evaluate_saliency(model: Any, method: Callable, dataset: Any, ids: list[str]
         metrics["pointing_difficult"] = _finite(game.accuracy(difficult=True))
         metrics["pointing_tested"] = int((game.hits + game.misses).sum())
         metrics["pointing_difficult_tested"] = int((game.difficult_hits + game.difficult_misses).sum())
-        metrics["pointing_per_class"] = game.class_accuracies()
+        metrics["pointing_per_class"] = dict(zip(dataset.classes[1:], game.class_accuracies()))
     for name, values in (("energy", energy), ("deletion", deleted), ("insertion", inserted)):
         if name in wanted:
             metrics[name] = _finite(float(np.mean(values))) if values else None
