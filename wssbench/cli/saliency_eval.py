@@ -126,8 +126,7 @@ def saliency_eval_command(**kw) -> None:
                               "metrics": result["metrics"], "seconds": time.perf_counter() - started}
     record = {
         "kind": RECORD_KIND, "dataset": config.dataset, "split": config.split, "n_images": len(ids),
-        "classifier": {"backbone": config.backbone, "pooling": config.pooling, "checkpoint": info["checkpoint"],
-                       "map": info.get("map")},
+        "classifier": {"backbone": config.backbone, "pooling": config.pooling, "checkpoint": info["checkpoint"]},
         "config": config.to_dict(), "eval_options": dataclasses.asdict(options) | {"metrics": list(options.metrics)},
         "methods": results, "versions": versions(),
     }
