@@ -67,6 +67,7 @@ def _register_commands() -> None:
     from .leaderboard import leaderboard_command
     from .plugins import list_command, plugins_command
     from .run import run_command
+    from .saliency_eval import saliency_eval_command
     from .show import show_command
 
     cli.add_command(run_command)
@@ -79,6 +80,7 @@ def _register_commands() -> None:
     cli.add_command(show_command)
     cli.add_command(data)
     cli.add_command(cache)
+    cli.add_command(saliency_eval_command)
 
 
 _register_commands()
