@@ -32,7 +32,7 @@ from ..registry import Registry, default_registry
 from ..training import TrainRecipe
 from . import traceback_option
 from .params import ComponentName
-from .run import resolve_device
+from ..config import resolve_device
 
 RECORD_KIND = "saliency-eval"
 METHOD_STAGES = ("saliency", "classmap")
