@@ -134,8 +134,9 @@ def pid_alive(pid: int) -> bool:
     return True
 
 
-def stale_temps(folder: str | os.PathLike) -> list[Path]:
-    """The temporary files and folders in ``folder`` left by processes of this host that have died."""
+def stale_temps(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """The temporary files and folders in ``folder`` left by processes of this host that have
+    died (only those made for target ``name``, when given)."""
     try:
         entries = list(os.scandir(folder))
     except OSError:
@@ -143,20 +144,22 @@ def stale_temps(folder: str | os.PathLike) -> list[Path]:
     stale = []
     for entry in entries:
         m = _TEMP_NAME.match(entry.name)
-        if m and m["host"] == HOST and int(m["pid"]) != os.getpid() and not pid_alive(int(m["pid"])):
+        if not m or (name is not None and m["name"] != name):
+            continue
+        if m["host"] == HOST and int(m["pid"]) != os.getpid() and not pid_alive(int(m["pid"])):
             stale.append(Path(entry.path))
     return sorted(stale)
 
 
-def sweep_stale(folder: str | os.PathLike) -> list[Path]:
-    """Remove what ``stale_temps`` finds in ``folder``; returns what was removed.
+def sweep_stale(folder: str | os.PathLike, name: str | None = None) -> list[Path]:
+    """Remove what ``stale_temps(folder, name)`` finds; returns what was removed.
 
     Only names of the form this module makes, of a dead process on this host, are touched; a
     folder on a shared file system is swept by each host for its own processes only. Nothing
     that cannot be removed (a read-only folder) is an error.
     """
     removed = []
-    for path in stale_temps(folder):
+    for path in stale_temps(folder, name):
         try:
             shutil.rmtree(path) if path.is_dir() and not path.is_symlink() else path.unlink()
             removed.append(path)
@@ -192,10 +195,12 @@ def atomic_dir(path: str | os.PathLike, before_commit: Callable[[Path], None] | 
     marker file). The folder at ``path`` is renamed away, the new one renamed into place, and
     only then the old one removed; if the second rename fails the old folder is put back. On
     any failure nothing is left behind: not the temporary folder, not the parent folders this
-    call created.
+    call created. Temporary folders for ``path`` of processes that died (``kill -9``) are
+    removed first.
     """
     path = Path(path)
     created = _make_parents(path.parent)
+    sweep_stale(path.parent, path.name)
     try:
         tmp = _new_temp(path, "tmp", is_dir=True)
     except BaseException:
@@ -249,6 +254,8 @@ def check_run_dir(path: str | os.PathLike) -> bool:
         raise UsageError(f"--out {path}: exists and is not a folder")
     if not path.exists():
         ancestor = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+        if not ancestor.is_dir():
+            raise UsageError(f"--out {path}: {ancestor} is not a folder")
         if not os.access(ancestor, os.W_OK | os.X_OK):
             raise UsageError(f"--out {path}: cannot write in {ancestor}")
         return False
@@ -291,12 +298,10 @@ def run_dir(path: str | os.PathLike) -> Iterator[Path]:
 
     Checks ``path`` first with ``check_run_dir`` (call it yourself earlier to fail before any
     work, and to learn whether an earlier run will be replaced) and once more before the
-    rename. Temporary folders that dead processes left beside ``path`` are removed first. A
-    folder that cannot be created raises ``UsageError``; on failure nothing is left behind.
+    rename. A folder that cannot be created raises ``UsageError``; on failure nothing is left behind.
     """
     path = Path(path)
     check_run_dir(path)
-    sweep_stale(path.parent)
     entered = False
     try:
         with atomic_dir(path, before_commit=lambda tmp: _mark_run(tmp, path)) as tmp:
