@@ -86,6 +86,7 @@ def test_kill_9_ends_workers_and_next_run_cleans_up(tmp_path, wssbench_home, tin
     out = tmp_path / "out"
     env = {**os.environ, "WSSBENCH_HOME": str(wssbench_home)}
     proc = subprocess.Popen([sys.executable, "-c", RUN, str(out), "0.5"], env=env)
+    workers = []
     try:
         def masks_begun():
             return [d for d in tmp_path.glob(".out.*.tmp") if any((d / "masks").glob("*.png"))]
@@ -100,6 +101,9 @@ def test_kill_9_ends_workers_and_next_run_cleans_up(tmp_path, wssbench_home, tin
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+        for worker in workers:  # when the test fails, leave no orphans of its own behind
+            if running(worker):
+                os.kill(worker, signal.SIGKILL)
     assert masks_begun()  # the temporary folder with partial masks is left ...
     again = subprocess.run([sys.executable, "-c", RUN, str(out), "0"], env=env, timeout=300)
     assert again.returncode == 0
