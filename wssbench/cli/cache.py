@@ -72,7 +72,8 @@ def classifier_info(stem: str) -> dict:
 def _classifier_text(info: dict, stem: str) -> str:
     if not info:
         return f"classifier {stem} (not in the cache)"
-    return f"{info['dataset']}/{info['split']}, {info['backbone']} ({info['pooling']}, {info['epochs']} epochs)"
+    epochs = f"{info['epochs']} epoch{'' if info['epochs'] == 1 else 's'}"
+    return f"{info['dataset']}/{info['split']}, {info['backbone']} ({info['pooling']}, {epochs})"
 
 
 def describe(section: str, path: Path) -> dict:
