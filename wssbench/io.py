@@ -175,7 +175,11 @@ def _make_parents(folder: Path) -> list[Path]:
         if parent.exists():
             break
         missing.append(parent)
-    folder.mkdir(parents=True, exist_ok=True)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except BaseException:
+        _remove_empty(missing)
+        raise
     return missing
 
 
