@@ -174,7 +174,7 @@ def load_or_train(config: RunConfig, parts: Components, device: torch.device, pr
     (``locks.entry_lock``): a second run on the same cold cache waits and loads the first's
     result. Where the cache cannot be written the trained model is used in memory (said once).
     """
-    from .locks import entry_lock
+    from .locks import entry_lock, log
     from .training import load_cached_checkpoint
 
     model = parts.model
@@ -187,6 +187,8 @@ def load_or_train(config: RunConfig, parts: Components, device: torch.device, pr
         nonlocal waiting
         if progress:
             waiting = progress.add_task("waiting for another run training this classifier", total=None)
+        else:
+            log.info(message)
 
     if meta is None:
         with entry_lock(path, on_wait):
