@@ -21,7 +21,8 @@ end of each stage: ``layer1``..``layer4`` for ResNets), else the top-level child
 ``fit`` trains one mi-SVM (Andrews et al. 2002, :mod:`wssbench.misvm`) per foreground class on
 up to ``max_images`` training images spread evenly over the split: bags are images labelled by
 the image labels, instances their superpixels. A class without both a positive and a negative
-training image gets no SVM and zero maps. The fitted SVMs are cached per classifier and options.
+training image gets no SVM and zero maps. The fitted SVMs are cached per classifier and options
+(a checksum detects a damaged entry; a lock makes a second run wait for the first one's fit).
 
 Maps: the SVM decision value of each superpixel painted onto its pixels; like CAM's class
 scores, negative values (the SVM's "absent" side) are clipped and each map is divided by its
@@ -31,9 +32,11 @@ maximum, so a class that scores negative on every superpixel gets a zero map.
 from __future__ import annotations
 
 import dataclasses
+import json
 import pickle
 import warnings
 from dataclasses import dataclass
+from typing import Callable
 
 import numpy as np
 import sklearn
@@ -41,14 +44,15 @@ import torch
 from torch import nn
 
 import wssbench
-from wssbench.cache import cache_dir, fingerprint
+from wssbench.cache import cache_dir, cannot_write, damaged, fingerprint, seal, unseal
 from wssbench.errors import UsageError
 from wssbench.io import atomic_path
+from wssbench.locks import entry_lock
 from wssbench.misvm import MISVM
 from wssbench.superpixels import slic_segments
 from wssbench.maps import max_normalise
 
-FIT_VERSION = 1  # bump when a change alters the fitted SVMs
+FIT_VERSION = 2  # bump when a change alters the fitted SVMs or their file (2: sealed with a checksum)
 
 
 def default_layers(features: nn.Module) -> list[str]:
@@ -148,26 +152,54 @@ class ZoomOut:
         """The fitted mi-SVM of each foreground class (``None``: not trainable); empty before ``fit``."""
         return list(self._svms)
 
-    def fit(self, model, dataset, split: str, key: str) -> None:
+    def fit(self, model, dataset, split: str, key: str, progress: Callable[[int, int], None] | None = None) -> None:
+        """Fit the mi-SVMs, or load them from the cache; ``progress(done, total)`` is called
+        after each training image's features (the slow part) when they are computed.
+
+        The cache entry is sealed with a checksum (a damaged one is warned about and refitted)
+        and locked while fitting (a second run waits and loads it); where the cache cannot be
+        written the SVMs are kept in memory, said once.
+        """
         fitted_by = [FIT_VERSION, sklearn.__version__, key, split, dataclasses.asdict(self)]  # pickles are version-bound
         path = cache_dir("classmaps", f"zoomout-{fingerprint(fitted_by)}.pkl")
-        if path.is_file():
-            with open(path, "rb") as f:
-                svms = pickle.load(f)
-        else:
-            svms = self._train(model, dataset, split)
-            with atomic_path(path) as tmp:
-                tmp.write_bytes(pickle.dumps(svms))
+        svms = self._load(path)
+        if svms is None:
+            with entry_lock(path):
+                svms = self._load(path)  # another run may have fitted them meanwhile
+                if svms is None:
+                    svms = self._train(model, dataset, split, progress)
+                    try:
+                        with atomic_path(path) as tmp:
+                            tmp.write_bytes(seal(pickle.dumps(svms)))
+                        with atomic_path(path.with_suffix(".json")) as tmp:  # what the entry is, for 'wssbench cache show'
+                            tmp.write_text(json.dumps({"classmap": self.name, "classifier": key, "split": split,
+                                                       "options": dataclasses.asdict(self)}, indent=2) + "\n")
+                    except OSError as e:
+                        cannot_write(path, e)
         self._svms[:] = svms
 
-    def _train(self, model, dataset, split: str) -> list[MISVM | None]:
+    @staticmethod
+    def _load(path) -> list[MISVM | None] | None:
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError:
+            return None
+        payload = unseal(blob)
+        if payload is None:
+            damaged(path, f"checksum mismatch, {len(blob)} bytes")
+            return None
+        return pickle.loads(payload)
+
+    def _train(self, model, dataset, split: str, progress: Callable[[int, int], None] | None = None) -> list[MISVM | None]:
         ids = dataset.ids(split)
         picked = sorted(set(np.linspace(0, len(ids) - 1, min(self.max_images, len(ids))).round().astype(int)))
         bags, labels = [], []
-        for i in picked:
+        for done, i in enumerate(picked, 1):
             _, (instances,) = self.superpixel_features(model, model.preprocess([dataset.load_image(ids[i])]))
             bags.append(instances)  # (S, D)
             labels.append(dataset.image_labels(ids[i]))
+            if progress:
+                progress(done, len(picked))
         labels = np.stack(labels)  # (N, C)
         svms: list[MISVM | None] = []
         for c in range(labels.shape[1]):

@@ -7,7 +7,10 @@ and the classes asked for; they do not depend on fusion or refinement.
 So a sweep over fusion or refinement settings reads them back instead of running
 back-propagation again. One folder
 per (classifier, component, options, versions) under ``cache_dir("maps")``, one ``.npy`` per
-(image, classes), each written atomically.
+(image, classes), each written atomically and sealed with a checksum (``cache.seal``): a
+truncated or altered entry is reported as a warning naming its file and recomputed. Where the
+cache cannot be written (a read-only ``WSSBENCH_HOME``) maps are computed and used in memory,
+said once.
 """
 
 from __future__ import annotations
@@ -15,16 +18,17 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib
+import io
 import json
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from .cache import cache_dir, fingerprint, package_version
-from .io import atomic_path
+from .cache import cache_dir, cannot_write, damaged, fingerprint, package_version, seal, unseal
+from .io import atomic_path, sweep_stale
 
-MAPS_VERSION = 1
+MAPS_VERSION = 2  # 2: entries carry a checksum trailer
 
 
 @functools.lru_cache(maxsize=None)
@@ -65,25 +69,47 @@ class MapCache:
             self.key["code"] = code
         self.key.update(compute or {})  # precision / device when not fp32 on the CPU (``pipeline.compute_key``)
         self.dir = cache_dir("maps", f"{kind}-{name}-{fingerprint(self.key)}")
+        self._writable: bool | None = None  # unknown until the first put
 
     def path(self, image_id: str, classes: np.ndarray) -> Path:
         return self.dir / f"{image_id}~{'-'.join(str(int(c)) for c in classes)}.npy"
 
     def get(self, image_id: str, classes: np.ndarray) -> np.ndarray | None:
+        """The cached maps, or None when absent or damaged (warned, then recomputed)."""
         path = self.path(image_id, classes)
         try:
-            return np.load(path)
+            blob = path.read_bytes()
         except FileNotFoundError:
             return None
-        except (ValueError, OSError):  # a damaged entry is recomputed
-            path.unlink(missing_ok=True)
+        except OSError as e:
+            damaged(path, e.strerror or str(e))
+            return None
+        payload = unseal(blob)
+        if payload is None:
+            damaged(path, f"checksum mismatch, {len(blob)} bytes")
+            return None
+        try:
+            return np.load(io.BytesIO(payload), allow_pickle=False)
+        except (ValueError, EOFError, OSError) as e:
+            damaged(path, str(e))
             return None
 
     def put(self, image_id: str, classes: np.ndarray, maps: np.ndarray) -> None:
-        if not self.dir.is_dir():
-            self.dir.mkdir(parents=True, exist_ok=True)
-            with atomic_path(self.dir / "key.json") as tmp:
-                tmp.write_text(json.dumps(self.key, indent=2, default=str) + "\n")
-        with atomic_path(self.path(image_id, classes)) as tmp:
-            with open(tmp, "wb") as f:
-                np.save(f, maps)
+        """Store ``maps``; where the cache cannot be written, say so once and go on."""
+        if self._writable is False:
+            return
+        buffer = io.BytesIO()
+        np.save(buffer, maps, allow_pickle=False)
+        try:
+            if self._writable is None:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                sweep_stale(self.dir)  # partial entries of runs that were killed
+                if not (self.dir / "key.json").is_file():
+                    with atomic_path(self.dir / "key.json") as tmp:
+                        tmp.write_text(json.dumps(self.key, indent=2, default=str) + "\n")
+            with atomic_path(self.path(image_id, classes)) as tmp:
+                tmp.write_bytes(seal(buffer.getvalue()))
+            self._writable = True
+        except OSError as e:
+            self._writable = False
+            cannot_write(self.dir, e)

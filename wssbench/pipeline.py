@@ -158,14 +158,15 @@ def build_classifier(config: RunConfig, dataset: Any, provider: Any) -> Classifi
 
 
 def classifier_key(config: RunConfig, dataset: Any) -> dict:
-    """Everything that determines the trained classifier's weights."""
+    """Everything that determines the trained classifier's weights: the training data by its
+    content (``datakey.training_data_key``), never its path, so a moved cache is reused."""
     from .cache import file_digest
+    from .datakey import training_data_key
 
-    train_ids = dataset.ids(config.train_split)
     return {
         "version": CLASSIFIER_VERSION,
         "dataset": config.dataset,
-        "data": [str(Path(dataset.root).resolve()), len(train_ids), train_ids[:5], train_ids[-5:]],
+        "data": training_data_key(dataset, config.train_split),
         "split": config.train_split,
         "backbone": config.backbone,
         "backbone_options": config.options_for("backbone"),
@@ -190,32 +191,52 @@ def compute_key(config: RunConfig) -> dict:
 
 
 def load_or_train(config: RunConfig, parts: Components, device: torch.device, progress: Any = None) -> tuple[Classifier, dict]:
-    """The cached classifier for this config, training (and caching) it on the first run."""
+    """The cached classifier for this config, training (and caching) it on the first run.
+
+    A damaged checkpoint is warned about and retrained. Training holds the entry's lock
+    (``locks.entry_lock``): a second run on the same cold cache waits and loads the first's
+    result. Where the cache cannot be written the trained model is used in memory (said once).
+    """
+    from .locks import entry_lock, log
+    from .training import load_cached_checkpoint
+
     model = parts.model
     key = classifier_key(config, parts.dataset)
     path = checkpoint_path(key)
-    if path.is_file():
-        meta = load_checkpoint(path, model)
-        meta = {**meta, "cached": True}
-    else:
-        task = progress.add_task("training classifier", total=None) if progress else None
+    meta = load_cached_checkpoint(path, model)
+    waiting = None
 
-        def on_step(step: int, total: int, loss: float) -> None:
-            if progress:
-                progress.update(task, completed=step, total=total, description=f"training classifier (loss {loss:.3f})")
-
-        start = time.perf_counter()
-        history = train(
-            model, parts.dataset, config.train_split, config.recipe, device, on_step,
-            precision=config.precision, loader_workers=config.loader_workers,
-        )
-        meta = {"key": key, "loss_history": history, "train_seconds": time.perf_counter() - start}
-        save_checkpoint(path, model.cpu(), meta)
-        meta = {**meta, "cached": False}
+    def on_wait(message: str) -> None:
+        nonlocal waiting
         if progress:
-            progress.remove_task(task)
+            waiting = progress.add_task("waiting for another run training this classifier", total=None)
+        else:
+            log.info(message)
+
+    if meta is None:
+        with entry_lock(path, on_wait):
+            if waiting is not None:
+                progress.remove_task(waiting)
+            meta = load_cached_checkpoint(path, model)  # another run may have trained it meanwhile
+            if meta is None:
+                task = progress.add_task("training classifier", total=None) if progress else None
+
+                def on_step(step: int, total: int, loss: float) -> None:
+                    if progress:
+                        progress.update(task, completed=step, total=total, description=f"training classifier (loss {loss:.3f})")
+
+                start = time.perf_counter()
+                history = train(
+                    model, parts.dataset, config.train_split, config.recipe, device, on_step,
+                    precision=config.precision, loader_workers=config.loader_workers,
+                )
+                meta = {"key": key, "loss_history": history, "train_seconds": time.perf_counter() - start}
+                save_checkpoint(path, model.cpu(), meta)  # a read-only cache: said once, kept in memory
+                meta = {**meta, "cached": False}
+                if progress:
+                    progress.remove_task(task)
     model.to(device).eval()
-    return model, {**meta, "checkpoint": str(path), "output_stride": downsample_factor(model)}
+    return model, {"cached": True, **meta, "checkpoint": str(path), "output_stride": downsample_factor(model)}
 
 
 def select_classes(scores: torch.Tensor, gt: torch.Tensor | None, config: RunConfig) -> torch.Tensor:

@@ -1,4 +1,8 @@
-"""Training the classifier on image labels, and caching it by everything that determines it."""
+"""Training the classifier on image labels, and caching it by everything that determines it.
+
+A cached checkpoint ``classifiers/<key>.pt`` has a ``.json`` beside it with its meta and the
+file's size and digest; a damaged checkpoint is detected, warned about and retrained.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import average_precision_score
 
-from .cache import cache_dir, fingerprint
+from .cache import cache_dir, cannot_write, damaged, file_digest, fingerprint
 from .classifier import Classifier
 from .io import atomic_path
 from .loading import load_all
@@ -127,17 +131,63 @@ def checkpoint_path(key: dict) -> Path:
     return cache_dir("classifiers", f"{fingerprint(key)}.pt")
 
 
-def save_checkpoint(path: Path, model: Classifier, meta: dict) -> None:
-    with atomic_path(path) as tmp:
-        torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
-    with atomic_path(path.with_suffix(".json")) as tmp:
-        tmp.write_text(json.dumps(meta, indent=2, default=str) + "\n")
+def save_checkpoint(path: Path, model: Classifier, meta: dict) -> bool:
+    """Write the checkpoint and beside it ``.json``: ``meta`` and the file's size and digest
+    (what ``load_cached_checkpoint`` checks). Returns False, said once, when the cache cannot
+    be written (a read-only ``WSSBENCH_HOME``): the model is then used in memory only."""
+    try:
+        with atomic_path(path) as tmp:
+            torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
+            check = {"bytes": tmp.stat().st_size, "blake2b": file_digest(tmp, None, "blake2b")}
+        with atomic_path(path.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps({**meta, "file": check}, indent=2, default=str) + "\n")
+    except OSError as e:
+        cannot_write(path, e)
+        return False
+    return True
 
 
 def load_checkpoint(path: Path, model: Classifier) -> dict:
+    """Load a checkpoint file into ``model``; returns its meta. Errors are torch's."""
     blob = torch.load(path, map_location="cpu", weights_only=True)
     model.load_state_dict(blob["state_dict"])
     return blob["meta"]
+
+
+def load_cached_checkpoint(path: Path, model: Classifier) -> dict | None:
+    """Load the cached checkpoint ``path`` into ``model`` and return its meta; None when there
+    is none, or when it is damaged: a size or digest that differs from its ``.json``, a file
+    torch cannot read, weights that do not fit. A damaged one is warned about (naming the
+    file), removed when the cache is writable, and ``model`` is left untouched."""
+    if not path.is_file():
+        return None
+    try:
+        check = json.loads(path.with_suffix(".json").read_text()).get("file")
+    except (OSError, ValueError, AttributeError):
+        check = None  # written before the check was; torch.load still catches a truncated file
+    try:
+        if check and path.stat().st_size != check["bytes"]:
+            return _damaged_checkpoint(path, f"{path.stat().st_size} bytes, {check['bytes']} written")
+        if check and file_digest(path, None, "blake2b") != check["blake2b"]:
+            return _damaged_checkpoint(path, "digest differs from the one written")
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        state, meta = blob["state_dict"], blob["meta"]
+    except Exception as e:  # noqa: BLE001 - torch.load of a damaged file raises many kinds (RuntimeError, EOFError, UnpicklingError, ...)
+        return _damaged_checkpoint(path, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    expected = model.state_dict()
+    if set(state) != set(expected) or any(tuple(state[k].shape) != tuple(v.shape) for k, v in expected.items()):
+        return _damaged_checkpoint(path, "its weights do not fit the model")
+    model.load_state_dict(state)
+    return meta
+
+
+def _damaged_checkpoint(path: Path, why: str) -> None:
+    damaged(path, why)
+    try:
+        path.with_suffix(".json").unlink(missing_ok=True)
+    except OSError:
+        pass
+    return None
 
 
 def recipe_dict(recipe: TrainRecipe) -> dict:

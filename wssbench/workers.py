@@ -3,6 +3,12 @@
 While the main process computes the next batch's maps (the network stages), worker processes
 fuse and refine the previous images. With ``workers <= 1`` the same interface runs inline.
 Components that keep counters (``stats()``) report them from each worker; the pool sums them.
+
+Workers end when the process that started them dies, even by ``kill -9`` (which runs no
+clean-up): each watches its parent's pid from a thread (``watch_parent``) and exits when it
+changes. Chosen over Linux's ``prctl(PR_SET_PDEATHSIG)`` because that fires when the parent
+*thread* that forked the worker ends (a pool started from a short-lived thread would lose its
+workers under it) and exists on Linux only; the cost is up to ``PARENT_POLL`` seconds of delay.
 """
 
 from __future__ import annotations
@@ -10,6 +16,7 @@ from __future__ import annotations
 import multiprocessing
 import os
 import sys
+import threading
 import time
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
 from typing import Any, Iterator
@@ -50,7 +57,25 @@ def merge_stats(parts: list[dict[str, dict]]) -> dict[str, dict]:
     return total
 
 
-def _init(fusion: Any, refiners: list[tuple[str, Any]]) -> None:
+PARENT_POLL = 0.5  # seconds between a worker's checks that its parent is alive
+
+
+def watch_parent(parent: int, poll: float = PARENT_POLL) -> threading.Thread:
+    """Start a daemon thread that ends this process (``os._exit``) once its parent, pid
+    ``parent``, is gone: the process is then adopted by another (its pid changes)."""
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(poll)
+        os._exit(1)  # no clean-up to run: the parent that wanted the results is dead
+
+    thread = threading.Thread(target=watch, name="wssbench-watch-parent", daemon=True)
+    thread.start()
+    return thread
+
+
+def _init(parent: int, fusion: Any, refiners: list[tuple[str, Any]]) -> None:
+    watch_parent(parent)
     _state["fusion"], _state["refiners"] = fusion, refiners
 
 
@@ -77,7 +102,7 @@ class PredictPool:
             method = "fork" if sys.platform.startswith("linux") else "spawn"
             self._executor = ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context(method),
-                initializer=_init, initargs=(self.fusion, self.refiners),
+                initializer=_init, initargs=(os.getpid(), self.fusion, self.refiners),
             )
         return self
 

@@ -20,17 +20,90 @@ SECTIONS = {
     "classmaps": "fitted class-map producers (e.g. zoom-out mi-SVMs)",
     "maps": "class and saliency maps, per classifier and method",
 }
+SIDECAR = ".json"  # beside a file entry (a checkpoint, a fitted producer): what it is; part of the entry
 
 
 def _entries(section: str) -> list[Path]:
+    """Entries of a section: hidden names (locks, temporary files) and sidecars are not entries."""
     root = cache_dir(section)
-    return sorted(p for p in root.iterdir() if not p.name.startswith(".")) if root.is_dir() else []
+    if not root.is_dir():
+        return []
+    paths = [p for p in root.iterdir() if not p.name.startswith(".")]
+    owners = {p.with_suffix("") for p in paths if p.suffix != SIDECAR}
+    return sorted(p for p in paths if not (p.suffix == SIDECAR and p.with_suffix("") in owners))
+
+
+def _parts(path: Path) -> list[Path]:
+    """The files that make up an entry: a file and its sidecar, or a folder."""
+    sidecar = path.with_suffix(SIDECAR)
+    return [path, sidecar] if path.is_file() and path.suffix != SIDECAR and sidecar.is_file() else [path]
 
 
 def _size(path: Path) -> int:
-    if path.is_file():
-        return path.stat().st_size
-    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file())
+    total = 0
+    for part in _parts(path):
+        if part.is_file():
+            total += part.stat().st_size
+        else:
+            total += sum(p.stat().st_size for p in part.rglob("*") if p.is_file())
+    return total
+
+
+def _read_json(path: Path) -> dict:
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def classifier_info(stem: str) -> dict:
+    """Dataset, split and backbone of cached classifier ``stem``, from its sidecar (empty if unknown)."""
+    key = _read_json(cache_dir("classifiers", f"{stem}{SIDECAR}")).get("key", {})
+    if not key:
+        return {}
+    recipe = key.get("recipe") or {}
+    return {
+        "dataset": key.get("dataset"), "split": key.get("split"), "backbone": key.get("backbone"),
+        "pooling": key.get("pooling"), "epochs": recipe.get("epochs"),
+    }
+
+
+def _classifier_text(info: dict, stem: str) -> str:
+    if not info:
+        return f"classifier {stem} (not in the cache)"
+    epochs = f"{info['epochs']} epoch{'' if info['epochs'] == 1 else 's'}"
+    return f"{info['dataset']}/{info['split']}, {info['backbone']} ({info['pooling']}, {epochs})"
+
+
+def describe(section: str, path: Path) -> dict:
+    """What a cache entry is: ``what`` (one line for people) and the fields it was read from."""
+    if section == "classifiers":
+        info = classifier_info(path.stem)
+        return {"what": _classifier_text(info, path.stem) if info else "classifier (no description)", **info}
+    if section == "maps":
+        key = _read_json(path / "key.json")
+        if not key:
+            return {"what": "maps (no key.json)"}
+        stem = str(key.get("classifier"))
+        info = classifier_info(stem)
+        return {"what": f"{key.get('kind')} {key.get('name')} of {_classifier_text(info, stem)}",
+                "method": f"{key.get('kind')}:{key.get('name')}", "classifier": stem, **info}
+    if section == "classmaps":
+        meta = _read_json(path.with_suffix(SIDECAR))
+        if not meta:
+            return {"what": f"{path.name.partition('-')[0]} fit (no description)"}
+        stem = str(meta.get("classifier"))
+        info = classifier_info(stem)
+        return {"what": f"{meta.get('classmap')} fit on {meta.get('split')} of {_classifier_text(info, stem)}",
+                "method": f"classmap:{meta.get('classmap')}", "classifier": stem, **info}
+    if section == "data":
+        spec = _read_json(path / ".complete")
+        if spec:
+            return {"what": f"synthetic, {spec.get('n_train')} train + {spec.get('n_val')} val images of "
+                            f"{spec.get('size')} px, seed {spec.get('seed')}", "dataset": "synthetic"}
+        return {"what": "dataset folder"}
+    return {"what": ""}
 
 
 def _human(n: float) -> str:
@@ -50,20 +123,20 @@ def cache() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 @traceback_option
 def show(as_json: bool) -> None:
-    """Entries per section with their size and age."""
+    """Entries per section: what each is (dataset, backbone, method), its size and age."""
     rows = [
-        {"section": s, "entry": p.name, "bytes": _size(p), "modified": p.stat().st_mtime}
+        {"section": s, "entry": p.name, "bytes": _size(p), "modified": p.stat().st_mtime, **describe(s, p)}
         for s in SECTIONS for p in _entries(s)
     ]
     if as_json:
         click.echo(json.dumps({"root": str(cache_dir()), "entries": rows}, indent=2))
         return
     table = Table(title=f"wssbench cache: {cache_dir()}")
-    for col, justify in (("section", "left"), ("entry", "left"), ("size", "right"), ("age", "right")):
+    for col, justify in (("section", "left"), ("what", "left"), ("entry", "left"), ("size", "right"), ("age", "right")):
         table.add_column(col, justify=justify)
     for r in rows:
         age = (time.time() - r["modified"]) / 86400
-        table.add_row(r["section"], r["entry"], _human(r["bytes"]), f"{age:.1f} d")
+        table.add_row(r["section"], r["what"], r["entry"], _human(r["bytes"]), f"{age:.1f} d")
     table.caption = f"total {_human(sum(r['bytes'] for r in rows))}"
     Console().print(table)
 
@@ -84,5 +157,6 @@ def prune(sections: tuple[str, ...], older_than: float, dry_run: bool) -> None:
             freed += _size(path)
             click.echo(f"{'would remove' if dry_run else 'removed'} {section}/{path.name}")
             if not dry_run:
-                shutil.rmtree(path) if path.is_dir() else path.unlink()
+                for part in _parts(path):
+                    shutil.rmtree(part) if part.is_dir() else part.unlink()
     click.echo(f"{'would free' if dry_run else 'freed'} {_human(freed)}", err=True)

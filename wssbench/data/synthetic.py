@@ -20,6 +20,7 @@ from PIL import Image
 from ..cache import cache_dir, fingerprint
 from ..errors import DataError
 from ..io import atomic_dir, write_mask
+from ..locks import entry_lock
 from ._synth_scene import LOOKS, render_scene
 from .layout import SegmentationDataset, labels_from_mask
 
@@ -124,10 +125,18 @@ class SyntheticDataset(SegmentationDataset):
     def prepare(self) -> None:
         """Generate the data unless ``root`` already holds it, then check the layout."""
         if not self.is_complete():
-            if self.root.is_dir() and any(self.root.iterdir()) and not (self.root / MARKER).is_file():
-                raise DataError(
-                    f"{self.root}: not empty and not a generated synthetic dataset; "
-                    f"refusing to overwrite it (remove it or pick another root)"
-                )
-            generate(self.root, self.spec)
+            with entry_lock(self.root):  # two runs on a cold cache generate it once
+                if not self.is_complete():
+                    if self.root.is_dir() and any(self.root.iterdir()) and not (self.root / MARKER).is_file():
+                        raise DataError(
+                            f"{self.root}: not empty and not a generated synthetic dataset; "
+                            f"refusing to overwrite it (remove it or pick another root)"
+                        )
+                    try:
+                        generate(self.root, self.spec)
+                    except OSError as e:
+                        raise DataError(
+                            f"{self.root}: cannot generate the dataset there ({e.strerror or e}); "
+                            f"point WSSBENCH_HOME (or --data-root) at a writable folder"
+                        ) from None
         super().prepare()
