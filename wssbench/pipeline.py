@@ -30,7 +30,7 @@ from .classifier import Classifier, downsample_factor
 from .config import RunConfig
 from .errors import DataError, OfflineError, UsageError
 from .forward import plain_forward
-from .io import atomic_dir, write_json, write_mask
+from .io import atomic_dir, run_dir, write_json, write_mask
 from .loading import load_all
 from .mapcache import MapCache, code_digests
 from .metrics import ConfusionMatrix
@@ -416,8 +416,34 @@ def prepare_run(config: RunConfig, parts: Components, timer: Timer, progress: An
         model, info = load_or_train(config, parts, torch.device(config.device), progress)
     if getattr(parts.classmap, "needs_fit", False):
         with timer("classmap_fit"), world.main_first():
-            parts.classmap.fit(model, parts.dataset, config.train_split, Path(info["checkpoint"]).stem)
+            fit_progress = _fit_progress(progress, "fitting the class maps") if _takes(parts.classmap.fit, "progress") else None
+            extra = {"progress": fit_progress} if fit_progress is not None else {}
+            parts.classmap.fit(model, parts.dataset, config.train_split, Path(info["checkpoint"]).stem, **extra)
     return model, info, world.shard(ids)
+
+
+def _takes(fn: Callable, name: str) -> bool:
+    """Whether ``fn`` accepts keyword ``name`` (an optional capability of a plugin method)."""
+    import inspect
+
+    try:
+        return name in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def _fit_progress(progress: Any, description: str) -> Callable[[int, int], None] | None:
+    """A ``progress(done, total)`` callback that drives a task of the run's progress display."""
+    if progress is None:
+        return None
+    task = progress.add_task(description, total=None)
+
+    def report(done: int, total: int) -> None:
+        progress.update(task, completed=done, total=total)
+        if done >= total:
+            progress.remove_task(task)
+
+    return report
 
 
 def predictions(config: RunConfig, parts: Components, model: Classifier, ids: list[str], timer: Timer,
@@ -465,7 +491,10 @@ def run(config: RunConfig, registry: Registry, out: Path | None = None, progress
     task = progress.add_task(f"segmenting {config.split}", total=len(ids)) if progress else None
     main = world.is_main
     with contextlib.ExitStack() as stack:
-        tmp = stack.enter_context(atomic_dir(out if main else rank_dir(out, world))) if out is not None else None
+        if out is not None:
+            tmp = stack.enter_context(run_dir(out) if main else atomic_dir(rank_dir(out, world)))
+        else:
+            tmp = None
         masks_dir = (tmp / "masks" if main else tmp) if tmp is not None else None
         if masks_dir is not None:
             masks_dir.mkdir(exist_ok=True)

@@ -33,6 +33,7 @@ from rich.table import Table
 from ..cache import fingerprint
 from ..config import RunConfig, build_config, merge
 from ..errors import DataError, UsageError
+from ..io import check_run_dir
 from . import traceback_option
 
 ROW_KEYS = {"label", "tune", "published"}
@@ -157,6 +158,8 @@ def run_row(spec: dict, row: dict, out: Path, registry, console: Console) -> dic
         for option in tuning["at_edge"]:
             console.print(f"[yellow]warning: row '{row['label']}': the best {option} ({chosen[option]}) is at the edge of its grid {row['tune'][option]}; widen it[/yellow]")
         config = row_config(spec, row, extra_options=chosen)
+    if check_run_dir(out):
+        console.print(f"{row['label']}: replacing the earlier result in {out}", soft_wrap=True)
     console.print(f"{row['label']}: running")
     annotations = {"bench_row": key, "bench_label": row["label"], "tuning": tuning, "published": row.get("published")}
     return Pipeline(config, registry=registry).run(out, annotations=annotations)
@@ -187,6 +190,8 @@ def bench_command(file: Path, out: Path | None, settings: tuple[str, ...], as_js
     suffix = "-" + fingerprint(overrides, 6) if overrides else ""
     out = out or Path("wssbench-runs") / f"bench-{file.stem}{suffix}"
     console = Console(stderr=True)
+    for row in spec["rows"]:  # every row's folder is checked before the first row runs
+        check_run_dir(out / slug(row["label"]))
     records = [(row, run_row(spec, row, out / slug(row["label"]), registry, console)) for row in spec["rows"]]
     rows = [
         {

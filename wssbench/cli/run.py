@@ -16,7 +16,8 @@ from rich.console import Console
 
 from ..cache import fingerprint
 from ..classifier import POOLINGS
-from ..config import RunConfig, build_config, config_from_record, merge
+from ..config import RunConfig, build_config, config_from_record
+from ..io import check_run_dir
 from ..precision import PRECISIONS
 from ..presets import PRESETS
 from ..training import TrainRecipe
@@ -77,7 +78,10 @@ def run_command(from_record: str | None, out: str | None, as_json: bool, **kw) -
     config = pipe.config
     out_dir = Path(out) if out else default_out(config)
     err = Console(stderr=True, quiet=os.environ.get("RANK", "0") != "0")  # torchrun: rank 0 speaks
+    replacing = check_run_dir(out_dir)  # refused before any work when it is not a run's folder
     err.print(config_panel(config, out_dir))
+    if replacing:
+        err.print(f"replacing the earlier run in {out_dir}", soft_wrap=True, highlight=False)
     from ..presets import deviations
 
     changed = deviations(config)
