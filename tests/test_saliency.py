@@ -19,7 +19,8 @@ from torch import nn
 import wssbench_plugins.saliency as saliency_plugin
 from wssbench.errors import UsageError
 from wssbench.registry import build_registry
-from wssbench.saliency import Deconvnet, GuidedBP, MultiLayer, VanillaBP, backprop, class_gradients, rules
+from wssbench.saliency import backprop, class_gradients, rules
+from wssbench_plugins.saliency import Deconvnet, GuidedBP, MultiLayer, VanillaBP
 
 NUM_CLASSES = 5
 METHODS = {"bp": VanillaBP(), "gbp": GuidedBP(), "deconv": Deconvnet()}
@@ -463,9 +464,13 @@ def test_registered():
     assert all(d and "\n" not in d for d in descriptions.values())
     assert registry.create("saliency", "gbp", unsupported="ignore") == GuidedBP(unsupported="ignore")
     assert isinstance(registry.create("saliency", "deconv"), Deconvnet)
-    assert registry.create("saliency", "multilayer", layers="layer3,layer4", scales="0.8,1.2", distinct="true") == \
-        MultiLayer(layers=("layer3", "layer4"), scales=(0.8, 1.2), distinct=True)
+    assert registry.create("saliency", "multilayer", layers="layer3,layer4", signal="map") == \
+        MultiLayer(layers=("layer3", "layer4"), signal="map")
+    assert all(e.factory.shares_forward for e in registry.entries("saliency"))
     with pytest.raises(UsageError):
         registry.create("saliency", "gbp", unsupported="maybe")
     with pytest.raises(UsageError, match="unknown option"):
         registry.create("saliency", "bp", unsupported="ignore")
+    for gone in ("distinct", "scales"):  # DCSM is the method dcsm now
+        with pytest.raises(UsageError, match="unknown option"):
+            registry.create("saliency", "multilayer", **{gone: "1"})
