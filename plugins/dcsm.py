@@ -54,6 +54,13 @@ class DCSM:
         object.__setattr__(self, "contrast", int(self.contrast))
         object.__setattr__(self, "threshold", float(self.threshold))
 
+    def detect(self, model: Any, images: Any) -> tuple[Any, Any]:
+        """The classes ``dcsm.m`` segments with these options' scales, canvas and threshold:
+        ``(present (B, C) bool, evidence (B, C))`` (:func:`wssbench.saliency.dcsm.detect`)."""
+        from wssbench.saliency.dcsm import detect
+
+        return detect(model, images, self.scales, self.canvas, self.threshold)
+
     def __call__(self, model: Any, images: Any, classes: Any) -> Any:
         from wssbench.saliency.dcsm import dcsm_maps
 

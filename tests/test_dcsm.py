@@ -197,6 +197,8 @@ def test_detect_by_hand():
     assert present[:, 3].tolist() == [False, True]  # the zero canvas: sigmoid(0) = 0.5 is not > 0.5
     torch.testing.assert_close(evidence[0, :3], torch.tensor([sig(-2) + sig(1) + sig(4), sig(2) + sig(-1) + sig(-4), 3 * sig(-3)]))
     assert evidence[0, 3] == pytest.approx(1.5)
+    same = DCSM(canvas=16).detect(SizeModel(), images)  # the method's own scales, canvas and threshold
+    assert torch.equal(same[0], present) and torch.equal(same[1], evidence)
     present, _ = detect(SizeModel(), images, scales=(1.0,), canvas=16, threshold=0.8)
     assert present[0].tolist() == [False, False, False, False]  # sigmoid(1) = 0.73: no detection at all
 

@@ -131,8 +131,9 @@ class RuleReLU(nn.Module):
         return self.Fn.apply(x, self.rule)
 
 
-def reference_multilayer(model, layers, images, target, rule) -> torch.Tensor:
-    """Full-graph autograd on a copy whose ReLUs are replaced, with the layer inputs captured."""
+def reference_multilayer(model, layers, images, target, rule, signal="pooled") -> torch.Tensor:
+    """Full-graph autograd on a copy whose ReLUs are replaced, with the layer inputs captured;
+    ``signal="map"`` differentiates the sum of the class's score map instead of its score."""
     ref = copy.deepcopy(model)
     for name, module in list(ref.named_modules()):
         if isinstance(module, nn.ReLU):
@@ -142,7 +143,7 @@ def reference_multilayer(model, layers, images, target, rule) -> torch.Tensor:
     for name in layers:
         ref.get_submodule(name).register_forward_pre_hook(lambda m, inp, name=name: captured.__setitem__(name, inp[0]))
     x = images.clone().requires_grad_(True)
-    scores = ref(x)  # (B, C)
+    scores = ref(x) if signal == "pooled" else ref.score_maps(x).sum((2, 3))  # (B, C)
     grads = torch.autograd.grad(scores.gather(1, target[:, None]).sum(), [captured[n] for n in layers])
     return summed_maps(list(grads), images.shape[-2:])
 
@@ -160,6 +161,18 @@ def test_matches_reference(rule, arch, images, request):
         assert rel_diff(maps[:, k], expected) <= 1e-5, (rule, arch, k)
     if rule == "vanilla":  # and captum's layer gradients, as a second reference
         assert rel_diff(maps[:, 0], captum_multilayer(model, layers, images, classes[:, 0])) <= 1e-5
+
+
+@pytest.mark.parametrize("rule", ["vanilla", "guided"])
+def test_signal_map_matches_reference(rule):
+    model = classifier("resnet18").double().eval()
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4), dtype=torch.float64)  # 2x2 score maps
+    classes = torch.tensor([[1, 4], [3, 1]])
+    maps = MultiLayer(rule=rule, signal="map")(model, images, classes)  # (B, K, H, W)
+    for k in range(2):
+        expected = reference_multilayer(model, default_layers(model), images, classes[:, k], rule, signal="map")
+        assert rel_diff(maps[:, k], expected) <= 1e-5
+    assert rel_diff(MultiLayer(rule=rule)(model, images, classes), maps) > 1e-3  # gap pools the mean: the sum is 4 times it
 
 
 def test_signed_is_bounded_by_unsigned(vgg, images):
