@@ -1,7 +1,8 @@
 """The gradient machinery of the saliency methods (the methods themselves are plugins:
 ``plugins/saliency.py`` and ``plugins/dcsm.py``).
 
-Modules: :mod:`.rules` (the backward rules at rectifiers), :mod:`.backprop` (one recorded
+Modules: :mod:`.rules` (the backward rules at rectifiers), :mod:`.taps` (the tensors
+gradients are taken at), :mod:`.backprop` (one recorded
 forward pass, :func:`record`, and class-score gradients from it, :func:`trace_gradients`, at the
 input or at layers; Simonyan's map), :mod:`.multilayer` (the poster's multi-layer maps),
 :mod:`.dcsm` (DCSM as the authors' ``dcsm.m`` computes it, and its class detection).

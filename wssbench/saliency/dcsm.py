@@ -64,7 +64,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..classifier import upsample
-from ..errors import UsageError
 from .backprop import channel_max_abs, check_classes, record, trace_gradients
 from .multilayer import layer_paths
 
