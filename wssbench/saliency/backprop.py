@@ -160,7 +160,8 @@ class Trace:
         """The :func:`record` keyword arguments this trace answers (``unsupported`` aside)."""
         return {"rule": self.rule, "layers": self.layers, "at_input": self.at_input}
 
-    def _release(self) -> None:
+    def release(self) -> None:
+        """Drop the graph now (what leaving the ``record`` block does): values stay, detached."""
         self.scores = self.scores.detach()
         self.score_maps = None if self.score_maps is None else self.score_maps.detach()
         self.features = None if self.features is None else self.features.detach()
@@ -236,7 +237,7 @@ def record(
         try:
             yield trace
         finally:
-            trace._release()
+            trace.release()
 
 
 def trace_gradients(

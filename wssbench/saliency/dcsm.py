@@ -18,7 +18,10 @@ What ``dcsm.m`` does, and what :func:`dcsm_maps` does the same way:
    renormalises the truncated kernel), which matters only where the image touches the canvas
    edge. An image larger than ``canvas`` (never on VOC, whose images are at most 500 px) gets a
    canvas of its larger side.
-2. Detection (:func:`detect`). Per scale, one forward pass; class ``c`` is detected at that scale
+2. Detection (:func:`detect`). Per scale, one forward pass (in :func:`dcsm_maps` the recorded
+   one: all scales are recorded before any backward pass, as ``dcsm.m`` keeps ``ecnn``, so the
+   graphs of the scales are held together; :func:`detect` runs them without gradients, for the
+   pipeline's class selection); class ``c`` is detected at that scale
    when ``sigmoid(max_xy S_c(x, y)) > threshold`` (0.5); the classes to segment are the union
    over the scales, with no cap and no forced top-1. The evidence of a class is the sum over the
    scales of that sigmoid maximum. (A model without score maps: its pooled score instead.)
@@ -56,6 +59,7 @@ Choices where ``dcsm.m`` is silent or odd, each documented:
 
 from __future__ import annotations
 
+import contextlib
 import math
 from typing import Sequence
 
@@ -242,24 +246,30 @@ def dcsm_maps(
         return images.new_zeros(batch, classes.shape[1], height, width, dtype=torch.float32)
     side, top, left = canvas_box(height, width, canvas)
     paths = layer_paths(model, layers)
-    peaks = scale_peaks(model, images, scales, canvas)  # (S, B, C)
-    table, where = contrast_classes(classes, peaks.sum(dim=0), contrast)  # (B, T), (B, K)
-    valid = table >= 0  # (B, T)
-    requested = torch.zeros_like(valid)
-    for b in range(batch):
-        requested[b, where[b][where[b] >= 0]] = True
     dtype = torch.promote_types(next(iter(model.parameters()), images).dtype, torch.float32)
-    total = torch.zeros(batch, table.shape[1], side, side, dtype=dtype, device=images.device)  # (B, T, N, N)
-    for i, s in enumerate(scales):
-        detected = peaks[i].gather(1, table.clamp_min(0)).to(valid.device) > threshold  # (B, T)
-        targets = requested & valid & detected  # (B, T)
-        if not bool(targets.any()):
-            continue  # nothing gets a term at this scale: no backward pass
-        x = on_canvas(model, images, canvas, s)  # (B, 3, n, n)
-        with record(model, x, "guided", paths, at_input=True, unsupported=unsupported) as trace:
-            maps = trace_gradients(trace, table, signal, _canvas_maps(side, dtype))  # (B, T, L, N, N)
-        accumulate(total, maps, valid, targets)
-        del maps
+    with contextlib.ExitStack() as stack:
+        # All scales' forward passes first (dcsm.m's recognition loop): the contrast classes
+        # need the evidence summed over the scales before any backward pass. Each scale's
+        # graph is released as soon as its backward passes are done.
+        traces = [
+            stack.enter_context(record(model, on_canvas(model, images, canvas, s), "guided", paths, True, unsupported))
+            for s in scales
+        ]
+        peaks = torch.stack([_peaks(trace.scores, trace.score_maps) for trace in traces])  # (S, B, C)
+        table, where = contrast_classes(classes, peaks.sum(dim=0), contrast)  # (B, T), (B, K)
+        valid = table >= 0  # (B, T)
+        requested = torch.zeros_like(valid)
+        for b in range(batch):
+            requested[b, where[b][where[b] >= 0]] = True
+        total = torch.zeros(batch, table.shape[1], side, side, dtype=dtype, device=images.device)  # (B, T, N, N)
+        for i, trace in enumerate(traces):
+            detected = peaks[i].gather(1, table.clamp_min(0).to(peaks.device)).to(valid.device) > threshold  # (B, T)
+            targets = requested & valid & detected  # (B, T)
+            if bool(targets.any()):  # else nothing gets a term at this scale: no backward pass
+                maps = trace_gradients(trace, table, signal, _canvas_maps(side, dtype))  # (B, T, L, N, N)
+                accumulate(total, maps, valid, targets)
+                del maps
+            trace.release()  # free this scale's graph now
     maps = finish(total, (top, left, height, width))  # (B, T, H, W)
     index = where.clamp_min(0)[:, :, None, None].expand(-1, -1, height, width)  # (B, K, H, W)
     out = maps.gather(1, index) if maps.shape[1] else maps.new_zeros(batch, classes.shape[1], height, width)
