@@ -42,7 +42,7 @@ import numpy as np
 import timm
 import torch
 
-from wssbench.saliency import GuidedBP, MultiLayer
+from wssbench_plugins.saliency import GuidedBP, MultiLayer
 
 METHODS = ("wssbench gbp", "captum", "grad-cam", "wssbench multilayer")
 NUM_CLASSES = 20

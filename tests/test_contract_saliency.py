@@ -2,7 +2,8 @@
 
 A tiny :class:`~wssbench.classifier.Classifier` (timm ResNet-18 features, 5 classes, random
 weights) and two 64 px images: shape ``(B, K, H, W)``, float32, finite, non-negative, zero for
-padding, deterministic, and the model left exactly as it was.
+padding, deterministic, the model left exactly as it was, and for a method that
+``shares_forward`` the same maps from a shared trace.
 """
 
 from __future__ import annotations
@@ -14,6 +15,9 @@ from test_saliency import assert_unchanged, one_thread, snapshot  # noqa: F401 (
 from wssbench.registry import build_registry
 
 REGISTRY = build_registry()
+# Options that keep a method fast and its maps non-trivial on a random model: dcsm's 500 px
+# canvas would take half a minute, and it maps only classes detected at some scale.
+OPTIONS = {"dcsm": {"canvas": 96, "threshold": 0.0}}
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +32,7 @@ def images():
 
 @pytest.mark.parametrize("name", REGISTRY.names("saliency"))
 def test_contract(name, model, images):
-    method = REGISTRY.create("saliency", name)
+    method = REGISTRY.create("saliency", name, **OPTIONS.get(name, {}))
     classes = torch.tensor([[1, 3], [4, -1]])  # (B, K), -1 is padding
     before = snapshot(model)
     maps = method(model, images, classes)
@@ -38,3 +42,8 @@ def test_contract(name, model, images):
     assert torch.equal(method(model, images, classes), maps)  # deterministic
     assert method(model, images, torch.zeros((2, 0), dtype=torch.long)).shape == (2, 0, 64, 64)
     assert_unchanged(model, before)
+    if getattr(method, "shares_forward", False):  # the shared-forward capability gives the same maps
+        from wssbench.saliency import record
+
+        with record(model, images, **method.forward_spec(model)) as trace:
+            assert torch.equal(method.from_trace(trace, classes), maps)

@@ -14,7 +14,7 @@ from wssbench.pipeline import batches, compute_key
 from wssbench.precision import autocast, check_precision
 from wssbench.training import TrainRecipe, train
 from wssbench_plugins.classmaps import FCNScoreMaps
-from wssbench.saliency import GuidedBP
+from wssbench_plugins.saliency import GuidedBP
 
 
 @pytest.fixture(scope="module")

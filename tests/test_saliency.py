@@ -17,9 +17,11 @@ import torch.nn.functional as F
 from torch import nn
 
 import wssbench_plugins.saliency as saliency_plugin
+from wssbench.classifier import Classifier
 from wssbench.errors import UsageError
 from wssbench.registry import build_registry
-from wssbench.saliency import Deconvnet, GuidedBP, MultiLayer, VanillaBP, backprop, class_gradients, rules
+from wssbench.saliency import backprop, class_gradients, record, rules, trace_gradients
+from wssbench_plugins.saliency import Deconvnet, GuidedBP, MultiLayer, VanillaBP
 
 NUM_CLASSES = 5
 METHODS = {"bp": VanillaBP(), "gbp": GuidedBP(), "deconv": Deconvnet()}
@@ -463,9 +465,117 @@ def test_registered():
     assert all(d and "\n" not in d for d in descriptions.values())
     assert registry.create("saliency", "gbp", unsupported="ignore") == GuidedBP(unsupported="ignore")
     assert isinstance(registry.create("saliency", "deconv"), Deconvnet)
-    assert registry.create("saliency", "multilayer", layers="layer3,layer4", scales="0.8,1.2", distinct="true") == \
-        MultiLayer(layers=("layer3", "layer4"), scales=(0.8, 1.2), distinct=True)
+    assert registry.create("saliency", "multilayer", layers="layer3,layer4", signal="map") == \
+        MultiLayer(layers=("layer3", "layer4"), signal="map")
+    assert all(e.factory.shares_forward for e in registry.entries("saliency"))
     with pytest.raises(UsageError):
         registry.create("saliency", "gbp", unsupported="maybe")
     with pytest.raises(UsageError, match="unknown option"):
         registry.create("saliency", "bp", unsupported="ignore")
+    for gone in ("distinct", "scales"):  # DCSM is the method dcsm now
+        with pytest.raises(UsageError, match="unknown option"):
+            registry.create("saliency", "multilayer", **{gone: "1"})
+
+
+# --------------------------------------------------------------------------------------
+# One shared forward pass (record / trace_gradients / from_trace) and the signal option
+# --------------------------------------------------------------------------------------
+
+
+def tiny_classifier(pooling: str = "gmp") -> Classifier:
+    torch.manual_seed(0)
+    features = timm.create_model("resnet18", pretrained=False, num_classes=0, global_pool="")
+    return Classifier(features, 512, NUM_CLASSES, pooling=pooling).double().eval()
+
+
+@pytest.fixture(scope="module")
+def clf():
+    return tiny_classifier()
+
+
+ALL_METHODS = {**METHODS, "multilayer": MultiLayer(), "multilayer-map": MultiLayer(signal="map"), "gbp-map": GuidedBP(signal="map")}
+
+
+@pytest.mark.parametrize("name", list(ALL_METHODS))
+def test_from_trace_equals_call(name, clf, images):
+    method = ALL_METHODS[name]
+    classes = torch.tensor([[1, 4, -1], [3, 1, 2]])
+    direct = method(clf, images, classes)  # (B, K, H, W)
+    before = snapshot(clf)
+    with record(clf, images, **method.forward_spec(clf)) as trace:
+        assert_unchanged(clf, before)  # hooks and flags are gone as soon as the forward pass is done
+        shared = method.from_trace(trace, classes)
+        again = method.from_trace(trace, classes[:, :1])  # the graph is retained inside the block
+    assert_unchanged(clf, before)
+    assert method.shares_forward and direct.amax() > 0
+    assert torch.equal(shared, direct) and torch.equal(again, direct[:, :1])
+    with pytest.raises(UsageError, match="record block has exited"):
+        method.from_trace(trace, classes)
+
+
+@pytest.mark.parametrize("rule", [None, "vanilla", "guided", "deconv"])
+@pytest.mark.parametrize("layers", [(), ("features.layer3", "features.layer4")])
+def test_trace_values_are_a_plain_forward(rule, layers, clf, images):
+    with torch.no_grad():
+        features, maps, scores = clf.forward_parts(images)
+        assert torch.equal(clf.score_maps(images), maps)
+    with record(clf, images, rule=rule, layers=layers) as trace:
+        assert torch.equal(trace.scores.detach(), scores)
+        assert torch.equal(trace.score_maps.detach(), maps) and torch.equal(trace.features.detach(), features)
+        assert trace.rule == rule and len(trace.targets) == (0 if rule is None else len(layers) or 1)
+        if rule is None:
+            assert not trace.scores.requires_grad
+            with pytest.raises(UsageError, match="without gradients"):
+                trace_gradients(trace, torch.tensor([[0], [1]]))
+
+
+def test_guided_trace_gives_fcn_maps_and_gbp(clf, images):
+    """The pipeline's use: FCN score maps and guided saliency from one forward pass."""
+    classes = torch.tensor([[0, 2], [4, -1]])
+    gbp = GuidedBP()
+    with record(clf, images, **gbp.forward_spec(clf)) as trace:
+        maps = gbp.from_trace(trace, classes)
+        fcn = trace.score_maps.detach()
+    with torch.no_grad():
+        assert torch.equal(fcn, clf.score_maps(images))
+    assert torch.equal(maps, gbp(clf, images, classes))
+
+
+def test_from_trace_refuses_another_spec(clf, images):
+    with record(clf, images, rule="vanilla") as trace:
+        with pytest.raises(UsageError, match="gbp: the shared forward pass was recorded with"):
+            GuidedBP().from_trace(trace, torch.tensor([[0], [1]]))
+        with pytest.raises(UsageError, match="multilayer"):
+            MultiLayer().from_trace(trace, torch.tensor([[0], [1]]))
+
+
+def test_signal_map_matches_captum(clf):
+    """gbp with signal=map is captum's GuidedBackprop of the summed score map."""
+    captum_attr = pytest.importorskip("captum.attr")
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(2), dtype=torch.float64)  # 2x2 score maps
+
+    class SummedMaps(nn.Module):
+        def __init__(self, model):
+            super().__init__()
+            self.model = model
+
+        def forward(self, x):
+            return self.model.score_maps(x).sum((2, 3))  # (B, C)
+
+    classes = torch.tensor([[1, 3], [0, 1]])
+    maps = GuidedBP(signal="map")(clf, images, classes)  # (B, K, H, W)
+    attr = captum_attr.GuidedBackprop(SummedMaps(clf))
+    for k in range(2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            expected = attr.attribute(images.clone(), target=classes[:, k]).abs().amax(1)  # (B, H, W)
+        assert rel_diff(maps[:, k], expected) <= 1e-5
+    # with global max pooling the pooled signal enters one position only: a different map
+    assert rel_diff(GuidedBP()(clf, images, classes), maps) > 1e-2
+
+
+def test_signal_map_needs_score_maps(resnet, images):
+    with pytest.raises(UsageError, match="signal=map needs class score maps: ResNet has no forward_parts"):
+        GuidedBP(signal="map")(resnet, images, torch.tensor([[0], [1]]))
+    with pytest.raises(UsageError, match="signal"):
+        build_registry().create("saliency", "gbp", signal="sum")

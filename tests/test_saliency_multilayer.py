@@ -1,5 +1,5 @@
 """Multi-layer maps against independent references, their default layers, the single backward
-stopping at the shallowest layer, and DCSM's post-processing (scales, distinct) by hand.
+stopping at the shallowest layer.
 
 Random weights, ``pretrained=False``, 32 px inputs, float64 models for tight comparisons.
 """
@@ -7,7 +7,6 @@ Random weights, ``pretrained=False``, 32 px inputs, float64 models for tight com
 from __future__ import annotations
 
 import copy
-import math
 import warnings
 
 import pytest
@@ -19,8 +18,8 @@ from torch import nn
 from test_saliency import SumPool, assert_unchanged, one_thread, rel_diff, snapshot  # noqa: F401 (fixture)
 from wssbench.classifier import Classifier
 from wssbench.errors import UsageError
-from wssbench.registry import build_registry
-from wssbench.saliency import MultiLayer, VanillaBP, average_over_scales, class_gradients, default_layers, distinct_maps
+from wssbench.saliency import class_gradients, default_layers
+from wssbench_plugins.saliency import MultiLayer, VanillaBP
 
 NUM_CLASSES = 5
 VGG16_CONV3_1_TO_5_3 = [f"features.{i}" for i in (10, 12, 14, 17, 19, 21, 24, 26, 28)]
@@ -132,8 +131,9 @@ class RuleReLU(nn.Module):
         return self.Fn.apply(x, self.rule)
 
 
-def reference_multilayer(model, layers, images, target, rule) -> torch.Tensor:
-    """Full-graph autograd on a copy whose ReLUs are replaced, with the layer inputs captured."""
+def reference_multilayer(model, layers, images, target, rule, signal="pooled") -> torch.Tensor:
+    """Full-graph autograd on a copy whose ReLUs are replaced, with the layer inputs captured;
+    ``signal="map"`` differentiates the sum of the class's score map instead of its score."""
     ref = copy.deepcopy(model)
     for name, module in list(ref.named_modules()):
         if isinstance(module, nn.ReLU):
@@ -143,7 +143,7 @@ def reference_multilayer(model, layers, images, target, rule) -> torch.Tensor:
     for name in layers:
         ref.get_submodule(name).register_forward_pre_hook(lambda m, inp, name=name: captured.__setitem__(name, inp[0]))
     x = images.clone().requires_grad_(True)
-    scores = ref(x)  # (B, C)
+    scores = ref(x) if signal == "pooled" else ref.score_maps(x).sum((2, 3))  # (B, C)
     grads = torch.autograd.grad(scores.gather(1, target[:, None]).sum(), [captured[n] for n in layers])
     return summed_maps(list(grads), images.shape[-2:])
 
@@ -161,6 +161,18 @@ def test_matches_reference(rule, arch, images, request):
         assert rel_diff(maps[:, k], expected) <= 1e-5, (rule, arch, k)
     if rule == "vanilla":  # and captum's layer gradients, as a second reference
         assert rel_diff(maps[:, 0], captum_multilayer(model, layers, images, classes[:, 0])) <= 1e-5
+
+
+@pytest.mark.parametrize("rule", ["vanilla", "guided"])
+def test_signal_map_matches_reference(rule):
+    model = classifier("resnet18").double().eval()
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4), dtype=torch.float64)  # 2x2 score maps
+    classes = torch.tensor([[1, 4], [3, 1]])
+    maps = MultiLayer(rule=rule, signal="map")(model, images, classes)  # (B, K, H, W)
+    for k in range(2):
+        expected = reference_multilayer(model, default_layers(model), images, classes[:, k], rule, signal="map")
+        assert rel_diff(maps[:, k], expected) <= 1e-5
+    assert rel_diff(MultiLayer(rule=rule)(model, images, classes), maps) > 1e-3  # gap pools the mean: the sum is 4 times it
 
 
 def test_signed_is_bounded_by_unsigned(vgg, images):
@@ -257,61 +269,3 @@ def test_tap_modified_in_place_is_an_error():
     with pytest.raises(UsageError, match="input of 'tapped': it was modified in place"):
         MultiLayer(layers=("tapped",))(model, torch.randn(1, 3, 4, 4), torch.tensor([[0]]))
     assert_unchanged(model, before)
-
-
-# --------------------------------------------------------------------------------------
-# DCSM post-processing: distinct maps and scales
-# --------------------------------------------------------------------------------------
-
-T3 = math.tanh(3.0)
-
-
-def test_distinct_by_hand():
-    maps = torch.tensor([[[[1.0, 0, 2]], [[0, 1, 1]], [[9, 9, 9]], [[0, 0, 4]]]])  # (1, 4, 1, 3)
-    classes = torch.tensor([[3, 7, -1, 2]])  # column 2 is padding: its map must not count
-    out = distinct_maps(maps, classes)[0, :, 0]  # (K, 3)
-    # c=0: minus map 1: (1, -1, 1) / 1; minus map 3: (1, 0, -2) / 1
-    c0 = [max(0.0, T3 + T3), max(0.0, -T3 + 0.0), max(0.0, T3 + math.tanh(-6))]
-    # c=1: minus map 0: (-1, 1, -1) / 1; minus map 3: (0, 1, -3) / 1
-    c1 = [max(0.0, -T3 + 0.0), T3 + T3, 0.0]
-    # c=3: minus map 0: (-1, 0, 2) / 2; minus map 1: (0, -1, 3) / 3
-    c3 = [max(0.0, math.tanh(-1.5) + 0.0), max(0.0, 0.0 + math.tanh(-1.0)), T3 + T3]
-    torch.testing.assert_close(out, torch.tensor([c0, c1, [0.0] * 3, c3]))
-
-
-def test_distinct_alone_and_never_ahead():
-    maps = torch.tensor([[[[1.0, 2.0]], [[5.0, 5.0]]], [[[0.0, 0.0]], [[1.0, 2.0]]]])  # (2, 2, 1, 2)
-    out = distinct_maps(maps, torch.tensor([[4, -1], [0, 1]]))[:, :, 0]  # (B, K, 2)
-    torch.testing.assert_close(out[0, 0], torch.tensor([math.tanh(1.5), T3]))  # alone: against a zero map
-    assert (out[0, 1] == 0).all()  # padding
-    assert (out[1, 0] == 0).all()  # never ahead of class 1: tanh(3 d / max d) is -1 where d < 0, clipped
-    torch.testing.assert_close(out[1, 1], torch.tensor([math.tanh(1.5), T3]))  # (1, 2) / 2
-
-
-def test_scales_resize_and_average():
-    seen = []
-
-    def maps_at(x):  # (B, 3, h, w) -> (B, 1, h, w): a map that is 1 everywhere
-        seen.append(tuple(x.shape[-2:]))
-        return x.new_ones(x.shape[0], 1, *x.shape[-2:])
-
-    x = torch.randn(2, 3, 10, 20)
-    out = average_over_scales(maps_at, x, (0.8, 1.0, 1.2))
-    assert seen == [(8, 16), (10, 20), (12, 24)] and out.shape == (2, 1, 10, 20)
-    torch.testing.assert_close(out, torch.ones_like(out))
-
-
-@pytest.mark.parametrize("name", ["bp", "gbp", "deconv", "multilayer"])
-def test_post_processing_on_every_method(name, resnet, images):
-    registry = build_registry()
-    classes = torch.tensor([[1, 3, -1], [2, -1, -1]])
-    raw = registry.create("saliency", name)(resnet, images, classes)
-    scaled = registry.create("saliency", name, scales="0.5,1")(resnet, images, classes)
-    half = registry.create("saliency", name, scales="0.5")(resnet, images, classes)
-    torch.testing.assert_close(scaled, (raw + half) / 2)  # (B, K, H, W): the mean of the scales
-    dcsm = registry.create("saliency", name, distinct="true", scales="0.8,1.0,1.2")(resnet, images, classes)
-    assert dcsm.shape == (2, 3, 32, 32) and dcsm.dtype == torch.float32 and torch.isfinite(dcsm).all()
-    assert (dcsm >= 0).all() and (dcsm[:, 2] == 0).all() and (dcsm[1, 1] == 0).all()
-    assert dcsm.amax() <= 1  # at most K' - 1 = 1 (image 0) or tanh(3) (image 1, alone)
-    with pytest.raises(UsageError, match="scales"):
-        registry.create("saliency", name, scales="0,1")

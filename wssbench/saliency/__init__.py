@@ -1,30 +1,29 @@
-"""Saliency maps from back-propagated class-score gradients (the ``saliency`` plugin kind).
+"""The gradient machinery of the saliency methods (the methods themselves are plugins:
+``plugins/saliency.py`` and ``plugins/dcsm.py``).
 
-Modules: :mod:`.rules` (the backward rules at rectifiers), :mod:`.backprop` (class-score
-gradients at the input or at layers, Simonyan's map), :mod:`.multilayer` (the poster's
-multi-layer maps), :mod:`.dcsm` (DCSM's scales and distinct maps), :mod:`.methods` (the
-registered methods).
+Modules: :mod:`.rules` (the backward rules at rectifiers), :mod:`.taps` (the tensors
+gradients are taken at), :mod:`.backprop` (one recorded
+forward pass, :func:`record`, and class-score gradients from it, :func:`trace_gradients`, at the
+input or at layers; Simonyan's map), :mod:`.multilayer` (the poster's multi-layer maps),
+:mod:`.dcsm` (DCSM as the authors' ``dcsm.m`` computes it, and its class detection).
 """
 
-from . import backprop
-from .backprop import class_gradients, saliency_maps
-from .dcsm import average_over_scales, distinct_maps
-from .methods import Deconvnet, GuidedBP, MultiLayer, SaliencyMethod, VanillaBP
-from .multilayer import default_layers, multilayer_maps
-from .rules import RULES
+from .backprop import SIGNALS, Trace, class_gradients, record, saliency_maps, simonyan, trace_gradients
+from .multilayer import default_layers, layer_maps, layer_paths, multilayer_maps
+from .rules import RULES, UNSUPPORTED
 
 __all__ = [
     "RULES",
-    "Deconvnet",
-    "GuidedBP",
-    "MultiLayer",
-    "SaliencyMethod",
-    "VanillaBP",
-    "average_over_scales",
-    "backprop",
+    "SIGNALS",
+    "UNSUPPORTED",
+    "Trace",
     "class_gradients",
     "default_layers",
-    "distinct_maps",
+    "layer_maps",
+    "layer_paths",
     "multilayer_maps",
+    "record",
     "saliency_maps",
+    "simonyan",
+    "trace_gradients",
 ]

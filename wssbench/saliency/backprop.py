@@ -15,6 +15,18 @@ only), and buffers (BatchNorm running statistics) restored when the forward pass
 training mode, even when an exception is raised mid-way. The forward pass runs in whatever
 mode the caller left the model in; call ``model.eval()`` first for the usual maps.
 
+The forward pass and the backward passes are split so that other stages can share the
+forward: :func:`record` runs ONE forward pass (a context manager yielding a :class:`Trace`:
+scores, score maps and features of a :class:`~wssbench.classifier.Classifier` from that same
+pass), :func:`trace_gradients` takes class gradients from it, as often as wanted inside the
+block; :func:`class_gradients` is the two composed.
+
+What is back-propagated (``signal``): ``"pooled"``, the class score ``S_c`` the model
+returns; ``"map"``, the sum over the class's score map ``sum_xy S_c(x, y)``, i.e. 1 on every
+position of the map, as in the DCSM authors' code (``shimoda-uec/mat_dcsm``, ``dcsm.m``,
+``d(:,:,c) = 1`` on the fc8 map). With global max pooling ``"pooled"`` enters the map at one
+position only, so one instance of a class gets saliency; ``"map"`` reaches every instance.
+
 All requested classes of a batch share ONE forward pass, then one backward pass per class
 column ``k`` (``retain_graph=True``) that yields the gradients at every tapped tensor at once;
 its ``grad_outputs`` is the one-hot matrix selecting ``classes[b, k]`` for every image ``b``
@@ -29,6 +41,7 @@ and it needs K times the backward memory, so the loop is used (see ``BATCHED_BAC
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 from typing import Callable, Iterator, Sequence
 
 import torch
@@ -36,8 +49,22 @@ from torch import nn
 
 from ..errors import UsageError
 from .rules import check_rule, rules_applied
+from .taps import Taps
 
-__all__ = ["BATCHED_BACKWARD", "channel_max_abs", "check_classes", "class_gradients", "saliency_maps"]
+__all__ = [
+    "BATCHED_BACKWARD",
+    "SIGNALS",
+    "Trace",
+    "channel_max_abs",
+    "check_classes",
+    "class_gradients",
+    "record",
+    "saliency_maps",
+    "simonyan",
+    "trace_gradients",
+]
+
+SIGNALS = ("pooled", "map")  # what is back-propagated: the pooled class score, or the sum of its score map
 
 # One shared forward, then a loop of K backward passes (False), or one backward vmapped over
 # the K one-hot grad_outputs with is_grads_batched=True (True); both give identical gradients.
@@ -47,87 +74,6 @@ __all__ = ["BATCHED_BACKWARD", "channel_max_abs", "check_classes", "class_gradie
 # and needs 1/K of the backward memory (the vmapped backward holds K copies of every
 # intermediate gradient), so it is the default; the flag stays for GPUs, where it may pay.
 BATCHED_BACKWARD = False
-
-
-# --------------------------------------------------------------------------------------
-# Taps: the tensors gradients are taken at
-# --------------------------------------------------------------------------------------
-
-
-class _Taps:
-    """Forward hooks that record the tensors at ``layers`` (their inputs or outputs).
-
-    The first tensor recorded while autograd is off becomes a leaf: the forward pass runs
-    without autograd up to it (``forward`` is called under ``torch.no_grad()``) and the hook
-    turns autograd on from there, so nothing below the shallowest tap is recorded or
-    back-propagated. Taps further up stay inside the graph (the gradient reaching them goes on
-    to the shallower ones). The model continues from a copy of each tapped tensor, so
-    in-place ops of the tapped module or further down cannot change it; an in-place change
-    of it elsewhere is an error.
-
-    At an input, the derivative is taken through the module only, like at a leaf: where the
-    same tensor also feeds other modules (a residual shortcut around the tapped module), their
-    paths are not included; tap the enclosing block's input to include them.
-    """
-
-    def __init__(self, model: nn.Module, layers: Sequence[str], at_input: bool):
-        self.model, self.layers, self.at_input = model, list(layers), at_input
-        self.tensors: dict[str, torch.Tensor] = {}
-        self.versions: dict[str, int] = {}
-        self.where = "the input of" if at_input else "the output of"
-
-    @contextlib.contextmanager
-    def installed(self) -> Iterator[None]:
-        handles = []
-        try:
-            for layer in self.layers:
-                try:
-                    module = self.model.get_submodule(layer)
-                except AttributeError:
-                    raise UsageError(f"no submodule '{layer}' in {type(self.model).__name__} to take gradients at") from None
-                if self.at_input:
-                    handles.append(module.register_forward_pre_hook(self._input_hook(layer)))
-                else:
-                    handles.append(module.register_forward_hook(self._output_hook(layer)))
-            yield
-        finally:
-            for handle in handles:
-                handle.remove()
-
-    def _input_hook(self, layer: str) -> Callable:
-        def hook(module: nn.Module, inputs: tuple) -> tuple:
-            return (self._record(layer, inputs[0] if inputs else None),) + inputs[1:]
-
-        return hook
-
-    def _output_hook(self, layer: str) -> Callable:
-        def hook(module: nn.Module, inputs: tuple, output) -> torch.Tensor:
-            return self._record(layer, output)
-
-        return hook
-
-    def _record(self, layer: str, x) -> torch.Tensor:
-        if not isinstance(x, torch.Tensor):
-            raise UsageError(f"cannot take gradients at {self.where} '{layer}': it is not a tensor")
-        if layer in self.tensors:
-            raise UsageError(f"cannot take gradients at '{layer}': the module is called more than once")
-        if not torch.is_grad_enabled() or not x.requires_grad:
-            x = x.detach().requires_grad_(True)  # the shallowest tap (or one off the graph): a leaf
-            torch.set_grad_enabled(True)  # record the graph from here on
-        elif self.at_input:
-            x = x.view_as(x)  # a node of its own: only the path through the module counts
-        self.tensors[layer] = x
-        self.versions[layer] = x._version
-        return x.clone()
-
-    def targets(self) -> list[torch.Tensor]:
-        """The tapped tensors in ``layers`` order, checked after the forward pass."""
-        for layer in self.layers:
-            if layer not in self.tensors:
-                raise UsageError(f"cannot take gradients at '{layer}': the module was not called")
-            if self.tensors[layer]._version != self.versions[layer]:
-                raise UsageError(f"cannot take gradients at {self.where} '{layer}': it was modified in place later on")
-        return [self.tensors[layer] for layer in self.layers]
 
 
 # --------------------------------------------------------------------------------------
@@ -160,6 +106,14 @@ def _buffers_preserved(model: nn.Module) -> Iterator[None]:
                 buffer.copy_(value)
 
 
+
+@contextlib.contextmanager
+def _autograd_on() -> Iterator[None]:
+    """Autograd recording on, also inside a caller's ``no_grad`` or ``inference_mode`` block."""
+    with torch.inference_mode(False), torch.enable_grad():
+        yield
+
+
 def _one_hot(classes: torch.Tensor, num_classes: int, like: torch.Tensor) -> tuple[list[int], torch.Tensor]:
     """The class columns with at least one real entry, and their one-hot ``grad_outputs`` (K', B, C)."""
     valid = classes >= 0  # (B, K)
@@ -171,6 +125,182 @@ def _one_hot(classes: torch.Tensor, num_classes: int, like: torch.Tensor) -> tup
     return columns, one_hot
 
 
+def _identity(x):
+    return x
+
+
+# --------------------------------------------------------------------------------------
+# One recorded forward pass, then any number of backward passes
+# --------------------------------------------------------------------------------------
+
+
+@dataclass
+class Trace:
+    """One forward pass of ``images`` through ``model``, as :func:`record` leaves it.
+
+    Inside the ``record`` block, ``scores``, ``score_maps`` and ``features`` carry the recorded
+    graph (``.detach()`` them for their values); when the block exits they are replaced by
+    their detached values and ``targets`` by detached copies, so the graph is freed even if
+    the trace is kept. Their values are those of a plain ``torch.no_grad()`` forward pass of
+    the same model (bitwise on CPU: the rules and taps change backward passes only).
+    """
+
+    model: nn.Module
+    images: torch.Tensor  # (B, 3, H, W) what went in
+    scores: torch.Tensor  # (B, C) pooled class scores
+    score_maps: torch.Tensor | None  # (B, C, h, w) from model.forward_parts (a Classifier), else None
+    features: torch.Tensor | None  # (B, F, h, w) likewise
+    targets: list[torch.Tensor]  # the tensors gradients are taken at: [input leaf] or the tapped layers
+    rule: str | None  # the backward rule at rectifiers; None: recorded without gradients
+    layers: tuple[str, ...] = ()  # the tapped module paths, () for the input
+    at_input: bool = True  # taps at the layers' inputs (else outputs)
+    live: bool = True  # inside the record block: the graph is there
+
+    def spec(self) -> dict:
+        """The :func:`record` keyword arguments this trace answers (``unsupported`` aside)."""
+        return {"rule": self.rule, "layers": self.layers, "at_input": self.at_input}
+
+    def release(self) -> None:
+        """Drop the graph now (what leaving the ``record`` block does): values stay, detached."""
+        self.scores = self.scores.detach()
+        self.score_maps = None if self.score_maps is None else self.score_maps.detach()
+        self.features = None if self.features is None else self.features.detach()
+        self.targets = [t.detach() for t in self.targets]
+        self.live = False
+
+
+def _forward(model: nn.Module, images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+    """(scores (B, C), score maps (B, C, h, w) or None, features (B, F, h, w) or None)."""
+    parts = getattr(model, "forward_parts", None)
+    if callable(parts):
+        features, maps, scores = parts(images)
+        return scores, maps, features
+    return model(images), None, None
+
+
+def _check_scores(scores: torch.Tensor, batch: int) -> None:
+    if not isinstance(scores, torch.Tensor) or scores.dim() != 2 or scores.shape[0] != batch:
+        shape = tuple(scores.shape) if isinstance(scores, torch.Tensor) else type(scores).__name__
+        raise UsageError(f"the model must return scores (B, C) with B={batch}, got {shape}")
+
+
+@contextlib.contextmanager
+def record(
+    model: nn.Module,
+    images: torch.Tensor,
+    rule: str | None = "vanilla",
+    layers: Sequence[str] = (),
+    at_input: bool = True,
+    unsupported: str = "error",
+) -> Iterator[Trace]:
+    """One forward pass of ``images (B, 3, H, W)`` through ``model``, recorded for later
+    backward passes (:func:`trace_gradients`) under ``rule`` (:mod:`wssbench.saliency.rules`).
+
+    ``rule=None``: a plain ``torch.no_grad()`` forward, nothing recorded (for stages that need
+    no gradients). ``layers=()``: gradients are taken at the input; else at those submodules'
+    inputs (``at_input``) or outputs, the forward running without autograd up to the
+    shallowest of them (see ``Taps``). A model with ``forward_parts`` (wssbench's
+    :class:`~wssbench.classifier.Classifier`) gives features, score maps and scores from the
+    same pass; any other model is called as ``model(images) -> scores (B, C)``.
+
+    The rule's hooks, the taps and the switched ``inplace`` flags are removed as soon as the
+    forward pass is done (the recorded graph needs none of them); buffers a training-mode
+    forward updates are restored when the block exits. So the model is left exactly as it
+    was, also when an exception is raised inside the block.
+    """
+    layers = (layers,) if isinstance(layers, str) else tuple(layers)
+    at_input = bool(at_input) or not layers  # at the input, "input or output" means nothing
+    batch = images.shape[0]
+    if rule is None:
+        with torch.no_grad(), _buffers_preserved(model):
+            scores, maps, features = _forward(model, images)
+        _check_scores(scores, batch)
+        yield Trace(model, images, scores, maps, features, [], None, layers, at_input, live=False)
+        return
+    rectifiers = check_rule(model, rule, unsupported)
+    with _buffers_preserved(model):
+        with _autograd_on():
+            x = images.clone() if images.is_inference() else images
+            taps = Taps(model, layers, at_input)
+            with rules_applied(rule, rectifiers), taps.installed():
+                if layers:
+                    with torch.no_grad():  # autograd starts at the first tap (see Taps)
+                        scores, maps, features = _forward(model, x)
+                    targets = taps.targets()
+                else:
+                    targets = [x.detach().requires_grad_(True)]
+                    scores, maps, features = _forward(model, targets[0])
+        _check_scores(scores, batch)
+        if not scores.requires_grad:
+            raise UsageError("the model's scores do not depend on the input through autograd")
+        trace = Trace(model, images, scores, maps, features, targets, rule, layers, at_input)
+        try:
+            yield trace
+        finally:
+            trace.release()
+
+
+def trace_gradients(
+    trace: Trace,
+    classes: torch.Tensor,
+    signal: str = "pooled",
+    reduce: Callable[[list[torch.Tensor]], torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """The gradient of each requested class's ``signal`` at ``trace.targets``: ``(B, K, *shape')``.
+
+    ``classes (B, K)`` int model output indices, entries < 0 are padding (zero gradient).
+    ``signal``: ``"pooled"``, the class score ``S_c`` (``trace.scores``); ``"map"``, the sum
+    over the class's score map ``sum_xy S_c(x, y)`` (1 on every position of the map, as the
+    DCSM authors back-propagate; needs ``trace.score_maps``).
+
+    ``reduce`` receives the list of the targets' gradients ``[(B, *shape_l), ...]`` of one
+    class column as soon as they are computed and returns ``(B, *shape')``, so that K full
+    gradients are never held at once; without it the trace must have one target and
+    ``shape' = shape``. One backward pass per class column; the graph is retained, so this
+    may be called more than once inside the same ``record`` block. Returns the dtype of the
+    model's computation, on the trace's device.
+    """
+    if trace.rule is None:
+        raise UsageError("trace_gradients: the trace was recorded without gradients (rule=None)")
+    if not trace.live:
+        raise UsageError("trace_gradients: the trace's record block has exited; its graph is gone")
+    if signal not in SIGNALS:
+        raise UsageError(f"bad value {signal!r} for signal: expected one of {', '.join(SIGNALS)}")
+    if reduce is None and len(trace.targets) != 1:
+        raise UsageError("trace_gradients: gradients at several layers need a reduce function")
+    reduce = reduce or (lambda grads: grads[0])
+    scores = trace.scores
+    batch, num_classes = scores.shape
+    classes = check_classes(classes, batch, scores.device)
+    k_count = classes.shape[1]
+    if (classes >= num_classes).any():
+        raise UsageError(f"class index {int(classes.max())} out of range for a model with {num_classes} outputs")
+    output = scores  # (B, C)
+    if signal == "map":
+        if trace.score_maps is None:
+            raise UsageError(f"signal=map needs class score maps: {type(trace.model).__name__} has no forward_parts; use signal=pooled")
+        output = trace.score_maps  # (B, C, h, w)
+    columns, one_hot = _one_hot(classes, num_classes, output)  # (K', B, C)
+    if signal == "map":
+        one_hot = one_hot[..., None, None].expand(*one_hot.shape, *output.shape[-2:])  # (K', B, C, h, w)
+    per_class: list[torch.Tensor] = []  # K' x (B, *shape')
+    with _autograd_on():
+        if columns and BATCHED_BACKWARD:
+            grads = torch.autograd.grad(output, trace.targets, grad_outputs=one_hot, retain_graph=True, is_grads_batched=True)
+            reduced = reduce([g.flatten(0, 1) for g in grads])  # (K' B, *shape')
+            per_class = list(reduced.unflatten(0, (len(columns), batch)))
+        else:
+            for i in range(len(columns)):
+                grads = torch.autograd.grad(output, trace.targets, grad_outputs=one_hot[i], retain_graph=True)  # L x (B, *shape_l)
+                per_class.append(reduce(list(grads)))  # (B, *shape')
+                del grads
+    zero = torch.zeros_like(per_class[0]) if per_class else reduce([torch.zeros_like(t) for t in trace.targets])
+    if not k_count:
+        return zero.new_zeros((batch, 0) + zero.shape[1:])
+    by_column = dict(zip(columns, per_class))
+    return torch.stack([by_column.get(k, zero) for k in range(k_count)], dim=1)  # (B, K, *shape')
+
+
 def class_gradients(
     model: nn.Module,
     images: torch.Tensor,
@@ -180,76 +310,40 @@ def class_gradients(
     at_input: bool = False,
     unsupported: str = "error",
     reduce: Callable | None = None,
+    signal: str = "pooled",
 ) -> torch.Tensor:
-    """The gradient of each requested class score, ``(B, K, *shape)``, from one forward pass.
+    """The gradient of each requested class score, ``(B, K, *shape)``, from one forward pass:
+    :func:`record` then :func:`trace_gradients`.
 
     ``model(images) -> scores (B, C)``; ``images (B, 3, H, W)``; ``classes (B, K)`` int model
     output indices, entries < 0 are padding (zero gradient). ``rule`` is ``"vanilla"``,
     ``"guided"`` or ``"deconv"`` (:mod:`wssbench.saliency.rules`); ``unsupported`` is
-    ``"error"`` or ``"ignore"`` for activations where the rule is undefined.
+    ``"error"`` or ``"ignore"`` for activations where the rule is undefined; ``signal`` as in
+    :func:`trace_gradients`.
 
     Where the gradient is taken: ``at=None``, the input (``shape = (3, H, W)``);
     ``at="layer.path"``, that submodule's output, or its input with ``at_input=True`` (through
-    that module only, see ``_Taps``); ``shape`` is then that tensor's per-image shape.
+    that module only, see ``Taps``); ``shape`` is then that tensor's per-image shape.
     ``at=[path, ...]``: several such tensors, all from the same backward pass per class,
     which stops at the shallowest of them.
 
     ``reduce`` maps each class's gradient ``(B, *shape) -> (B, *shape')`` as soon as it is
-    computed (e.g. ``lambda g: g.abs().amax(1)``), so that K full gradients are never held at
-    once; the result is then ``(B, K, *shape')``. With a sequence ``at``, ``reduce`` is
-    required and receives the list of the layers' gradients, in ``at`` order. Returns the
-    dtype of the model's computation, on the images' device.
+    computed (e.g. ``lambda g: g.abs().amax(1)``); the result is then ``(B, K, *shape')``.
+    With a sequence ``at``, ``reduce`` is required and receives the list of the layers'
+    gradients, in ``at`` order.
     """
     several = at is not None and not isinstance(at, str)
     if several and reduce is None:
         raise UsageError("class_gradients: gradients at several layers need a reduce function")
-    layers = [] if at is None else list(at) if several else [at]
+    layers = () if at is None else tuple(at) if several else (at,)
     reduce_all = reduce if several else (lambda grads: (reduce or _identity)(grads[0]))
     classes = check_classes(classes, images.shape[0], images.device)
-    batch, k_count = classes.shape
-    rectifiers = check_rule(model, rule, unsupported)
     if not layers and not bool((classes >= 0).any()):  # only padding: no need to run the model
+        check_rule(model, rule, unsupported)
         zero = reduce_all([images.new_zeros(images.shape)])  # (B, *shape')
-        return torch.stack([zero] * k_count, dim=1) if k_count else zero.new_zeros((batch, 0) + zero.shape[1:])
-    with contextlib.ExitStack() as stack:
-        stack.enter_context(torch.inference_mode(False))
-        stack.enter_context(torch.enable_grad())
-        stack.enter_context(_buffers_preserved(model))
-        stack.enter_context(rules_applied(rule, rectifiers))
-        taps = _Taps(model, layers, at_input)
-        stack.enter_context(taps.installed())
-        if images.is_inference():
-            images = images.clone()
-        if layers:
-            with torch.no_grad():  # autograd starts at the first tap (see _Taps)
-                scores = model(images)  # (B, C)
-            targets = taps.targets()
-        else:
-            targets = [images.detach().requires_grad_(True)]
-            scores = model(targets[0])  # (B, C)
-        if scores.dim() != 2 or scores.shape[0] != batch:
-            raise UsageError(f"the model must return scores (B, C) with B={batch}, got {tuple(scores.shape)}")
-        if (classes >= scores.shape[1]).any():
-            raise UsageError(f"class index {int(classes.max())} out of range for a model with {scores.shape[1]} outputs")
-        if not scores.requires_grad:
-            raise UsageError("the model's scores do not depend on the input through autograd")
-        columns, one_hot = _one_hot(classes, scores.shape[1], scores)  # (K', B, C)
-        per_class: list[torch.Tensor] = []  # K' x (B, *shape')
-        if columns and BATCHED_BACKWARD:
-            grads = torch.autograd.grad(scores, targets, grad_outputs=one_hot, is_grads_batched=True)  # L x (K', B, *shape_l)
-            reduced = reduce_all([g.flatten(0, 1) for g in grads])  # (K' B, *shape')
-            per_class = list(reduced.unflatten(0, (len(columns), batch)))
-        else:
-            for i in range(len(columns)):
-                last = i == len(columns) - 1
-                grads = torch.autograd.grad(scores, targets, grad_outputs=one_hot[i], retain_graph=not last)  # L x (B, *shape_l)
-                per_class.append(reduce_all(list(grads)))  # (B, *shape')
-                del grads
-        zero = torch.zeros_like(per_class[0]) if per_class else reduce_all([torch.zeros_like(t) for t in targets])
-        by_column = dict(zip(columns, per_class))
-        if not k_count:
-            return zero.new_zeros((batch, 0) + zero.shape[1:])
-        return torch.stack([by_column.get(k, zero) for k in range(k_count)], dim=1)  # (B, K, *shape')
+        return zero[:, None].expand(-1, classes.shape[1], *zero.shape[1:]).clone()  # (B, K, *shape')
+    with record(model, images, rule, layers, at_input, unsupported) as trace:
+        return trace_gradients(trace, classes, signal, reduce_all)
 
 
 def saliency_maps(
@@ -258,13 +352,10 @@ def saliency_maps(
     classes: torch.Tensor,
     rule: str = "vanilla",
     unsupported: str = "error",
+    signal: str = "pooled",
 ) -> torch.Tensor:
     """Simonyan's raw saliency ``max_channel |d S_c / d x|`` per requested class, ``(B, K, H, W)``."""
-    return class_gradients(model, images, classes, rule=rule, unsupported=unsupported, reduce=_simonyan)
-
-
-def _identity(grad: torch.Tensor) -> torch.Tensor:
-    return grad
+    return class_gradients(model, images, classes, rule=rule, unsupported=unsupported, reduce=simonyan, signal=signal)
 
 
 def channel_max_abs(grad: torch.Tensor) -> torch.Tensor:
@@ -273,5 +364,7 @@ def channel_max_abs(grad: torch.Tensor) -> torch.Tensor:
     return torch.maximum(high, low.neg_())
 
 
-def _simonyan(grad: torch.Tensor) -> torch.Tensor:
-    return channel_max_abs(grad)  # (B, 3, H, W) -> (B, H, W): max over colour channels of |grad|
+def simonyan(grad: torch.Tensor) -> torch.Tensor:
+    """Simonyan's reduction of an input gradient: max over colour channels of ``|grad|``,
+    ``(B, 3, H, W) -> (B, H, W)``."""
+    return channel_max_abs(grad)

@@ -8,7 +8,8 @@ and summed over the layers::
     M^c = sum_i  upsample( max_channel |v_i^c| )          # (H, W)
 
 All layers and all classes come from one forward pass and one backward pass per class, which
-stops at the shallowest tapped layer (:func:`~wssbench.saliency.backprop.class_gradients`).
+stops at the shallowest tapped layer (:func:`~wssbench.saliency.backprop.record`,
+:func:`~wssbench.saliency.backprop.trace_gradients` with the reduction :func:`layer_maps`).
 The rule at rectifiers is guided back-propagation by default, as in the poster.
 
 Default layers (``layers=()``), found in the timm model inside the model given (the model
@@ -28,16 +29,16 @@ A name in ``layers`` is a module path in the model given, or else in its timm ba
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Callable, Sequence
 
 import torch
 from torch import nn
 
 from ..classifier import upsample
 from ..errors import UsageError
-from .backprop import channel_max_abs, class_gradients
+from .backprop import channel_max_abs, record, trace_gradients
 
-__all__ = ["default_layers", "multilayer_maps", "resolve_layers"]
+__all__ = ["default_layers", "layer_maps", "layer_paths", "multilayer_maps", "resolve_layers"]
 
 STAGES = 3  # the number of deepest stages tapped by default
 
@@ -92,22 +93,9 @@ def _has_module(model: nn.Module, path: str) -> bool:
     return True
 
 
-def multilayer_maps(
-    model: nn.Module,
-    images: torch.Tensor,
-    classes: torch.Tensor,
-    layers: Sequence[str] = (),
-    rule: str = "guided",
-    signed: bool = False,
-    unsupported: str = "error",
-) -> torch.Tensor:
-    """The multi-layer map of each requested class, ``(B, K, H, W)``, raw (not normalised).
-
-    ``layers``: module names (see :func:`resolve_layers`), or ``()`` for the default layers.
-    Non-negative unless ``signed``. Padding classes (< 0) get all-zero maps.
-    """
-    paths = resolve_layers(model, layers) if layers else default_layers(model)
-    size = images.shape[-2:]
+def layer_maps(size: tuple[int, int], signed: bool = False) -> Callable[[list[torch.Tensor]], torch.Tensor]:
+    """The reduction of the layers' gradients ``[(B, C_i, h_i, w_i), ...]`` to the multi-layer
+    map ``(B, H, W)`` at ``size`` (a ``reduce`` for :func:`~.backprop.trace_gradients`)."""
 
     def combine(grads: list[torch.Tensor]) -> torch.Tensor:
         # Bilinear upsampling is linear: maps of the same resolution are summed first and
@@ -119,4 +107,29 @@ def multilayer_maps(
             by_size[key] = by_size[key] + m if key in by_size else m
         return sum(upsample(m[:, None], size)[:, 0] for m in by_size.values())  # (B, H, W)
 
-    return class_gradients(model, images, classes, rule=rule, at=paths, at_input=True, unsupported=unsupported, reduce=combine)
+    return combine
+
+
+def layer_paths(model: nn.Module, layers: Sequence[str] = ()) -> list[str]:
+    """The module paths tapped for ``layers`` (:func:`resolve_layers`), or the defaults for ``()``."""
+    return resolve_layers(model, layers) if layers else default_layers(model)
+
+
+def multilayer_maps(
+    model: nn.Module,
+    images: torch.Tensor,
+    classes: torch.Tensor,
+    layers: Sequence[str] = (),
+    rule: str = "guided",
+    signed: bool = False,
+    unsupported: str = "error",
+    signal: str = "pooled",
+) -> torch.Tensor:
+    """The multi-layer map of each requested class, ``(B, K, H, W)``, raw (not normalised).
+
+    ``layers``: module names (see :func:`resolve_layers`), or ``()`` for the default layers.
+    Non-negative unless ``signed``. Padding classes (< 0) get all-zero maps. ``signal`` as in
+    :func:`~.backprop.trace_gradients`.
+    """
+    with record(model, images, rule, layer_paths(model, layers), at_input=True, unsupported=unsupported) as trace:
+        return trace_gradients(trace, classes, signal, layer_maps(images.shape[-2:], signed))
