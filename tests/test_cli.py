@@ -276,10 +276,15 @@ def test_maps_cache_is_reused_and_exact(tiny_run, tmp_path):
 
 
 def test_preset_component_options_merge(tmp_path):
-    result = invoke("run", *TINY, *OFF_RECIPE, "--preset", "dcsm", "-O", "saliency.scales=1.0", "--limit", 2, "--out", tmp_path / "d", "--json")
+    result = invoke("run", *TINY, *OFF_RECIPE, "--preset", "dcsm", "-O", "saliency.canvas=64", "-O", "saliency.scales=1.0",
+                    "--limit", 2, "--out", tmp_path / "d", "--json")
     assert result.exit_code == 0, result.output
-    options = json.loads(result.stdout)["config"]["options"]["saliency"]
-    assert options == {"distinct": True, "scales": [1.0]}  # the preset's distinct, the command line's scales
+    record = json.loads(result.stdout)
+    options = record["config"]["options"]["saliency"]
+    assert options == {"signal": "map", "canvas": 64, "scales": [1.0]}  # the preset's signal, the command line's canvas
+    assert record["config"]["detect_by"] == "saliency" and record["config"]["max_classes"] is None
+    changed = {d["option"] for d in record["deviations"]}
+    assert {"saliency.canvas", "saliency.scales", "backbone"} <= changed and "saliency.signal" not in changed
 
 
 def test_show_writes_gallery_from_cached_maps(tiny_run):

@@ -49,7 +49,7 @@ def test_panel_from_checkpoint_with_chosen_classes(first, image, tmp_path):
     _, record = first
     out = tmp_path / "chosen.png"
     result = invoke(image, "--checkpoint", record["checkpoint"], "--classes", "horse,ring", "--saliency", "multilayer",
-                    "--classmap", "none", "-O", "saliency.distinct=true", "--out", out)
+                    "--classmap", "none", "-O", "saliency.signal=map", "--out", out)
     assert result.exit_code == 0, result.output
     assert result.stdout.strip() == str(out)
     with Image.open(out) as panel:  # two rows, no class-map column

@@ -61,6 +61,7 @@ class RunConfig:
     score_threshold: float = 0.5  # sigmoid score for a class to count as present
     max_classes: int | None = 3  # at most this many classes per image (the top-scoring ones); None: no cap
     top1: bool = True  # the top-scoring class counts as detected even below the threshold
+    detect_by: str = "classifier"  # "classifier" (its scores) or "saliency" (the method's own ``detect``, DCSM's scales)
     batch_size: int = 8
     precision: str = "fp32"  # network stages: fp32, bf16 or fp16 (autocast; see ``precision``)
     loader_workers: int = 0  # DataLoader processes reading images ahead of the network
@@ -75,6 +76,8 @@ class RunConfig:
 
         if self.classes_from not in ("predicted", "labels"):
             raise UsageError(f"--classes-from: expected 'predicted' or 'labels', got '{self.classes_from}'")
+        if self.detect_by not in ("classifier", "saliency"):
+            raise UsageError(f"--detect-by: expected 'classifier' or 'saliency', got '{self.detect_by}'")
         if not 0.0 < self.score_threshold < 1.0:
             raise UsageError(f"--score-threshold: expected a value in (0, 1), got {self.score_threshold}")
         check_precision(self.precision, self.device)

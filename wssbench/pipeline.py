@@ -71,6 +71,10 @@ def check(config: RunConfig, registry: Registry) -> RunConfig:
                                      options=tuple(o for o in config.options if o[0] not in NETWORK_STAGES))
     elif config.saliency is None and config.classmap is None:
         raise UsageError(f"--saliency and --classmap cannot both be 'none': fusion '{config.fusion}' reads maps (use --fusion background)")
+    if config.detect_by == "saliency" and config.classes_from == "predicted":
+        method = registry.get("saliency", config.saliency).factory if config.saliency else None
+        if method is None or not callable(getattr(method, "detect", None)):
+            raise UsageError(f"--detect-by saliency: saliency '{config.saliency}' has no detection of its own (dcsm has)")
     converted = []
     for stage, (kind, name) in config.components().items():
         opts = config.options_for(stage)
@@ -239,15 +243,31 @@ def load_or_train(config: RunConfig, parts: Components, device: torch.device, pr
     return model, {"cached": True, **meta, "checkpoint": str(path), "output_stride": downsample_factor(model)}
 
 
-def select_classes(scores: torch.Tensor, gt: torch.Tensor | None, config: RunConfig) -> torch.Tensor:
+def detect(config: RunConfig, parts: Components, model: Classifier, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
+    """With ``detect_by="saliency"``, the saliency method's own detection (present (B, C) bool,
+    evidence (B, C)); else None (the classifier's scores decide)."""
+    if config.detect_by != "saliency" or config.classes_from != "predicted":
+        return None
+    present, evidence = parts.saliency.detect(model, x)
+    return present.to(x.device), evidence.to(x.device).float()
+
+
+def select_classes(scores: torch.Tensor, gt: torch.Tensor | None, config: RunConfig,
+                   detected: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """(B, C) scores -> (B, K) class indices, -1 padded: ground-truth labels or the detected ones.
 
     Detected: those whose sigmoid passes ``score_threshold``, at least the top one (unless
     ``top1`` is off: an image with no detection is then all background), at most
-    ``max_classes`` (no cap when None), in decreasing score order.
+    ``max_classes`` (no cap when None), in decreasing score order. ``detected`` (present,
+    evidence), when given, replaces the threshold on the scores (a saliency method's own
+    detection, e.g. DCSM's union over scales) and orders the classes by its evidence.
     """
     if config.classes_from == "labels":
         present = gt.to(scores.device).bool()
+    elif detected is not None:
+        present, scores = detected[0].clone(), detected[1]
+        if config.top1:
+            present[torch.arange(len(scores)), scores.argmax(1)] = True
     else:
         present = torch.sigmoid(scores) > config.score_threshold
         if config.top1:
@@ -366,7 +386,7 @@ def compute_maps(config: RunConfig, parts: Components, model: Classifier, ids: l
             with timer("forward"), autocast(x.device, config.precision):
                 forward = stack.enter_context(forward_batch(model, x, parts.saliency, record_graph))
                 scores = forward.scores.detach().float()  # (B, C)
-                classes = select_classes(scores, gt_labels, config).cpu().numpy()  # (B, K)
+                classes = select_classes(scores, gt_labels, config, detect(config, parts, model, x)).cpu().numpy()  # (B, K)
                 kept = [c[c >= 0] for c in classes]  # (K_b,) each
                 scores = scores.cpu().numpy()  # one device sync per batch
             maps = {

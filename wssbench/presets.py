@@ -36,7 +36,6 @@ PRESETS: dict[str, Preset] = {
         "MIL-FCN (Pathak et al. 2015): FCN score maps of a classifier trained with global max pooling",
         {**VGG16, "pooling": "gmp", "classmap": "fcn", "saliency": "none", "fusion": "threshold", "refine": "none"},
         "25.7 val / 24.9 test",
-        unverified=("crop",),
         departures=(
             {"option": "head", "published": "21 outputs with a background class, multi-class MIL loss (softmax at each present class's top location), per-pixel argmax",
              "used": "20 foreground outputs, multilabel soft-margin loss, background below fusion.bg_threshold"},
@@ -46,7 +45,7 @@ PRESETS: dict[str, Preset] = {
         "MIL-sppxl (Pinheiro & Collobert 2015): log-sum-exp pooling, score maps smoothed in superpixels",
         {**VGG16, "pooling": "lse", "classmap": "fcn", "saliency": "none", "fusion": "threshold", "refine": "sppxl"},
         "36.6 val",
-        unverified=("crop",),
+        unverified=("pooling",),  # r of the log-sum-exp: 5 as in wssbench's Classifier, not checked
         departures=(
             {"option": "network", "published": "their own network trained on an ImageNet subset", "used": "VGG-16 (ImageNet)"},
             {"option": "head", "published": "21 outputs with a background class, image-level prior at inference",
@@ -54,25 +53,30 @@ PRESETS: dict[str, Preset] = {
         ),
     ),
     "fcn-gbp": Preset(
-        "Poster FCN+GBP: FCN class maps (global max pooling) + guided BP, image-level prior, superpixel CRF",
-        {**VGG16, "pooling": "gmp", "classmap": "fcn", "saliency": "gbp", "fusion": "image-prior", "refine": "sppxl-crf"},
+        "Poster FCN+GBP: FCN class maps (global max pooling) + multi-layer guided BP of the score map, image-level prior, superpixel CRF",
+        {**VGG16, "pooling": "gmp", "classmap": "fcn", "saliency": "multilayer", "fusion": "image-prior", "refine": "sppxl-crf",
+         "options": ("saliency.signal=map",)},
         "41.4 val / 40.7 test",
-        unverified=("crop", "fusion", "refine"),
+        unverified=("fusion", "refine"),
     ),
     "zof-gbp": Preset(
-        "Poster ZOF+GBP: zoom-out features + mi-SVM class maps + guided BP, image-level prior, superpixel CRF",
-        {**VGG16, "pooling": "gmp", "classmap": "zoomout", "saliency": "gbp", "fusion": "image-prior", "refine": "sppxl-crf"},
+        "Poster ZOF+GBP: zoom-out features + mi-SVM class maps + multi-layer guided BP of the score map, image-level prior, superpixel CRF",
+        {**VGG16, "pooling": "gmp", "classmap": "zoomout", "saliency": "multilayer", "fusion": "image-prior", "refine": "sppxl-crf",
+         "options": ("saliency.signal=map",)},
         "38.1 val / 37.7 test",
-        unverified=("crop", "fusion", "refine"),
+        unverified=("fusion", "refine"),
     ),
     "dcsm": Preset(
-        "DCSM (Shimoda & Yanai, ECCV 2016): distinct multi-layer guided-BP maps at 3 scales + dense CRF",
+        "DCSM (Shimoda & Yanai, ECCV 2016): distinct class-specific multi-layer guided-BP maps at 3 scales (dcsm.m) + dense CRF",
         {
-            **VGG16, "pooling": "gmp", "classmap": "none", "saliency": "multilayer", "fusion": "threshold",
-            "refine": "densecrf", "options": ("saliency.distinct=true", "saliency.scales=0.8,1.0,1.2"),
+            **VGG16, "pooling": "gmp", "classmap": "none", "saliency": "dcsm", "fusion": "threshold",
+            "refine": "densecrf", "detect_by": "saliency", "max_classes": "none", "top1": False,
+            "options": ("saliency.signal=map",),
         },
         "44.1 val / 45.1 test",
-        unverified=("crop",),
+        departures=(
+            {"option": "head", "published": "fc8 with a bias (shimoda-uec/dcsm test/gdep.prototxt)", "used": "a bias-free 1x1 head"},
+        ),
     ),
 }
 

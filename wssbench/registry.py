@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import inspect
 import os
+import pkgutil
 import sys
 import warnings
 from dataclasses import dataclass
@@ -130,19 +131,39 @@ def build_registry(plugins: Iterable[Any] = (), entry_points: bool = True) -> Re
             plugin_name = f"{dist}:{ep.name}"
             if pm.get_plugin(plugin_name) is not None:
                 continue
-            try:
-                module = ep.load()
-            except Exception as e:  # a broken plugin must not take the CLI down
-                failures.append(LoadFailure(dist, f"{type(e).__name__}: {e}"))
-                warnings.warn(f"plugin {dist} ({ep.value}) failed to load and is skipped: {e}", stacklevel=2)
-                continue
-            pm.register(module, name=plugin_name)
-            dists[plugin_name] = dist
+            for name, module in _load_entry_point(ep, plugin_name, dist, failures):
+                pm.register(module, name=name)
+                dists[name] = dist
     for i, plugin in enumerate(plugins):
         name = getattr(plugin, "__name__", None) or f"{type(plugin).__name__}-{i}"
         pm.register(plugin, name=name)
     pm.check_pending()
     return Registry(pm, dists, failures)
+
+
+def _load_entry_point(ep: Any, plugin_name: str, dist: str, failures: list[LoadFailure]) -> list[tuple[str, Any]]:
+    """The plugin objects of one entry point: the object it names, or, when that is a package,
+    every module in it (so a new module of a plugin package is picked up without editing a list;
+    the built-ins are one such package). A module that fails to import is reported and skipped."""
+    try:
+        target = ep.load()
+    except Exception as e:  # a broken plugin must not take the CLI down
+        failures.append(LoadFailure(dist, f"{type(e).__name__}: {e}"))
+        warnings.warn(f"plugin {dist} ({ep.value}) failed to load and is skipped: {e}", stacklevel=2)
+        return []
+    if not hasattr(target, "__path__"):
+        return [(plugin_name, target)]
+    loaded = []
+    for info in sorted(pkgutil.iter_modules(target.__path__), key=lambda m: m.name):
+        if info.name.startswith("_"):
+            continue
+        module_name = f"{target.__name__}.{info.name}"
+        try:
+            loaded.append((f"{plugin_name}.{info.name}", importlib.import_module(module_name)))
+        except Exception as e:
+            failures.append(LoadFailure(dist, f"{module_name}: {type(e).__name__}: {e}"))
+            warnings.warn(f"plugin {dist} ({module_name}) failed to load and is skipped: {e}", stacklevel=2)
+    return loaded
 
 
 _default: Registry | None = None

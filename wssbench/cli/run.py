@@ -56,6 +56,7 @@ def default_out(config: RunConfig) -> Path:
 @click.option("--classes-from", type=click.Choice(["predicted", "labels"]), help="Classes to segment: the classifier's (segmentation) or the ground-truth image labels (seed quality).  [default: predicted]")
 @click.option("--score-threshold", type=float, help=f"Sigmoid score for a class to count as detected.  [default: {D.score_threshold}]")
 @click.option("--max-classes", help=f"At most this many classes per image, or none (no cap).  [default: {D.max_classes}]")
+@click.option("--detect-by", type=click.Choice(["classifier", "saliency"]), help="Who detects the classes: the classifier's scores, or the saliency method's own detection (dcsm: the union over its scales).  [default: classifier]")
 @click.option("--top1/--no-top1", default=None, help="The top-scoring class counts as detected even below the threshold (--no-top1: an image with no detection is all background).  [default: yes]")
 @click.option("--batch-size", type=click.IntRange(min=1), help=f"Images per forward/backward batch.  [default: {D.batch_size}]")
 @click.option("--precision", type=click.Choice(list(PRECISIONS)), help="Numerical precision of the network stages (autocast; fp16 needs CUDA).  [default: fp32]")
