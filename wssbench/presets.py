@@ -92,19 +92,31 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def deviations(config: RunConfig) -> list[dict[str, Any]]:
+def deviations(config: RunConfig, registry: Any = None) -> list[dict[str, Any]]:
     """How a run departs from its preset's published recipe: each recipe option the run changed
-    (``{"option", "published", "used"}``), then what wssbench implements differently."""
+    (``{"option", "published", "used"}``), then what wssbench implements differently.
+
+    The recipe includes the options of the components it names: an option set on such a
+    component beyond the preset's own is a deviation from the component's default (read from
+    ``registry`` when given)."""
     preset = PRESETS.get(config.preset or "")
     if preset is None:
         return []
     out: list[dict[str, Any]] = []
+    pinned = {(stage, name): value for stage, name, value in option_triples(preset.options.get("options"))}
+    for (stage, name), value in pinned.items():
+        used = config.options_for(stage).get(name)
+        if used is None or _text(used) != _text(value):
+            out.append({"option": f"{stage}.{name}", "published": value, "used": used})
+    chosen = config.components()
+    for stage, name, used in config.options:
+        if (stage, name) in pinned or stage not in preset.options or recorded_value(stage, preset.options[stage]) != chosen[stage][1]:
+            continue  # the preset's own option, or a component the preset does not name
+        default = _component_default(registry, *chosen[stage], name)
+        if default is None or _text(default) != _text(used):
+            out.append({"option": f"{stage}.{name}", "published": default if default is not None else "the component's default", "used": used})
     for key, published in preset.options.items():
         if key == "options":
-            for stage, name, value in option_triples(published):
-                used = config.options_for(stage).get(name)
-                if used is None or _text(used) != _text(value):
-                    out.append({"option": f"{stage}.{name}", "published": value, "used": used})
             continue
         used = getattr(config.recipe, key) if key in RECIPE_KEYS else getattr(config, key)
         if key == "pretrained":  # a local --weights file of the same network is the published start
@@ -112,3 +124,11 @@ def deviations(config: RunConfig) -> list[dict[str, Any]]:
         if recorded_value(key, used) != recorded_value(key, published):
             out.append({"option": key, "published": recorded_value(key, published), "used": recorded_value(key, used)})
     return out + [dict(d) for d in preset.departures]
+
+
+def _component_default(registry: Any, kind: str, name: str, option: str) -> Any:
+    if registry is None:
+        return None
+    from .options import defaults
+
+    return defaults(registry.get(kind, name).factory).get(option)

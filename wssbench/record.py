@@ -64,7 +64,7 @@ def build_record(config, parts, registry, cm: ConfusionMatrix, ids, classifier, 
         "pixel_accuracy": _nan_to_none(result.pixel_accuracy),
         "confusion_matrix": cm.matrix.tolist(),
         "config": config.to_dict(),
-        "deviations": deviations(config),  # from the preset's published recipe (empty without a preset)
+        "deviations": deviations(config, registry),  # from the preset's published recipe (empty without a preset)
         "components": components,
         "classifier": classifier,
         "component_stats": stats,

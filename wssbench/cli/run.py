@@ -85,7 +85,7 @@ def run_command(from_record: str | None, out: str | None, as_json: bool, **kw) -
         err.print(f"replacing the earlier run in {out_dir}", soft_wrap=True, highlight=False)
     from ..presets import deviations
 
-    changed = deviations(config)
+    changed = deviations(config, pipe.registry)
     if changed:
         listed = "; ".join(f"{d['option']}: {d['published']} -> {d['used']}" for d in changed)
         err.print(f"warning: --preset {config.preset}: {len(changed)} deviations from the published recipe (recorded): {listed}",
