@@ -236,8 +236,12 @@ def imagenet_classifier(
                 f"timm model '{model_name}': its classifier is not a linear map of average-pooled feature maps, "
                 f"so its ImageNet classes have no score maps"
             )
-    if head == "voc":
-        voc = VocClassifier(net, fc.in_features, 1000, "gap", mean=model.mean.flatten().tolist(), std=model.std.flatten().tolist(), bias=fc.bias is not None)
-        voc.head = VocHead(model.head, voc_groups())
-        return voc.eval()
-    return model
+    return voc_classifier(model) if head == "voc" else model
+
+
+def voc_classifier(model: ImageNetClassifier) -> VocClassifier:
+    """The VOC view of an ImageNet classifier; shares its modules (and so its weights and device)."""
+    voc = VocClassifier(nn.Identity(), 1, 1, "gap", mean=tuple(model.mean.flatten().tolist()), std=tuple(model.std.flatten().tolist()))
+    voc.features = model.features
+    voc.head = VocHead(model.head, voc_groups())
+    return voc.to(model.mean.device).train(model.training)
