@@ -30,15 +30,13 @@ import torch
 from torch import nn
 
 from .classifier import POOLINGS, Classifier
+from .data.voc2012 import CLASSES as VOC2012_CLASSES
 from .errors import OfflineError, UsageError
 from .weights import load_weights
 
 HEADS = ("imagenet", "voc")
 NO_MEMBER_SCORE = -20.0  # log-odds of a VOC class without ImageNet members: sigmoid ~ 2e-9, never detected
-VOC_CLASSES = (
-    "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
-    "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-)
+VOC_CLASSES = VOC2012_CLASSES[1:]  # the 20 foreground classes, in VOC label order
 
 
 @lru_cache(maxsize=1)
