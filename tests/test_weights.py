@@ -76,6 +76,20 @@ def test_torchvision_layout(tmp_path):
     assert torch.equal(model.conv1.weight, state["conv1.weight"]) and torch.equal(model.fc.bias, state["fc.bias"])
 
 
+def test_torchvision_layout_through_timms_converter(tmp_path):
+    """torchvision's RegNet names differ from timm's; timm's checkpoint_filter_fn renames them."""
+    torchvision = pytest.importorskip("torchvision")
+    tv = torchvision.models.regnet_y_400mf(weights=None).eval()
+    for p in tv.parameters():  # away from the initialisation timm would also draw
+        p.data.normal_(0, 0.05)
+    torch.save(tv.state_dict(), tmp_path / "tv.pth")
+    model = timm.create_model("regnety_004").eval()
+    assert load_weights(model, tmp_path / "tv.pth") == "timm-filter"
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.allclose(model(x), tv(x), atol=1e-5)
+
+
 def test_mismatch_names_the_first_key_and_both_shapes(tmp_path, arch):
     state = _random_state(arch())
     key = list(state)[6]

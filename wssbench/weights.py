@@ -7,7 +7,7 @@ tensors to ``model.state_dict()`` in the first way that fits every tensor of the
 1. ``names``: by name, after stripping a ``module.`` prefix (DataParallel) and unwrapping a
    ``state_dict``/``model``/``state_dict_ema`` container: timm's own checkpoints.
 2. ``timm-filter``: by name after the architecture's own ``checkpoint_filter_fn`` (timm's
-   converter from the original authors' layouts, e.g. torchvision's VGG).
+   converter from the original authors' layouts, e.g. torchvision's VGG and RegNet).
    torchvision's ResNets need none: their names are timm's.
 3. ``order``: by position, tensor ``i`` of the checkpoint into tensor ``i`` of the model,
    every shape checked: checkpoints whose names differ but whose tensors come in the same
@@ -94,16 +94,28 @@ def _by_order(expected: dict[str, torch.Tensor], state: dict[str, torch.Tensor])
     return {key: theirs[i][1] for i, (key, _) in enumerate(mine)}, ""
 
 
+FILTERS = ("checkpoint_filter_fn", "_filter_fn", "_filter_torchvision_pretrained")  # timm's converter names
+
+
 def _filtered(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor] | None:
-    """The state after timm's converter for the model's architecture, or None if it has none."""
-    fn = getattr(sys.modules.get(type(model).__module__), "checkpoint_filter_fn", None)
-    if fn is None:
-        return None
-    try:
-        out = fn(dict(state), model)
-    except Exception:  # a converter meant for another layout: not this way
-        return None
-    return out if isinstance(out, dict) else None
+    """The state after timm's converter for the model's architecture, or None if none applies.
+
+    timm keeps each converter in the architecture's module, called ``checkpoint_filter_fn(state,
+    model)`` in most, ``_filter_fn(state)`` in VGG's.
+    """
+    module = sys.modules.get(type(model).__module__)
+    for name in FILTERS:
+        fn = getattr(module, name, None)
+        if fn is None:
+            continue
+        for args in ((dict(state), model), (dict(state),)):
+            try:
+                out = fn(*args)
+            except Exception:  # a converter meant for another layout, or another signature
+                continue
+            if isinstance(out, dict):
+                return out
+    return None
 
 
 def match_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], str]:
