@@ -1,4 +1,9 @@
-"""Backbone provider ``timm``: any timm model name as a fully convolutional feature extractor."""
+"""Backbone providers: ``timm`` (any timm model as a fully convolutional feature extractor) and
+``imagenet`` (a timm ImageNet network with its own classifier, no training).
+
+``--weights FILE`` loads a local checkpoint of any key layout (:mod:`wssbench.weights`) and the
+input is normalised with the architecture's own ``pretrained_cfg`` mean and std.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +16,10 @@ import timm
 from torch import nn
 
 import wssbench
+from wssbench.classifier import Classifier
 from wssbench.errors import DataError, OfflineError, UsageError
+from wssbench.imagenet import HEADS, imagenet_classifier
+from wssbench.weights import load_weights
 
 
 @dataclass(frozen=True)
@@ -27,18 +35,17 @@ class TimmBackbones:
             hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
             raise UsageError(f"unknown timm model '{model_name}'{hint}")
         kwargs: dict = {"num_classes": 0, "global_pool": ""}
-        if weights is not None:
-            if not Path(weights).is_file():
-                raise DataError(f"{weights}: weights file not found")
-            kwargs["pretrained_cfg_overlay"] = {"file": str(weights)}
+        if weights is not None and not Path(weights).is_file():
+            raise DataError(f"{weights}: weights file not found")
         if pretrained and weights is None and not _hub_reachable():
             raise OfflineError(
                 f"cannot download pretrained weights for timm model '{model_name}' (no network?); "
                 f"pass --weights FILE with a local checkpoint instead"
             )
-        model = self._create(model_name, pretrained or weights is not None, kwargs)
-        cfg = model.pretrained_cfg
-        return model, {"mean": tuple(cfg.get("mean", (0.485, 0.456, 0.406))), "std": tuple(cfg.get("std", (0.229, 0.224, 0.225)))}
+        model = self._create(model_name, pretrained and weights is None, kwargs)
+        if weights is not None:
+            load_weights(model, weights)  # a classifier in the checkpoint is left out
+        return model, pretrained_normalisation(model)
 
     def _create(self, model_name: str, pretrained: bool, kwargs: dict) -> nn.Module:
         try:
@@ -48,12 +55,42 @@ class TimmBackbones:
                 # the architecture has no dilated variant (VGG, ViT, ...): keep its own stride
                 return timm.create_model(model_name, pretrained=pretrained, **kwargs)
         except (OSError, ConnectionError, RuntimeError) as e:
-            if not pretrained or "pretrained_cfg_overlay" in kwargs and not _is_network_error(e):
+            if not pretrained or not _is_network_error(e):
                 raise DataError(f"cannot load weights for timm model '{model_name}': {e}") from e
             raise OfflineError(
                 f"cannot download pretrained weights for timm model '{model_name}' (no network?); "
                 f"pass --weights FILE with a local checkpoint instead"
             ) from e
+
+
+def pretrained_normalisation(model: nn.Module) -> dict:
+    """The mean and std the architecture's ImageNet weights expect (timm's ``pretrained_cfg``)."""
+    cfg = model.pretrained_cfg
+    return {"mean": tuple(cfg.get("mean", (0.485, 0.456, 0.406))), "std": tuple(cfg.get("std", (0.229, 0.224, 0.225)))}
+
+
+@dataclass(frozen=True)
+class ImageNetBackbones:
+    """A timm ImageNet network with its own classifier (no training): head=imagenet (1,000 classes) or voc (20)."""
+
+    name = "imagenet"
+    provides_classifier = True  # the pipeline calls classifier() and skips training (model.trained)
+    head: str = "voc"  # "imagenet": the 1,000 ImageNet classes; "voc": VOC's 20 through the WordNet mapping
+    output_stride: int = 32  # the network's own; 16 or 8 dilates it (timm), its logits then differ
+
+    def __post_init__(self) -> None:
+        if self.head not in HEADS:
+            raise UsageError(f"backbone imagenet: head must be one of {', '.join(HEADS)}, got '{self.head}'")
+        if self.output_stride not in (8, 16, 32):
+            raise UsageError(f"backbone imagenet: output_stride must be 8, 16 or 32, got {self.output_stride}")
+
+    def classifier(self, model_name: str, pretrained: bool = False, weights: str | None = None) -> Classifier:
+        return imagenet_classifier(model_name, weights, head=self.head, output_stride=self.output_stride, pretrained=pretrained)
+
+    def build(self, model_name: str, pretrained: bool = False, weights: str | None = None) -> tuple[nn.Module, dict]:
+        """The feature extractor alone, for a pipeline that trains its own head on it."""
+        model = self.classifier(model_name, pretrained, weights)
+        return model.features, {"mean": tuple(model.mean.flatten().tolist()), "std": tuple(model.std.flatten().tolist())}
 
 
 def _hub_reachable(host: str = "huggingface.co", timeout: float = 3.0) -> bool:
@@ -73,3 +110,4 @@ def _is_network_error(e: BaseException) -> bool:
 @wssbench.hookimpl
 def register_backbones(register):
     register(TimmBackbones)
+    register(ImageNetBackbones)

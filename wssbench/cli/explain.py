@@ -1,10 +1,15 @@
 """``wssbench explain``: one image's saliency and class maps, per class, as one PNG panel.
 
 The panel is a grid with one row per class: the image (first row only), then the class's
-saliency map and its class map, each drawn as a heatmap (jet colours, each map divided by its
-own maximum for display) blended half and half over the image, under a caption. Small
-images are enlarged so that each tile is at least ``MIN_TILE`` pixels on its short side.
-"""
+map from each saliency method and class-map producer asked for (``--saliency`` and
+``--classmap`` repeat), each drawn as a heatmap (jet colours, each map divided by its own
+maximum for display) blended half and half over the image, under a caption. Small images
+are enlarged so that each tile is at least ``MIN_TILE`` pixels on its short side.
+
+The classifier: a wssbench checkpoint, the cached (or newly trained) one of a run config,
+or a network with its own head and class names (``--weights`` without ``--dataset``: the
+ImageNet head; a backbone provider with ``provides_classifier``, such as ``imagenet:MODEL``),
+used as it is. ``--save-maps`` writes the maps too, at the image's own size."""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ import dataclasses
 import json
 import math
 from pathlib import Path
+from typing import Any, Callable
 
 import click
 import numpy as np
@@ -23,9 +29,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from ..classifier import POOLINGS, Classifier
 from ..config import RunConfig, parse_option_strings
 from ..errors import DataError, UsageError
+from ..imagenet import ImageNetClassifier, imagenet_index
 from ..io import atomic_path, read_image
-from ..pipeline import Components, Timer, prepare_run, resolve, select_classes
-from ..registry import default_registry
+from ..pipeline import Timer, check, prepare_run, resolve
+from ..registry import Registry, default_registry
 from ..training import TrainRecipe, load_checkpoint
 from . import traceback_option
 from .params import ComponentName
@@ -95,27 +102,74 @@ def _checkpoint_config(config: RunConfig, checkpoint: Path) -> RunConfig:
         raise DataError(f"{checkpoint}: not a wssbench classifier checkpoint ({type(e).__name__}: {e})") from None
 
 
-def _load_checkpoint(checkpoint: Path, parts: Components, config: RunConfig, device: str) -> Classifier:
-    model = parts.model
+def _load_checkpoint(checkpoint: Path, model: Classifier, config: RunConfig) -> Classifier:
     try:
         load_checkpoint(checkpoint, model)
     except RuntimeError as e:
         raise DataError(f"{checkpoint}: does not fit backbone '{config.backbone}' ({str(e).splitlines()[0]})") from None
-    model.to(device).eval()
-    if getattr(parts.classmap, "needs_fit", False):
-        parts.dataset.prepare()
-        parts.classmap.fit(model, parts.dataset, config.train_split, checkpoint.stem)
-    return model
+    return model.to(config.device).eval()
 
 
-def _class_indices(names: str, dataset) -> torch.Tensor:
-    """Comma-separated foreground class names -> model output indices (1, K)."""
-    foreground = list(dataset.classes[1:])
+def _fit_class_maps(producers: dict[str, Any], model: Classifier, dataset: Any, config: RunConfig, tag: str) -> None:
+    """Fit the class-map producers that learn from the training split (zoomout's mi-SVMs)."""
+    for name, producer in producers.items():
+        if getattr(producer, "needs_fit", False):
+            if dataset is None:
+                raise UsageError(f"--classmap {name}: fits on a dataset's training split; give --dataset and a checkpoint")
+            dataset.prepare()
+            producer.fit(model, dataset, config.train_split, tag)
+
+
+def _own_head(config: RunConfig, registry: Registry, given: list[str]) -> Any | None:
+    """The backbone provider that brings its own classifier, or None (train one on the dataset).
+
+    A provider with ``provides_classifier`` (``imagenet:MODEL``); or, when ``--weights`` is
+    given with neither a dataset nor a checkpoint, the ``imagenet`` provider with the
+    network's own ImageNet head.
+    """
+    provider_name, _ = config.backbone_provider
+    provider = registry.create("backbone", provider_name, **config.options_for("backbone"))
+    if getattr(provider, "provides_classifier", False):
+        return provider
+    if config.weights is not None and "--dataset" not in given and "imagenet" in registry.names("backbone"):
+        return registry.create("backbone", "imagenet", head="imagenet")
+    return None
+
+
+def _class_indices(names: str, class_names: tuple[str, ...], lookup: Callable[[str], int] | None = None) -> torch.Tensor:
+    """Comma-separated class names -> model output indices (1, K); ``lookup`` resolves a name
+    the list does not hold (ImageNet synonyms and indices)."""
     wanted = [n.strip() for n in names.split(",") if n.strip()]
-    unknown = [n for n in wanted if n not in foreground]
-    if unknown or not wanted:
-        raise UsageError(f"--classes: unknown class '{unknown[0] if unknown else names}'; available: {', '.join(foreground)}")
-    return torch.tensor([[foreground.index(n) for n in wanted]])
+    indices = []
+    for n in wanted:
+        if n in class_names:
+            indices.append(class_names.index(n))
+        elif lookup is not None:
+            indices.append(lookup(n))
+        else:
+            raise UsageError(f"--classes: unknown class '{n}'; available: {', '.join(class_names)}")
+    if not indices:
+        raise UsageError(f"--classes: no class in '{names}'; available: {', '.join(class_names)}")
+    return torch.tensor([indices])
+
+
+def _detected(probabilities: torch.Tensor, threshold: float, most: int) -> torch.Tensor:
+    """(1, C) probabilities -> (1, K) classes above ``threshold``, at least the top one, at most ``most``."""
+    present = probabilities[0] > threshold
+    present[probabilities[0].argmax()] = True
+    k = min(most, int(present.sum()))
+    return torch.where(present, probabilities[0], torch.full_like(probabilities[0], -1.0)).topk(k).indices[None]
+
+
+def _components(kind: str, names: tuple[str | None, ...], config: RunConfig, registry: Registry) -> dict[str, Any]:
+    """Each named method of ``kind`` (``None``, the "none" choice, dropped), with the stage's -O options."""
+    return {n: registry.create(kind, n, **config.options_for(kind)) for n in dict.fromkeys(names) if n is not None}
+
+
+def save_maps(path: Path, maps: dict[str, np.ndarray]) -> None:
+    """Write ``{"METHOD/CLASS": (H, W) float32}`` as one .npz, atomically."""
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez(f, **maps)
 
 
 # --------------------------------------------------------------------------------------
@@ -129,16 +183,18 @@ def _class_indices(names: str, dataset) -> torch.Tensor:
 @click.option("--dataset", type=ComponentName("dataset"), help="Dataset the classifier is trained on (class names).  [default: synthetic]")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder (default: the dataset's own).")
 @click.option("--backbone", help="[PROVIDER:]MODEL, as for 'wssbench run'.  [default: resnet10t]")
+@click.option("--weights", type=click.Path(dir_okay=False, path_type=Path), help="Local checkpoint of the backbone (.pth, .pt, .safetensors; any key layout). Without --dataset: explain with the network's own ImageNet head and class names, no training.")
 @click.option("--pooling", type=click.Choice(list(POOLINGS)), help="Global pooling of the head.  [default: gap]")
 @click.option("--epochs", type=click.IntRange(min=1), default=TrainRecipe.epochs, show_default=True, help="Classifier training epochs; with the other defaults of 'wssbench run' this finds its cached classifier (else use --checkpoint).")
-@click.option("--saliency", type=ComponentName("saliency"), default="gbp", show_default=True, help="Saliency method.")
-@click.option("--classmap", type=ComponentName("classmap", optional=True), default="fcn", show_default=True, help="Class-map producer, or none.")
-@click.option("--classes", "class_names", metavar="NAME,...", help="Classes to explain (default: the detected ones).")
-@click.option("--score-threshold", type=float, default=0.5, show_default=True, help="Sigmoid score for a class to count as detected.")
+@click.option("--saliency", "saliency_names", type=ComponentName("saliency"), multiple=True, help="Saliency method; repeat for several.  [default: gbp]")
+@click.option("--classmap", "classmap_names", type=ComponentName("classmap", optional=True), multiple=True, help="Class-map producer, or none; repeat for several.  [default: fcn]")
+@click.option("--classes", "class_names", metavar="NAME,...", help="Classes to explain (default: the detected ones); ImageNet classes by any synonym or index.")
+@click.option("--score-threshold", type=float, default=0.5, show_default=True, help="Probability for a class to count as detected (sigmoid; softmax for an ImageNet head).")
 @click.option("--max-classes", type=click.IntRange(min=1), default=3, show_default=True, help="At most this many detected classes.")
-@click.option("-O", "--option", "options", multiple=True, metavar="STAGE.KEY=VALUE", help="A component option, e.g. -O saliency.distinct=true or -O dataset.preset=tiny.")
+@click.option("-O", "--option", "options", multiple=True, metavar="STAGE.KEY=VALUE", help="A component option, e.g. -O saliency.distinct=true or -O dataset.preset=tiny (saliency and classmap options go to every method of the stage).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="PNG to write (default: <image>-<saliency>.png here).")
+@click.option("--save-maps", type=click.Path(dir_okay=False, path_type=Path), help="Also write the maps at the image's own size to this .npz, one (H, W) float32 array per METHOD/CLASS (saliency raw, class maps in [0, 1]).")
 @click.option("--json", "as_json", is_flag=True, help="Print the classes, scores and output path as JSON on stdout.")
 @traceback_option
 def explain_command(image: Path, checkpoint: Path | None, **kw) -> None:
@@ -146,52 +202,75 @@ def explain_command(image: Path, checkpoint: Path | None, **kw) -> None:
     given = [f"--{k}" for k in ("dataset", "backbone", "pooling") if kw[k] is not None]
     if checkpoint is not None and given:
         raise UsageError(f"{', '.join(given)}: the checkpoint decides these; drop them or --checkpoint")
+    saliency_names = kw["saliency_names"] or ("gbp",)
+    classmap_names = kw["classmap_names"] or ("fcn",)
     pixels = read_image(image)  # (H, W, 3) uint8
     config = RunConfig(
         **{k: kw[k] or DEFAULTS[k] for k in DEFAULTS}, data_root=kw["data_root"],
-        recipe=TrainRecipe(epochs=kw["epochs"]), saliency=kw["saliency"], classmap=kw["classmap"], refine=(),
+        weights=str(kw["weights"]) if kw["weights"] else None,
+        recipe=TrainRecipe(epochs=kw["epochs"]), saliency=saliency_names[0], classmap=classmap_names[0], refine=(),
         options=parse_option_strings(kw["options"]), score_threshold=kw["score_threshold"],
         max_classes=kw["max_classes"], device=resolve_device(kw["device"]),
     )
+    registry = default_registry()
     if checkpoint is not None:
         config = _checkpoint_config(config, checkpoint)
-    config, parts = resolve(config, default_registry())
-    classes = _class_indices(kw["class_names"], parts.dataset) if kw["class_names"] else None
+    config = check(config, registry)
+    saliency = _components("saliency", saliency_names, config, registry)
+    class_maps = _components("classmap", classmap_names, config, registry)
+    own = None if checkpoint is not None else _own_head(config, registry, given)
     err = Console(stderr=True)
-    if checkpoint is not None:
-        model = _load_checkpoint(checkpoint, parts, config, config.device)
+    dataset, source = None, {}
+    if own is not None:
+        _, model_name = config.backbone_provider
+        model = own.classifier(model_name, pretrained=config.pretrained, weights=config.weights).to(config.device).eval()
+        if "--dataset" in given:
+            dataset = registry.create("dataset", config.dataset, root=config.data_root, **config.options_for("dataset"))
+        source = {"weights": config.weights}
     else:
-        columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-        with Progress(*columns, console=err, transient=True) as progress:
-            model, info, _ = prepare_run(config, parts, Timer(), progress)
-        checkpoint = Path(info["checkpoint"])
+        config, parts = resolve(config, registry)
+        dataset = parts.dataset
+        if checkpoint is not None:
+            model = _load_checkpoint(checkpoint, parts.model, config)
+        else:
+            columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+            with Progress(*columns, console=err, transient=True) as progress:
+                # the class maps drawn are this command's own instances, fitted below
+                model, info, _ = prepare_run(config, dataclasses.replace(parts, classmap=None), Timer(), progress)
+            checkpoint = Path(info["checkpoint"])
+        source = {"checkpoint": str(checkpoint)}
+    _fit_class_maps(class_maps, model, dataset, config, checkpoint.stem if checkpoint else "")
+    names = tuple(getattr(model, "class_names", None) or dataset.classes[1:])
+    probabilities = getattr(model, "probabilities", torch.sigmoid)
+    lookup = imagenet_index if isinstance(model, ImageNetClassifier) else None
+    classes = _class_indices(kw["class_names"], names, lookup) if kw["class_names"] else None
 
     x = model.preprocess([pixels])  # (1, 3, H, W)
     with torch.no_grad():
-        logits = model(x)  # (1, C)
+        scores = probabilities(model(x)).cpu()  # (1, C)
     if classes is None:
-        classes = select_classes(logits, None, config)  # (1, K)
+        classes = _detected(scores, config.score_threshold, config.max_classes)  # (1, K)
     classes = classes.to(x.device)
-    scores = torch.sigmoid(logits)[0].cpu()  # (C,)
-    saliency = parts.saliency(model, x, classes)[0].cpu().numpy()  # (K, H, W)
-    class_maps = parts.classmap(model, x, classes)[0].cpu().numpy() if parts.classmap else None  # (K, H, W)
+    maps = {name: method(model, x, classes)[0].float().cpu().numpy() for name, method in (saliency | class_maps).items()}  # (K, H, W) each
 
-    names = parts.dataset.classes[1:]
-    rows, listed = [], []
+    rows, listed, arrays = [], [], {}
     for k, c in enumerate(classes[0].tolist()):
-        label = f"{names[c]} ({scores[c]:.2f})"
+        label = f"{names[c]} ({scores[0, c]:.2f})"
         row = [("image" if k == 0 else "", pixels if k == 0 else np.full_like(pixels, 255))]
-        row.append((f"{label} {config.saliency}", overlay(pixels, saliency[k])))
-        if class_maps is not None:
-            row.append((f"{label} {config.classmap}", overlay(pixels, class_maps[k])))
+        for method, values in maps.items():
+            row.append((f"{label} {method}", overlay(pixels, values[k])))
+            arrays[f"{method}/{names[c]}"] = values[k].astype(np.float32)  # (H, W)
         rows.append(row)
-        listed.append({"class": names[c], "index": c, "score": float(scores[c])})
-    out = kw["out"] or Path(f"{image.stem}-{config.saliency}.png")
+        listed.append({"class": names[c], "index": c, "score": float(scores[0, c])})
+    out = kw["out"] or Path(f"{image.stem}-{'+'.join(saliency) or next(iter(class_maps))}.png")
     with atomic_path(out) as tmp:
         compose_panel(pixels, rows).save(tmp, format="PNG")
+    if kw["save_maps"]:
+        save_maps(kw["save_maps"], arrays)
     if kw["as_json"]:
-        record = {"image": str(image), "out": str(out), "checkpoint": str(checkpoint), "saliency": config.saliency,
-                  "classmap": config.classmap, "options": config.to_dict()["options"], "classes": listed}
+        record = {"image": str(image), "out": str(out), **source, "saliency": next(iter(saliency), None),
+                  "classmap": next(iter(class_maps), None), "methods": list(maps), "maps": str(kw["save_maps"]) if kw["save_maps"] else None,
+                  "options": config.to_dict()["options"], "classes": listed}
         click.echo(json.dumps(record, indent=2))
     else:
         click.echo(str(out))
