@@ -155,8 +155,15 @@ def create_classifier(provider: Any, model_name: str, num_classes: int, pooling:
 
 
 def build_classifier(config: RunConfig, dataset: Any, provider: Any) -> Classifier:
-    """The untrained classifier of a run (seeded from its recipe)."""
+    """The classifier of a run: untrained (seeded from its recipe), or, from a provider that
+    ``provides_classifier`` (an ImageNet network with its own head), trained already."""
     _, model_name = config.backbone_provider
+    if getattr(provider, "provides_classifier", False):  # its own head: nothing to train
+        model = provider.classifier(model_name, pretrained=config.pretrained, weights=config.weights)
+        if model.num_classes != dataset.num_classes - 1:
+            raise UsageError(f"backbone '{config.backbone}' scores {model.num_classes} classes; dataset '{config.dataset}' "
+                             f"has {dataset.num_classes - 1}")
+        return model
     return create_classifier(provider, model_name, dataset.num_classes - 1, config.pooling, config.pretrained,
                              config.weights, config.recipe.seed)
 
@@ -207,6 +214,10 @@ def load_or_train(config: RunConfig, parts: Components, device: torch.device, pr
     model = parts.model
     key = classifier_key(config, parts.dataset)
     path = checkpoint_path(key)
+    if getattr(model, "trained", False):  # it came trained (an ImageNet head): nothing to train or cache
+        model.to(device).eval()
+        return model, {"key": key, "cached": True, "trained_by": "provider", "checkpoint": str(path),
+                       "output_stride": downsample_factor(model)}
     meta = load_cached_checkpoint(path, model)
     waiting = None
 
