@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 import wssbench
-from wssbench.classifier import upsample
+
+if TYPE_CHECKING:
+    import torch
 
 
 def select(maps: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     """Pick the requested classes: (B, C, h, w), (B, K) -> (B, K, h, w), zeros for padding."""
+    import torch
+
     b, _, h, w = maps.shape
     picked = torch.gather(maps, 1, classes.clamp(min=0)[:, :, None, None].expand(-1, -1, h, w))
     return picked * (classes >= 0)[:, :, None, None]
@@ -34,6 +37,10 @@ class FCNScoreMaps:
     name = "fcn"
 
     def __call__(self, model, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        import torch
+
+        from wssbench.classifier import upsample
+
         classes = torch.as_tensor(classes).to(images.device)
         with torch.no_grad():
             maps = select(model.score_maps(images), classes)  # (B, K, h, w)

@@ -5,7 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 import wssbench
 
@@ -17,6 +16,8 @@ def normalise_saliency(maps: np.ndarray, sigma: float, quantile: float) -> np.nd
     image's shorter side turns them into region evidence; dividing by the ``quantile`` of the
     blurred map (instead of its maximum) keeps one hot pixel from flattening the rest.
     """
+    from scipy.ndimage import gaussian_filter
+
     out = np.empty_like(maps, dtype=np.float32)
     s = sigma * min(maps.shape[1:])
     for k, m in enumerate(maps):
