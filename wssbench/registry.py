@@ -256,18 +256,22 @@ def _files_of(plugin_object: Any) -> tuple[str, ...]:
     return (found,) if found else ()
 
 
-def build_registry(plugins: Iterable[Any] = (), entry_points: bool = True) -> Registry:
+def build_registry(plugins: Iterable[Any] = (), entry_points: bool | Iterable[Any] = True) -> Registry:
     """A fresh plugin manager with the entry-point plugins (and ``plugins``) registered.
 
-    A plugin that fails to import is reported with a warning naming its distribution and
-    skipped; a misspelled hook fails here (``check_pending``).
+    ``entry_points``: True for the installed ones (group ``wssbench``), False for none, or the
+    entry points to load (``importlib.metadata.EntryPoint``-like: ``name``, ``value``,
+    ``dist``, ``load()``). A plugin that fails to import is reported with a warning naming its
+    distribution and skipped; a misspelled hook fails here (``check_pending``).
     """
     pm = pluggy.PluginManager("wssbench")
     pm.add_hookspecs(hookspecs)
     known: dict[str, Plugin] = {}
     failures: list[LoadFailure] = []
+    if entry_points is True:
+        entry_points = importlib.metadata.entry_points(group=ENTRY_POINT_GROUP)
     if entry_points:
-        for ep in sorted(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        for ep in sorted(entry_points, key=lambda e: e.name):
             dist = ep.dist.name if ep.dist is not None else ep.name
             version = getattr(ep.dist, "version", None) if ep.dist is not None else None
             plugin_name = f"{dist}:{ep.name}"
