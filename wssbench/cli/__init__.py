@@ -27,7 +27,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "run": ("wssbench.cli.run", "run_command", "Segment a split with one combination of components and score it (mIoU)."),
     "eval": ("wssbench.cli.evaluate", "eval_command", "Score PRED_DIR (palette or index PNGs named <id>.png) as the VOC devkit does."),
     "bench": ("wssbench.cli.bench", "bench_command", "Run every row of a bench FILE (TOML), resuming finished rows, and print the table."),
-    "leaderboard": ("wssbench.cli.leaderboard", "leaderboard_command", "Rank every run (result.json) under DIR: one table per dataset, split and protocol."),
+    "leaderboard": ("wssbench.cli.leaderboard", "leaderboard_command", "Rank every run (result.json) under DIR: one table per dataset, split, protocol and precision."),
     "explain": ("wssbench.cli.explain", "explain_command", "Draw IMAGE's saliency and class maps per class into one PNG panel."),
     "show": ("wssbench.cli.show", "show_command", "Write a gallery of a run's images: image, truth, class map, saliency map, prediction."),
     "plugins": ("wssbench.cli.plugins", "plugins_command", "List every registered component by kind, with the plugin that registered it."),
