@@ -108,7 +108,9 @@ def test_plugins_table_shows_failed_plugins(monkeypatch):
     monkeypatch.setattr(registry_module, "_default", registry)
     out = CliRunner().invoke(cli, ["plugins"], terminal_width=200)
     assert out.exit_code == 0
-    assert "Broken-0" in out.output and "failed in register_refiners, skipped: RuntimeError: cannot register" in out.output
+    failed_row = [line for line in out.output.splitlines() if "Broken-0" in line]
+    assert len(failed_row) == 1 and failed_row[0].split("│")[1].strip() == "failed"
+    assert "failed in register_refiners, skipped:" in out.output and "RuntimeError: cannot register" in out.output
     out = CliRunner().invoke(cli, ["plugins", "--json"])
     assert json.loads(out.output)["failed"] == [
         {"plugin": "Broken-0", "stage": "register_refiners", "error": "RuntimeError: cannot register"}
