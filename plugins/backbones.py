@@ -11,15 +11,16 @@ import difflib
 import socket
 from dataclasses import dataclass
 from pathlib import Path
-
-import timm
-from torch import nn
+from typing import TYPE_CHECKING
 
 import wssbench
 from wssbench.classifier import Classifier
 from wssbench.errors import DataError, OfflineError, UsageError
 from wssbench.imagenet import HEADS, imagenet_classifier
 from wssbench.weights import load_weights
+
+if TYPE_CHECKING:
+    from torch import nn
 
 
 @dataclass(frozen=True)
@@ -30,6 +31,8 @@ class TimmBackbones:
     output_stride: int = 16  # 8 or 16 where the model supports dilation (ResNet family), else its own
 
     def build(self, model_name: str, pretrained: bool = False, weights: str | None = None) -> tuple[nn.Module, dict]:
+        import timm
+
         if not timm.is_model(model_name):
             close = difflib.get_close_matches(model_name, timm.list_models(), n=3)
             hint = f"; did you mean {', '.join(close)}?" if close else "; see timm.list_models()"
@@ -48,6 +51,8 @@ class TimmBackbones:
         return model, pretrained_normalisation(model)
 
     def _create(self, model_name: str, pretrained: bool, kwargs: dict) -> nn.Module:
+        import timm
+
         try:
             try:
                 return timm.create_model(model_name, pretrained=pretrained, output_stride=self.output_stride, **kwargs)

@@ -21,17 +21,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Callable
-
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING, Callable
 
 import wssbench
-from wssbench.classifier import upsample
 from wssbench.errors import UsageError
 from wssbench.maps import max_normalise
 
-RawMaps = Callable[[torch.nn.Module, torch.Tensor, torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:  # torch is imported where maps are made, so listing the plugins stays fast
+    import torch
+
+RawMaps = Callable[["torch.nn.Module", "torch.Tensor", "torch.Tensor"], "torch.Tensor"]
 
 
 def parse_scales(scales: str) -> tuple[float, ...]:
@@ -50,6 +49,8 @@ def class_activation_maps(features: torch.Tensor, weight: torch.Tensor, classes:
 
     ``CAM_c = sum_f weight[c, f] * features_f``; padding classes (< 0) get zero maps.
     """
+    import torch
+
     w = weight[classes.clamp(min=0)]  # (B, K, F)
     maps = torch.einsum("bkf,bfhw->bkhw", w, features)  # (B, K, h, w)
     return maps * (classes >= 0)[:, :, None, None]
@@ -57,6 +58,8 @@ def class_activation_maps(features: torch.Tensor, weight: torch.Tensor, classes:
 
 def cam_raw(model, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     """ReLU'd CAM at the feature resolution (B, K, h, w)."""
+    import torch
+
     with torch.no_grad():
         return cam_from_features(model, model.features(images), classes)
 
@@ -76,6 +79,8 @@ def grad_cam_raw(model, images: torch.Tensor, classes: torch.Tensor, layer: str 
     the rest of the network is recorded. Gradients are taken with respect to ``A`` alone:
     the parameters' ``.grad`` stay untouched.
     """
+    import torch
+
     target = _submodule(model.features, layer)
     captured: list[torch.Tensor] = []
 
@@ -113,6 +118,11 @@ def multiscale(
     raw: RawMaps, model, images: torch.Tensor, classes: torch.Tensor, scales: tuple[float, ...], flip: bool
 ) -> torch.Tensor:
     """Sum of ``raw`` maps over input scales (and flips), upsampled to the image, max-normalised."""
+    import torch
+    import torch.nn.functional as F
+
+    from wssbench.classifier import upsample
+
     size = images.shape[-2:]
     total = torch.zeros(images.shape[0], classes.shape[1], *size, device=images.device)  # (B, K, H, W)
     for s in scales:
@@ -135,6 +145,8 @@ class CAM:
         parse_scales(self.scales)
 
     def __call__(self, model, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        import torch
+
         classes = torch.as_tensor(classes).to(images.device)
         return multiscale(cam_raw, model, images, classes, parse_scales(self.scales), self.flip)  # (B, K, H, W)
 
@@ -163,6 +175,8 @@ class GradCAM:
         parse_scales(self.scales)
 
     def __call__(self, model, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        import torch
+
         raw = partial(grad_cam_raw, layer=self.layer)
         classes = torch.as_tensor(classes).to(images.device)
         return multiscale(raw, model, images, classes, parse_scales(self.scales), self.flip)  # (B, K, H, W)

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import torch
+from typing import TYPE_CHECKING
 
 import wssbench
-from wssbench.classifier import upsample
-from wssbench.maps import max_normalise, select
+
+if TYPE_CHECKING:  # torch is imported where it is used, so listing the plugins stays fast
+    import torch
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,8 @@ class FCNScoreMaps:
     uses_forward = True  # capability: maps from the pipeline's shared forward pass (``from_forward``)
 
     def __call__(self, model, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
+        import torch
+
         with torch.no_grad():
             return self.maps(model.score_maps(images), classes, images.shape[-2:])
 
@@ -28,6 +30,11 @@ class FCNScoreMaps:
 
     @staticmethod
     def maps(score_maps: torch.Tensor, classes: torch.Tensor, size) -> torch.Tensor:
+        import torch
+
+        from wssbench.classifier import upsample
+        from wssbench.maps import max_normalise, select
+
         classes = torch.as_tensor(classes).to(score_maps.device)
         maps = select(score_maps, classes)  # (B, K, h, w)
         return max_normalise(upsample(maps, size))  # (B, K, H, W)

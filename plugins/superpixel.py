@@ -5,8 +5,6 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.special import softmax
 
 import wssbench
 from wssbench.superpixels import adjacency, check_slic, segment_means, slic_segments
@@ -19,6 +17,9 @@ def mean_field(unary: np.ndarray, edges: np.ndarray, weights: np.ndarray, iterat
     ``edges`` (E, 2). Starting from ``Q = softmax(-unary)``, each iteration sets
     ``Q_s(l) ∝ exp(-unary[l, s] + sum_j weights_sj * Q_j(l))`` for all s at once.
     """
+    from scipy.sparse import coo_matrix
+    from scipy.special import softmax
+
     n = unary.shape[1]
     i, j = edges.T
     w = coo_matrix((np.r_[weights, weights], (np.r_[i, j], np.r_[j, i])), shape=(n, n)).tocsr()  # (S, S)

@@ -36,21 +36,23 @@ import json
 import pickle
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
-import sklearn
-import torch
-from torch import nn
 
 import wssbench
 from wssbench.cache import cache_dir, cannot_write, damaged, fingerprint, seal, unseal
 from wssbench.errors import UsageError
 from wssbench.io import atomic_path
 from wssbench.locks import entry_lock
-from wssbench.misvm import MISVM
 from wssbench.superpixels import slic_segments
 from wssbench.maps import max_normalise
+
+if TYPE_CHECKING:  # torch and scikit-learn are imported where they are used, so listing the plugins stays fast
+    import torch
+    from torch import nn
+
+    from wssbench.misvm import MISVM
 
 FIT_VERSION = 2  # bump when a change alters the fitted SVMs or their file (2: sealed with a checksum)
 
@@ -73,6 +75,8 @@ def resolve_layers(features: nn.Module, layers: str) -> list[str]:
 
 def layer_maps(model, images: torch.Tensor, names: list[str]) -> tuple[list[torch.Tensor], torch.Tensor]:
     """The outputs [(B, F_l, h_l, w_l)] of the named modules and the last feature maps (B, F, h, w), one forward pass."""
+    import torch
+
     modules = dict(model.features.named_modules())
     captured: dict[str, torch.Tensor] = {}
 
@@ -109,6 +113,8 @@ def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
 
 def to_uint8(model, images: torch.Tensor) -> np.ndarray:
     """Undo ``model.preprocess``: (B, 3, H, W) normalised -> uint8 (B, H, W, 3)."""
+    import torch
+
     pixels = (images * model.std + model.mean) * 255.0
     return pixels.round().clamp(0, 255).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
 
@@ -160,6 +166,8 @@ class ZoomOut:
         and locked while fitting (a second run waits and loads it); where the cache cannot be
         written the SVMs are kept in memory, said once.
         """
+        import sklearn
+
         fitted_by = [FIT_VERSION, sklearn.__version__, key, split, dataclasses.asdict(self)]  # pickles are version-bound
         path = cache_dir("classmaps", f"zoomout-{fingerprint(fitted_by)}.pkl")
         svms = self._load(path)
@@ -191,6 +199,8 @@ class ZoomOut:
         return pickle.loads(payload)
 
     def _train(self, model, dataset, split: str, progress: Callable[[int, int], None] | None = None) -> list[MISVM | None]:
+        from wssbench.misvm import MISVM
+
         ids = dataset.ids(split)
         picked = sorted(set(np.linspace(0, len(ids) - 1, min(self.max_images, len(ids))).round().astype(int)))
         bags, labels = [], []
@@ -213,6 +223,8 @@ class ZoomOut:
     def __call__(self, model, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
         if not self._svms:
             raise UsageError("zoomout: fit(model, dataset, split, key) must be called before asking for maps")
+        import torch
+
         segments, features = self.superpixel_features(model, images)
         maps = np.zeros((*classes.shape, *images.shape[-2:]), dtype=np.float32)  # (B, K, H, W)
         wanted = torch.as_tensor(classes).cpu().numpy()  # (B, K), read once

@@ -291,10 +291,11 @@ def test_show_writes_gallery_from_cached_maps(tiny_run):
     out, _ = tiny_run
     result = invoke("show", out, "--n", 3)
     assert result.exit_code == 0, result.output
-    with Image.open(out / "gallery.png") as img:
+    gallery = out.parent / f"{out.name}-gallery"  # beside the run: a rerun replaces the run's folder
+    with Image.open(gallery / "gallery.png") as img:
         width, height = img.size
     assert width > height  # five columns: image, truth, class map, saliency, prediction
-    assert "mIoU" in (out / "gallery.html").read_text()
+    assert "mIoU" in (gallery / "gallery.html").read_text()
     from wssbench.cli.show import cached_maps
 
     record = json.loads((out / "result.json").read_text())

@@ -21,8 +21,8 @@ CONFIG = {"preset": None, "backbone": "resnet18", "pooling": "gap", "saliency": 
 
 
 def write_record(root, run, *, dataset="synthetic", split="val", protocol="segmentation", n_images=12,
-                 miou=0.4, pixel_accuracy=0.8, map=0.5, per_class=None, **config):
-    record = {
+                 miou=0.4, pixel_accuracy=0.8, map=0.5, per_class=None, extra=None, **config):
+    record = {**(extra or {}),
         "dataset": dataset, "split": split, "protocol": protocol, "n_images": n_images,
         "miou": miou, "pixel_accuracy": pixel_accuracy,
         "per_class_iou": per_class or {"background": 0.8, "disc": miou},
@@ -56,13 +56,14 @@ def board(tmp_path):
 def test_groups_by_dataset_split_protocol_and_image_count(board):
     groups = groups_of(board)
     keys = [(g.dataset, g.split, g.protocol, g.n_images) for g in groups]
+    assert all((g.dataset_options, g.precision, g.stage) == ((("preset", "tiny"),), "fp32", None) for g in groups)
     assert keys == [
         ("synthetic", "train", references.SEED_QUALITY, 12),
         ("synthetic", "val", "segmentation", 5),
         ("synthetic", "val", "segmentation", 12),
     ]
     assert cells(groups[2], "source") == ["sweep/run_b", "run_a", "run_c"]  # mIoU descending
-    assert groups[2].caption.startswith("synthetic val (12 images) — segmentation mIoU, one confusion matrix")
+    assert groups[2].caption.startswith("synthetic [preset=tiny] val (12 images, fp32) — segmentation mIoU, one confusion matrix")
 
 
 def test_values_are_percent_with_one_decimal_and_sort_keys(board):
@@ -83,10 +84,10 @@ def test_best_marked_per_column_only_where_it_separates_rows(board):
 
 
 def test_references_join_only_the_group_they_match(tmp_path):
-    write_record(tmp_path, "voc_val", dataset="voc2012", n_images=1449, miou=0.35)
-    write_record(tmp_path, "voc_val_limited", dataset="voc2012", n_images=100, miou=0.35)
-    write_record(tmp_path, "voc_seeds", dataset="voc2012", split="train", n_images=1464,
-                 protocol=references.SEED_QUALITY, miou=0.5)
+    voc = {"dataset": "voc2012", "options": {}}
+    write_record(tmp_path, "voc_val", n_images=1449, miou=0.35, **voc)
+    write_record(tmp_path, "voc_val_limited", n_images=100, miou=0.35, **voc)
+    write_record(tmp_path, "voc_seeds", split="train", n_images=1464, protocol=references.SEED_QUALITY, miou=0.5, **voc)
     write_record(tmp_path, "synthetic", n_images=1449, miou=0.35)
     synthetic, seeds, limited, val = groups_of(tmp_path)  # sorted by (dataset, split, protocol, n)
 
@@ -170,7 +171,7 @@ def invoke(*args):
 def test_cli_formats(board):
     table = invoke(board)
     assert table.exit_code == 0, table.output
-    assert "45.0" in table.stdout and "synthetic val (12 images)" in table.stdout
+    assert "45.0" in table.stdout and "synthetic [preset=tiny] val (12 images, fp32)" in " ".join(table.stdout.split())
     assert invoke(board, "--json").stdout == invoke(board, "--format", "json").stdout
     assert invoke(board, "--format", "csv").stdout == to_csv(groups_of(board))
     conflict = invoke(board, "--json", "--format", "csv")
@@ -224,3 +225,63 @@ def test_label_of_a_preset_with_component_options():
     assert method_label(config) == "dcsm [fusion.bg_threshold=0.15, saliency.scales=[1.0]]"
     config["refine"] = ["none"]
     assert method_label(config).endswith("(from dcsm)")
+
+
+def test_dataset_options_and_precision_never_share_a_ranking(tmp_path):
+    write_record(tmp_path, "tiny", miou=0.40)
+    write_record(tmp_path, "default", miou=0.30, options={"dataset": {"preset": "default"}})
+    write_record(tmp_path, "seeded", miou=0.35, options={"dataset": {"preset": "tiny", "seed": "3"}})
+    write_record(tmp_path, "bf16", miou=0.41, precision="bf16")
+    groups = groups_of(tmp_path)
+    assert sorted((g.data, g.precision, cells(g, "source")[0]) for g in groups) == [
+        ("synthetic [preset=default] val", "fp32", "default"),
+        ("synthetic [preset=tiny, seed=3] val", "fp32", "seeded"),
+        ("synthetic [preset=tiny] val", "bf16", "bf16"),
+        ("synthetic [preset=tiny] val", "fp32", "tiny"),
+    ]
+    assert all(len(g.rows) == 1 for g in groups)
+    assert "synthetic [preset=tiny] val (12 images, bf16)" in to_markdown(groups)
+
+
+def test_options_that_do_not_change_results_make_one_row(tmp_path):
+    write_record(tmp_path, "a", miou=0.40)
+    write_record(tmp_path, "b", miou=0.40, workers=4, loader_workers=2, cache_maps=False)
+    write_record(tmp_path, "c", miou=0.40, device="cuda", data_root="/data")
+    write_record(tmp_path, "d", miou=0.40, fusion="ilp")  # a different experiment with the same score
+    [group] = groups_of(tmp_path)
+    assert sorted(cells(group, "source")) == ["a (+2 identical)", "d"]
+    assert sorted(row.runs for row in group.rows) == [1, 3]
+    data = json.loads(to_json([group]))[0]
+    assert sorted(r["runs"] for r in data["rows"]) == [1, 3]
+
+
+def test_a_neutral_option_that_changed_the_scores_is_named(tmp_path):
+    write_record(tmp_path, "b8", miou=0.40, batch_size=8)
+    write_record(tmp_path, "b8-again", miou=0.40, batch_size=8)
+    write_record(tmp_path, "b2", miou=0.38, batch_size=2)
+    [group] = groups_of(tmp_path)
+    assert cells(group, "method") == ["fcn+gbp/threshold/densecrf {batch_size=8}", "fcn+gbp/threshold/densecrf {batch_size=2}"]
+    assert cells(group, "source") == ["b8 (+1 identical)", "b2"]
+
+
+def test_stage_groups_and_deviations_are_marked_with_a_note(tmp_path):
+    deviation = {"option": "fusion.bg_threshold", "published": 0.25, "used": 0.3}
+    voc = {"dataset": "voc2012", "options": {}, "n_images": 1449}
+    write_record(tmp_path, "seed", extra={"stage": "seed"}, miou=0.40, **voc)
+    write_record(tmp_path, "mask", extra={"stage": "pseudo-mask", "deviations": [deviation]}, miou=0.45, **voc)
+    write_record(tmp_path, "plain", extra={"stage": "pseudo-mask", "deviations": []}, miou=0.42, **voc)
+    write_record(tmp_path, "old", miou=0.30, **voc)  # a record from before stages: its own group
+    groups = groups_of(tmp_path)
+    assert [g.stage for g in groups] == [None, "pseudo-mask", "seed"]
+    masks = groups[1]
+    assert "pseudo-mask stage, segmentation mIoU" in masks.caption
+    marked = [row for row in masks.rows if row.cells["method"].endswith(" †")]
+    assert [row.cells["source"] for row in marked] == ["mask"]  # beside published rows, with its mark
+    assert any(row.published for row in masks.rows)
+    assert masks.notes == ("† mask: fusion.bg_threshold published 0.25, used 0.3",)
+    assert "† mask: fusion.bg_threshold published 0.25, used 0.3" in to_markdown(groups)
+    assert r"\dag{} mask: fusion.bg\_threshold published 0.25, used 0.3" in to_latex(groups)
+    row = next(r for r in csv.DictReader(io.StringIO(to_csv(groups))) if r["source"] == "mask")
+    assert (row["stage"], row["deviations"]) == ("pseudo-mask", "fusion.bg_threshold: published 0.25, used 0.3")
+    table = invoke(tmp_path)
+    assert table.exit_code == 0 and "† mask: fusion.bg_threshold published 0.25, used 0.3" in " ".join(table.stdout.split())

@@ -1,13 +1,12 @@
 """The plugin host: registration, names, duplicates, broken plugins, options."""
 
-import inspect
-import warnings
+import importlib.util
+import sys
 from dataclasses import dataclass
 
 import pytest
 
 import wssbench
-from wssbench import hookspecs
 from wssbench.errors import PluginError, UsageError
 from wssbench.registry import KINDS, build_registry
 
@@ -84,40 +83,180 @@ def test_misspelled_hook_fails_loudly():
         build_registry(plugins=[Typo()], entry_points=False)
 
 
-def test_broken_entry_point_is_reported_and_skipped(monkeypatch):
+class FakeEntryPoint:
+    """An entry point of a fake distribution: ``load()`` returns ``target`` or raises it."""
+
+    group = "wssbench"
+
+    def __init__(self, name, target, dist="wssbench-fake", version="1.2"):
+        self.name, self.value, self.target = name, f"{dist.replace('-', '_')}.{name}", target
+        self.dist = type("Dist", (), {"name": dist, "version": version})()
+
+    def load(self):
+        if isinstance(self.target, Exception):
+            raise self.target
+        return self.target
+
+
+def test_broken_entry_point_is_reported_and_skipped():
+    broken = FakeEntryPoint("broken", ImportError("No module named 'wssbench_broken'"), dist="wssbench-broken")
+    with pytest.warns(UserWarning, match="wssbench-broken"):
+        registry = build_registry(plugins=[FakePlugin()], entry_points=[broken])
+    assert [(f.plugin, f.stage) for f in registry.failures] == [("wssbench-broken", "import")]
+    assert registry.names("refiner") == ["fake"]
+
+
+class Raising:
+    """Registers a refiner, then breaks in its saliency hook: none of its components may stay."""
+
+    @wssbench.hookimpl
+    def register_refiners(self, register):
+        register(FakeRefiner, name="half-registered")
+
+    @wssbench.hookimpl
+    def register_saliency(self, register):
+        raise RuntimeError("boom")
+
+
+class NotCallable:
+    @wssbench.hookimpl
+    def register_fusion(self, register):
+        register(42, name="answer")
+
+
+class Nameless:
+    @wssbench.hookimpl
+    def register_fusion(self, register):
+        register(lambda image, labels, c, s: None)
+
+
+@pytest.mark.parametrize(
+    "plugin, stage, message",
+    [
+        (Raising(), "register_saliency", "RuntimeError: boom"),
+        (NotCallable(), "register_fusion", "registered a fusion that is not callable: 42"),
+        (Nameless(), "register_fusion", "registered a fusion without a name"),
+    ],
+)
+def test_plugin_that_breaks_while_registering_is_reported_and_skipped(plugin, stage, message):
+    with pytest.warns(UserWarning, match=f"plugin {type(plugin).__name__}-1 failed in {stage} and is skipped"):
+        registry = build_registry(plugins=[FakePlugin(), plugin], entry_points=False)
+    [failure] = registry.failures
+    assert (failure.plugin, failure.stage) == (f"{type(plugin).__name__}-1", stage)
+    assert message in failure.error
+    assert registry.names("refiner") == ["fake"]  # the other plugin is untouched
+    assert registry.names("fusion") == [] and registry.names("saliency") == []
+
+
+PLUGIN_SOURCE = '''
+from dataclasses import dataclass
+import wssbench
+
+@dataclass(frozen=True)
+class Exploding:
+    """A fusion with a bug."""
+    name = "exploding"
+
+    def __call__(self, image, labels, class_maps, saliency_maps):
+        return 1 / 0
+
+@wssbench.hookimpl
+def register_fusion(register):
+    register(Exploding)
+'''
+
+
+@pytest.fixture
+def third_party(tmp_path):
+    """A third-party plugin module in its own file, loaded as distribution ``wssbench-exploding 0.3``."""
+    path = tmp_path / "wssbench_exploding_plugin.py"
+    path.write_text(PLUGIN_SOURCE)
+    spec = importlib.util.spec_from_file_location("wssbench_exploding_plugin", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    yield FakeEntryPoint("exploding", module, dist="wssbench-exploding", version="0.3")
+    del sys.modules[spec.name]
+
+
+def builtin_entry_points():
     import importlib.metadata as md
 
-    real = md.entry_points
-
-    class BrokenEP:
-        name = "broken"
-        value = "nonexistent_wssbench_plugin_module"
-        group = "wssbench"
-
-        class dist:
-            name = "wssbench-broken"
-
-        def load(self):
-            raise ImportError("No module named 'nonexistent_wssbench_plugin_module'")
-
-    def fake_entry_points(group=None, **kw):
-        return list(real(group=group)) + [BrokenEP()]
-
-    monkeypatch.setattr(md, "entry_points", fake_entry_points)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        registry = build_registry()
-    assert [f.plugin for f in registry.failures] == ["wssbench-broken"]
-    assert any("wssbench-broken" in str(w.message) for w in caught)
-    assert "gbp" in registry.names("saliency")
+    return [ep for ep in md.entry_points(group="wssbench") if ep.dist.name == "wssbench"]
 
 
-def test_every_hook_documented_with_its_signature():
-    for kind, hook_name in KINDS.items():
-        spec = getattr(hookspecs, hook_name)
-        assert list(inspect.signature(spec).parameters) == ["register"]
-        doc = inspect.getdoc(spec)
-        assert doc and kind.split("_")[0][:4] in doc.lower()
+def raised(call):
+    """The exception ``call()`` raises (any kind: the tests inspect its traceback)."""
+    try:
+        call()
+    except Exception as e:  # noqa: BLE001
+        return e
+    raise AssertionError("nothing was raised")
+
+
+def reraise(error):
+    raise RuntimeError("a batch failed") from error
+
+
+def test_exception_in_third_party_code_is_blamed_on_its_plugin(third_party):
+    registry = build_registry(entry_points=[third_party])
+    fuse = registry.create("fusion", "exploding")
+    error = raised(lambda: fuse(None, [], None, None))
+    assert isinstance(error, ZeroDivisionError)
+    culprit = registry.blame(error)
+    assert culprit.describe() == "plugin wssbench-exploding:exploding (distribution wssbench-exploding 0.3)"
+    assert registry.blame(raised(lambda: reraise(error))) == culprit  # the core re-raised it: the cause counts
+
+
+def test_exception_from_a_worker_process_is_blamed_by_its_remote_traceback(third_party):
+    from concurrent.futures.process import _RemoteTraceback
+
+    registry = build_registry(entry_points=[third_party])
+    error = ZeroDivisionError("division by zero")
+    error.__cause__ = _RemoteTraceback(
+        f'Traceback (most recent call last):\n  File "{third_party.target.__file__}", line 11, in __call__\n'
+        "ZeroDivisionError: division by zero"
+    )
+    assert registry.blame(error).distribution == "wssbench-exploding"
+
+
+def test_builtin_and_core_exceptions_are_not_blamed(third_party):
+    registry = build_registry(entry_points=[third_party, *builtin_entry_points()])
+    fuse = registry.create("fusion", "threshold")
+    assert registry.blame(raised(lambda: fuse(None, [1], None, None))) is None  # a bug inside a built-in
+    assert registry.blame(raised(lambda: registry.get("fusion", "nosuch"))) is None
+
+
+def test_cli_names_the_failing_plugin(third_party, monkeypatch):
+    import click
+    from click.testing import CliRunner
+
+    from wssbench import registry as registry_module
+    from wssbench.cli import WssbenchGroup
+
+    registry = build_registry(entry_points=[third_party, *builtin_entry_points()])
+    monkeypatch.setattr(registry_module, "_default", registry)  # the CLI's registry is the process's
+
+    @click.command("fuse")
+    @click.argument("name")
+    def fuse(name):
+        registry.create("fusion", name)(None, [1], None, None)
+
+    group = WssbenchGroup(commands={"fuse": fuse})
+    out = CliRunner().invoke(group, ["fuse", "exploding"])
+    assert out.exit_code == 1
+    assert out.output == (
+        "error: plugin wssbench-exploding:exploding (distribution wssbench-exploding 0.3) failed: "
+        "ZeroDivisionError: division by zero (rerun with --traceback)\n"
+    )
+    out = CliRunner().invoke(group, ["fuse", "threshold"])
+    assert out.exit_code == 1 and out.output.startswith("error: internal error: AttributeError")
+
+
+def test_distributions_of_components(third_party):
+    registry = build_registry(plugins=[FakePlugin()], entry_points=[third_party, *builtin_entry_points()])
+    versions = registry.distributions_of([("fusion", "exploding"), ("fusion", "threshold"), ("refiner", "fake")])
+    assert versions == {"wssbench": wssbench.__version__, "wssbench-exploding": "0.3"}  # FakePlugin: no distribution
 
 
 def test_python_api():

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import DataError, UsageError
+from .options import parse_option_strings
 from .references import SEED_QUALITY, SEGMENTATION
 from .training import TrainRecipe
 
@@ -145,18 +146,6 @@ RECIPE_FIELDS = {f.name: f for f in dataclasses.fields(TrainRecipe)}
 KEYS = set(FIELDS) | set(RECIPE_KEYS)
 # Values that are resolved when the config is built ("auto" device and loader workers).
 AUTO = ("device", "loader_workers", "workers")
-
-
-def parse_option_strings(values: tuple[str, ...] | list[str]) -> tuple[tuple[str, str, str], ...]:
-    """``("fusion.bg_threshold=0.3", ...)`` -> ``(("fusion", "bg_threshold", "0.3"), ...)``."""
-    out = []
-    for text in values:
-        target, eq, value = str(text).partition("=")
-        stage, key = _split_target(target, text) if eq else ("", "")
-        if not eq:
-            raise UsageError(f"-O {text}: expected STAGE.KEY=VALUE, e.g. -O fusion.bg_threshold=0.3")
-        out.append((stage, key, value))
-    return tuple(out)
 
 
 def _split_target(target: str, text: str) -> tuple[str, str]:

@@ -1,12 +1,12 @@
 """The threshold rule that fusion methods share: class maps and saliency maps against a
-constant background score (registered as fusion ``threshold``; ``ilp`` starts from it)."""
+constant background score (registered as fusion ``threshold``; ``image-prior`` and ``integer-lp``
+start from it)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.ndimage import gaussian_filter
 
 
 def normalise_saliency(maps: np.ndarray, sigma: float, quantile: float) -> np.ndarray:
@@ -16,6 +16,8 @@ def normalise_saliency(maps: np.ndarray, sigma: float, quantile: float) -> np.nd
     image's shorter side turns them into region evidence; dividing by the ``quantile`` of the
     blurred map (instead of its maximum) keeps one hot pixel from flattening the rest.
     """
+    from scipy.ndimage import gaussian_filter  # here, so that listing the plugins stays fast
+
     out = np.empty_like(maps, dtype=np.float32)
     s = sigma * min(maps.shape[1:])
     for k, m in enumerate(maps):

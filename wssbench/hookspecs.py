@@ -42,7 +42,7 @@ def register_datasets(register: Register) -> None:
     """Register datasets.
 
     A dataset factory takes ``root`` (a folder or ``None`` for its default) and its options
-    and returns a :class:`wssbench.data.voc.SegmentationDataset`: ``classes`` (label names,
+    and returns a :class:`wssbench.data.layout.SegmentationDataset`: ``classes`` (label names,
     background first), ``ids(split)``, ``load_image(id) -> uint8 (H, W, 3)``,
     ``load_mask(id) -> uint8 (H, W)`` with 255 = ignore, ``image_labels(id) -> bool (C,)``
     over the foreground classes, and ``prepare()`` which makes the data ready (generates it,

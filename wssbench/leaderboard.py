@@ -6,8 +6,17 @@ terminal table lives in ``wssbench.cli.leaderboard``).
 
 Rules, in one place:
 
-- Rows compare only on the same images under the same protocol, so a group is one
-  (dataset, split, protocol, number of images); a ``--limit`` run gets a group of its own.
+- Rows compare only on the same data, images and protocol, so a group is one (dataset, its
+  options such as ``preset``, split, protocol, number of images, precision, stage); a
+  ``--limit`` run gets a group of its own, and the caption names everything that defines it.
+  Records without ``stage`` or ``precision`` (older ones) read as no stage and fp32.
+- One experiment is one row: options that do not change results (``NEUTRAL``: workers, loader
+  workers, map caching, batch size, device, data folder) do not make a second row when the
+  scores are the same; the row says how many identical runs it stands for. Where such an
+  option did change the scores, each row names its value.
+- A record's ``deviations`` (``[{option, published, used}]``: where a preset run departs from
+  the published setting) mark its method with ``†`` and add a note under the table naming each
+  departure, so a published number never sits beside a deviating row unmarked.
 - Values are percentages rounded to one decimal, and "best" is decided on those rounded
   values, so every tie that reads equal is marked. A column is marked only where it tells rows
   apart: at least two measured values, not all equal.
@@ -40,6 +49,10 @@ class Column:
     numeric: bool = False
 
 
+DEVIATION_MARK = "†"
+NEUTRAL = ("workers", "loader_workers", "cache_maps", "batch_size", "device", "data_root")
+
+
 @dataclass(frozen=True)
 class Row:
     """Cells by column key: text, a percentage rounded to one decimal, or None (no value)."""
@@ -47,11 +60,13 @@ class Row:
     cells: dict[str, Any]
     published: bool = False
     best: frozenset[str] = frozenset()  # keys of the columns where this row holds the best value
+    deviations: tuple[dict, ...] = ()  # {option, published, used} where the run departs from the published setting
+    runs: int = 1  # identical runs this row stands for
 
 
 @dataclass(frozen=True)
 class Group:
-    """One table: runs over the same images under the same protocol, then published rows."""
+    """One table: runs over the same data and images under the same protocol, then published rows."""
 
     dataset: str
     split: str
@@ -59,16 +74,36 @@ class Group:
     n_images: int
     columns: tuple[Column, ...]
     rows: tuple[Row, ...]
+    dataset_options: tuple[tuple[str, str], ...] = ()  # e.g. (("preset", "tiny"),)
+    precision: str = "fp32"
+    stage: str | None = None  # "seed", "pseudo-mask", "segmentation"; None for records without one
+
+    @property
+    def data(self) -> str:
+        """``synthetic [preset=tiny] val``: the dataset with its options, and the split."""
+        options = ", ".join(f"{k}={v}" for k, v in self.dataset_options)
+        return f"{self.dataset}{f' [{options}]' if options else ''} {self.split}"
 
     @property
     def caption(self) -> str:
+        stage = f"{self.stage} stage, " if self.stage else ""
         text = (
-            f"{self.dataset} {self.split} ({self.n_images} images) — {self.protocol} mIoU, one confusion "
+            f"{self.data} ({self.n_images} images, {self.precision}) — {stage}{self.protocol} mIoU, one confusion "
             "matrix over the split, 255 ignored; values in %; best measured value per column marked"
         )
         if any(row.published for row in self.rows):
             text += "; published rows are not ranked"
         return text
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """One line per deviating row: ``† SOURCE: OPTION published P, used U; ...``."""
+        return tuple(
+            f"{DEVIATION_MARK} {row.cells.get('source')}: "
+            + "; ".join(f"{d.get('option')} published {d.get('published')}, used {d.get('used')}" for d in row.deviations)
+            for row in self.rows
+            if row.deviations
+        )
 
 
 TEXT_COLUMNS = (Column("method", "method"), Column("backbone", "backbone"), Column("pooling", "pooling"))
@@ -150,21 +185,64 @@ def method_label(config: dict) -> str:
     return label
 
 
+def group_key(record: dict) -> tuple:
+    """(dataset, split, protocol, n_images, dataset options, precision, stage): what rows must share."""
+    config = record["config"]
+    dataset_options = tuple(sorted((str(k), _as_text(v)) for k, v in ((config.get("options") or {}).get("dataset") or {}).items()))
+    stage = record.get("stage") if isinstance(record.get("stage"), str) else None
+    precision = config.get("precision") or "fp32"
+    return (record["dataset"], record["split"], record["protocol"], record["n_images"], dataset_options, precision, stage or "")
+
+
+def experiment_key(record: dict) -> str:
+    """The run's config without the options that do not change results (``NEUTRAL``), as text."""
+    config = {k: v for k, v in record["config"].items() if k not in NEUTRAL}
+    return json.dumps(config, sort_keys=True, default=str)
+
+
 def build_groups(
     records: list[tuple[Path, dict]], root: Path, *, with_references: bool = True, per_class: bool = False, sort: str = "miou"
 ) -> list[Group]:
-    """One group per (dataset, split, protocol, n_images), rows sorted by ``sort``, best values marked."""
-    measured: dict[tuple, list[Row]] = {}
-    for path, record in records:
-        key = (record["dataset"], record["split"], record["protocol"], record["n_images"])
-        measured.setdefault(key, []).append(_measured_row(path, record, Path(root)))
+    """One group per ``group_key``, one row per experiment, sorted by ``sort``, best values marked."""
+    measured: dict[tuple, dict[str, list[tuple[Path, dict]]]] = {}
+    for path, record in sorted(records, key=lambda pr: pr[0].parts):
+        measured.setdefault(group_key(record), {}).setdefault(experiment_key(record), []).append((path, record))
     groups = []
     for key in sorted(measured):
-        rows = sorted(measured[key], key=_sort_key(sort))
+        dataset, split, protocol, n_images, dataset_options, precision, stage = key
+        rows = [row for runs in measured[key].values() for row in _experiment_rows(runs, Path(root))]
+        rows.sort(key=_sort_key(sort))
         columns = TEXT_COLUMNS + SCORE_COLUMNS + (_class_columns(rows) if per_class else ()) + (SOURCE_COLUMN,)
-        published = sorted(_published_rows(*key), key=_sort_key(sort)) if with_references else []
-        groups.append(Group(*key, columns=columns, rows=tuple(_mark_best(rows, columns) + published)))
+        published = []
+        if with_references and not dataset_options:
+            published = sorted(_published_rows(dataset, split, protocol, n_images, stage or None), key=_sort_key(sort))
+        groups.append(Group(
+            dataset, split, protocol, n_images, columns=columns, rows=tuple(_mark_best(rows, columns) + published),
+            dataset_options=dataset_options, precision=precision, stage=stage or None,
+        ))
     return groups
+
+
+def _experiment_rows(runs: list[tuple[Path, dict]], root: Path) -> list[Row]:
+    """The rows of one experiment: one per distinct score; a neutral option that changed the scores is named."""
+    rows = [_measured_row(path, record, root) for path, record in runs]
+    by_score: dict[tuple, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_score.setdefault(tuple(row.cells.get(k) for k in ("miou", "pixel_accuracy", "map")), []).append(i)
+    varying = []
+    if len(by_score) > 1:
+        varying = [k for k in NEUTRAL if len({_as_text(r["config"].get(k)) for _, r in runs}) > 1]
+    out = []
+    for members in by_score.values():
+        first = rows[members[0]]
+        cells = dict(first.cells)
+        if varying:
+            config = runs[members[0]][1]["config"]
+            cells["method"] += " {" + ", ".join(f"{k}={_as_text(config.get(k))}" for k in varying) + "}"
+        if len(members) > 1:
+            cells["source"] += f" (+{len(members) - 1} identical)"
+        out.append(replace(first, cells=cells, runs=len(members)))
+    return out
 
 
 def cell_text(row: Row, column: Column, missing: str = "-") -> str:
@@ -175,13 +253,15 @@ def cell_text(row: Row, column: Column, missing: str = "-") -> str:
 
 
 def to_markdown(groups: list[Group]) -> str:
-    """GitHub Markdown: per group a bold caption line and a table, best values in bold."""
+    """GitHub Markdown: per group a bold caption line and a table, best values in bold, then its notes."""
     blocks = []
     for group in groups:
         lines = [f"**{group.caption}**", "", _md_line(c.header for c in group.columns)]
         lines.append("|" + "|".join("---:" if c.numeric else "---" for c in group.columns) + "|")
         for row in group.rows:
             lines.append(_md_line(_marked(cell_text(row, c), c, row, "**{}**") for c in group.columns))
+        if group.notes:
+            lines += ["", *(f"{note}  " for note in group.notes)]
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
 
@@ -191,12 +271,18 @@ def to_csv(groups: list[Group]) -> str:
     columns = list({c.key: c for group in groups for c in group.columns}.values())
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["dataset", "split", "protocol", "n_images", *(c.key for c in columns), "published", "best"])
+    head = ["dataset", "dataset_options", "split", "protocol", "n_images", "precision", "stage"]
+    writer.writerow([*head, *(c.key for c in columns), "published", "best", "runs", "deviations"])
     for group in groups:
         for row in group.rows:
             cells = [cell_text(row, c, missing="") for c in columns]
             best = " ".join(c.key for c in columns if c.key in row.best)
-            writer.writerow([group.dataset, group.split, group.protocol, group.n_images, *cells, row.published, best])
+            options = " ".join(f"{k}={v}" for k, v in group.dataset_options)
+            deviations = "; ".join(f"{d.get('option')}: published {d.get('published')}, used {d.get('used')}" for d in row.deviations)
+            writer.writerow([
+                group.dataset, options, group.split, group.protocol, group.n_images, group.precision, group.stage or "",
+                *cells, row.published, best, row.runs, deviations,
+            ])
     return out.getvalue()
 
 
@@ -215,7 +301,9 @@ def to_latex(groups: list[Group]) -> str:
             if row.published and (i == 0 or not group.rows[i - 1].published):
                 lines.append(r"\midrule")
             lines.append(_tex_line(_marked(latex_escape(cell_text(row, c, "--")), c, row, r"\textbf{{{}}}") for c in group.columns))
-        lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+        lines += [r"\bottomrule", r"\end{tabular}"]
+        lines += [r"\par\smallskip\footnotesize " + latex_escape(note).replace(DEVIATION_MARK, r"\dag{}") for note in group.notes]
+        lines.append(r"\end{table}")
         blocks.append("\n".join(lines))
     return "\n\n".join(blocks) + "\n"
 
@@ -224,12 +312,14 @@ def to_json(groups: list[Group]) -> str:
     """A list of groups: caption, columns, rows (cells by key, ``published``, ``best`` column keys)."""
     data = [
         {
-            "dataset": g.dataset, "split": g.split, "protocol": g.protocol, "n_images": g.n_images,
-            "caption": g.caption,
+            "dataset": g.dataset, "dataset_options": dict(g.dataset_options), "split": g.split,
+            "protocol": g.protocol, "n_images": g.n_images, "precision": g.precision, "stage": g.stage,
+            "caption": g.caption, "notes": list(g.notes),
             "columns": [{"key": c.key, "header": c.header, "numeric": c.numeric} for c in g.columns],
             "rows": [
                 {**{c.key: row.cells.get(c.key) for c in g.columns}, "published": row.published,
-                 "best": [c.key for c in g.columns if c.key in row.best]}
+                 "best": [c.key for c in g.columns if c.key in row.best], "runs": row.runs,
+                 "deviations": list(row.deviations)}
                 for row in g.rows
             ],
         }
@@ -291,8 +381,9 @@ def _measured_row(path: Path, record: dict, root: Path) -> Row:
     config = record["config"]
     classifier = record.get("classifier") if isinstance(record.get("classifier"), dict) else {}
     per_class = record.get("per_class_iou") if isinstance(record.get("per_class_iou"), dict) else {}
+    deviations = tuple(d for d in (record.get("deviations") or ()) if isinstance(d, dict))
     cells = {
-        "method": method_label(config),
+        "method": method_label(config) + (f" {DEVIATION_MARK}" if deviations else ""),
         "backbone": config.get("backbone"),
         "pooling": config.get("pooling"),
         "miou": _pct(record["miou"]),
@@ -301,13 +392,15 @@ def _measured_row(path: Path, record: dict, root: Path) -> Row:
         "source": path.parent.relative_to(root).as_posix(),
     }
     cells.update({f"iou:{name}": _pct(value) for name, value in per_class.items()})
-    return Row(cells)
+    return Row(cells, deviations=deviations)
 
 
-def _published_rows(dataset: str, split: str, protocol: str, n_images: int) -> list[Row]:
+def _published_rows(dataset: str, split: str, protocol: str, n_images: int, stage: str | None) -> list[Row]:
+    """The matching references; a reference that names its stage joins only a group of that stage."""
     return [
         Row({"method": ref.label, "miou": value, "source": f"published: {ref.source}"}, published=True)
         for ref, value in references.matching(dataset, split, protocol, n_images)
+        if getattr(ref, "stage", None) in (None, stage)
     ]
 
 

@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # torch is imported where it is used, so listing the plugins stays fast
+    import torch
 
 
 def select(maps: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     """Pick the requested classes: (B, C, h, w), (B, K) -> (B, K, h, w), zeros for padding."""
+    import torch
+
     b, _, h, w = maps.shape
     picked = torch.gather(maps, 1, classes.clamp(min=0)[:, :, None, None].expand(-1, -1, h, w))
     return picked * (classes >= 0)[:, :, None, None]

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import re
 import typing
+from dataclasses import dataclass
 from typing import Any, Callable
 
 from .errors import UsageError
@@ -96,3 +98,65 @@ def defaults(factory: Callable) -> dict[str, Any]:
             if f.default_factory is not dataclasses.MISSING:  # type: ignore[misc]
                 out[f.name] = f.default_factory()  # type: ignore[misc]
     return out
+
+
+def parse_option_strings(values: tuple[str, ...]) -> tuple[tuple[str, str, str], ...]:
+    """``("fusion.bg_threshold=0.3", ...)`` -> ``(("fusion", "bg_threshold", "0.3"), ...)``."""
+    out = []
+    for text in values:
+        target, eq, value = text.partition("=")
+        stage, dot, key = target.partition(".")
+        if not (eq and dot and stage and key):
+            raise UsageError(f"-O {text}: expected STAGE.KEY=VALUE, e.g. -O fusion.bg_threshold=0.3")
+        out.append((stage, key, value))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
+class OptionInfo:
+    """One option of a component, for ``wssbench list KIND --options``."""
+
+    name: str
+    type: str  # e.g. "float", "str | None", "tuple[float, ...]"
+    default: Any  # ``REQUIRED`` when the option has no default
+    help: str = ""  # the comment after the field in the factory's source, if any
+
+
+REQUIRED = "(required)"
+_FIELD_COMMENT = re.compile(r"^\s+(\w+)\s*:[^#]*#\s*(.+?)\s*$")
+
+
+def describe_options(factory: Callable) -> list[OptionInfo]:
+    """Every option of ``factory`` with its type, default and help, in declaration order.
+
+    The help is the comment written after a dataclass field (``scales: str = "1.0"  # ...``),
+    the convention of the built-in components.
+    """
+    values = defaults(factory)
+    comments = _field_comments(factory)
+    return [
+        OptionInfo(name, type_text(_annotation(factory, name)), values.get(name, REQUIRED), comments.get(name, ""))
+        for name in option_fields(factory)
+    ]
+
+
+def type_text(annotation: Any) -> str:
+    """``int``, ``str | None``, ``tuple[float, ...]``: an annotation as a user reads it."""
+    if annotation is Any or annotation is inspect.Parameter.empty:
+        return "any"
+    if isinstance(annotation, type) and not typing.get_args(annotation):
+        return annotation.__name__
+    if annotation is None or annotation is type(None):
+        return "None"
+    return str(annotation).replace("typing.", "").replace("NoneType", "None")
+
+
+def _field_comments(factory: Callable) -> dict[str, str]:
+    """Field name -> the comment after it, for dataclasses (their fields are their options)."""
+    if not dataclasses.is_dataclass(factory):
+        return {}
+    try:
+        lines = inspect.getsource(factory).splitlines()
+    except (OSError, TypeError):
+        return {}
+    return {m.group(1): m.group(2) for line in lines if (m := _FIELD_COMMENT.match(line))}

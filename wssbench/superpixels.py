@@ -6,7 +6,6 @@ A labelling ``segments`` is an int array (H, W) with values 0 .. S-1, every valu
 from __future__ import annotations
 
 import numpy as np
-from skimage.segmentation import slic
 
 
 def check_slic(n_segments: int, compactness: float) -> None:
@@ -19,6 +18,8 @@ def check_slic(n_segments: int, compactness: float) -> None:
 
 def slic_segments(image: np.ndarray, n_segments: int, compactness: float) -> np.ndarray:
     """SLIC superpixels of a uint8 (H, W, 3) image, relabelled to 0 .. S-1."""
+    from skimage.segmentation import slic  # imported here: listing the plugins stays fast
+
     segments = slic(image, n_segments=n_segments, compactness=compactness, start_label=0)
     return np.unique(segments, return_inverse=True)[1].reshape(segments.shape)  # (H, W)
 

@@ -16,7 +16,7 @@ from . import traceback_option
 
 def rich_table(group: Group) -> Table:
     """Numbers right-aligned, best measured values in bold, published rows in italic after a rule."""
-    table = Table(caption=group.caption)
+    table = Table(caption=Text("\n".join((group.caption, *group.notes))))  # Text: brackets are not markup
     for column in group.columns:
         if column.numeric:
             table.add_column(column.header, justify="right", no_wrap=True)
@@ -43,7 +43,11 @@ def rich_table(group: Group) -> Table:
 @click.option("--sort", type=click.Choice(SORT_KEYS), default="miou", show_default=True, help="Rank rows by this column (numbers descending).")
 @traceback_option
 def leaderboard_command(root: Path, fmt: str, as_json: bool, references: bool, per_class: bool, sort: str) -> None:
-    """Rank every run (result.json) under DIR: one table per dataset, split and protocol."""
+    """Rank every run (result.json) under DIR: one table per dataset, split, protocol and precision.
+
+    Identical runs that differ only in options that do not change results (workers, batch
+    size, device, ...) make one row; a run that deviates from a published setting is marked.
+    """
     if as_json:
         if fmt not in ("table", "json"):
             raise UsageError(f"--json and --format {fmt} ask for different formats; give one")

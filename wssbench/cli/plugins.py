@@ -1,4 +1,4 @@
-"""``wssbench plugins`` and ``wssbench list KIND``."""
+"""``wssbench plugins`` and ``wssbench list KIND``: what is installed, without importing torch."""
 
 from __future__ import annotations
 
@@ -6,8 +6,10 @@ import json
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+from ..options import REQUIRED, describe_options
 from ..registry import KINDS, default_registry
 from . import traceback_option
 
@@ -16,10 +18,14 @@ from . import traceback_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 @traceback_option
 def plugins_command(as_json: bool) -> None:
-    """List every registered component by kind, with the plugin that registered it."""
+    """List every registered component by kind, with the plugin that registered it.
+
+    Plugins that failed to import or to register are listed after the components, with the
+    error; their components are missing.
+    """
     registry = default_registry()
     rows = [{"kind": e.kind, "name": e.name, "plugin": e.plugin, "description": e.description} for e in registry.entries()]
-    failures = [{"plugin": f.plugin, "error": f.error} for f in registry.failures]
+    failures = [{"plugin": f.plugin, "stage": f.stage, "error": f.error} for f in registry.failures]
     if as_json:
         click.echo(json.dumps({"components": rows, "failed": failures}, indent=2))
         return
@@ -27,20 +33,57 @@ def plugins_command(as_json: bool) -> None:
     for col in ("kind", "name", "plugin", "description"):
         table.add_column(col)
     for r in rows:
-        table.add_row(r["kind"], r["name"], r["plugin"], r["description"])
+        table.add_row(*(escape(r[c]) for c in ("kind", "name", "plugin", "description")))
+    if failures:
+        table.add_section()
+        for f in failures:
+            what = "failed to import" if f["stage"] == "import" else f"failed in {f['stage']}"
+            table.add_row("[red]failed[/red]", "-", escape(f["plugin"]), escape(f"{what}, skipped: {f['error']}"))
     Console().print(table)
 
 
 @click.command("list")
 @click.argument("kind", type=click.Choice(list(KINDS)))
+@click.option("--options", "with_options", is_flag=True, help="Also list each component's options (-O keys) with types and defaults.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 @traceback_option
-def list_command(kind: str, as_json: bool) -> None:
-    """List the names of one KIND of component, with a one-line description each."""
+def list_command(kind: str, with_options: bool, as_json: bool) -> None:
+    """List the names of one KIND of component, with a one-line description each.
+
+    With --options, each component's options follow its name: ``-O STAGE.KEY=VALUE`` sets one
+    (STAGE is the kind, or a refiner's name).
+    """
     entries = default_registry().entries(kind)
     if as_json:
-        click.echo(json.dumps({e.name: e.description for e in entries}, indent=2))
+        if with_options:
+            data = {e.name: {"description": e.description, "options": _options_json(e.factory)} for e in entries}
+        else:
+            data = {e.name: e.description for e in entries}
+        click.echo(json.dumps(data, indent=2, default=repr))
         return
     width = max((len(e.name) for e in entries), default=0)
     for e in entries:
         click.echo(f"{e.name:<{width}}  {e.description}")
+        if with_options:
+            stage = e.name if kind == "refiner" else kind
+            for o in describe_options(e.factory):
+                default = "" if o.default is REQUIRED else f" = {_show(o.default)}"
+                help_text = f"  # {o.help}" if o.help else ""
+                click.echo(f"    -O {stage}.{o.name}: {o.type}{default}{help_text}")
+
+
+def _show(value) -> str:
+    """A default as it is written after ``-O KEY=`` (booleans lower case, sequences comma-separated)."""
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, (tuple, list)):
+        return ",".join(_show(v) for v in value) or '""'
+    return json.dumps(value) if isinstance(value, str) else str(value)
+
+
+def _options_json(factory) -> list[dict]:
+    return [
+        {"name": o.name, "type": o.type, "required": o.default is REQUIRED,
+         **({} if o.default is REQUIRED else {"default": o.default}), "help": o.help}
+        for o in describe_options(factory)
+    ]

@@ -1,14 +1,24 @@
-"""Rich renderings of a run config and of a result record."""
+"""Rich renderings of a run config and of a result record, and plain lines that hold paths."""
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from rich.console import Console
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from ..config import RunConfig
+if TYPE_CHECKING:
+    from ..config import RunConfig
+
+
+def print_line(console: Console, text: str) -> None:
+    """Print ``text`` as is: no markup, no highlighting, and never wrapped (a path piped to a
+    file or another program stays whole; a terminal folds the line itself)."""
+    console.print(escape(text), soft_wrap=True, highlight=False)
 
 
 def config_panel(config: RunConfig, out: Path) -> Panel:

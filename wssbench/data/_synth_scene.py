@@ -19,8 +19,7 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import numpy as np
-from skimage import color, data, draw, filters, morphology, transform
-from skimage.segmentation import find_boundaries
+import skimage as ski  # submodules load on first use (scikit-image's lazy loader): listing the plugins stays fast
 
 REF_SIZE = 128  # texture scales are set for this image size and follow the image size
 _T = 96  # template side
@@ -54,10 +53,10 @@ BACKGROUNDS = ("astronaut", "coffee", "rocket", "motorcycle", "camera", "hubble_
 
 def _load(name: str) -> np.ndarray:
     """A bundled picture as float32: grey (H, W) stretched to [0, 1], or colour (H, W, 3)."""
-    img = data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(data, name)()
+    img = ski.data.stereo_motorcycle()[0] if name == "motorcycle" else getattr(ski.data, name)()
     img = np.asarray(img, dtype=np.float32)
     if max(img.shape[:2]) > 640:
-        img = transform.rescale(img, 512 / max(img.shape[:2]), channel_axis=-1 if img.ndim == 3 else None)
+        img = ski.transform.rescale(img, 512 / max(img.shape[:2]), channel_axis=-1 if img.ndim == 3 else None)
     if img.ndim == 3:
         return np.ascontiguousarray(img[..., :3] / 255.0, dtype=np.float32)
     lo, hi = np.percentile(img, (1, 99))
@@ -76,20 +75,20 @@ def _polygon(radii: list[float], phase: float) -> np.ndarray:
     angles = phase + 2 * np.pi * np.arange(len(radii)) / len(radii)
     c = (_T - 1) / 2
     mask = np.zeros((_T, _T), dtype=bool)
-    mask[draw.polygon(c + np.sin(angles) * radii, c + np.cos(angles) * radii, mask.shape)] = True
+    mask[ski.draw.polygon(c + np.sin(angles) * radii, c + np.cos(angles) * radii, mask.shape)] = True
     return mask
 
 
 def _horse() -> np.ndarray:
     """The scikit-image horse silhouette, cropped and fitted into the template disc."""
-    horse = ~data.horse()
+    horse = ~ski.data.horse()
     rows, cols = np.nonzero(horse)
     horse = horse[rows.min() : rows.max() + 1, cols.min() : cols.max() + 1].astype(np.float32)
     scale = 1.9 * _R / max(horse.shape)
     h, w = round(horse.shape[0] * scale), round(horse.shape[1] * scale)
     mask = np.zeros((_T, _T), dtype=bool)
     top, left = (_T - h) // 2, (_T - w) // 2
-    mask[top : top + h, left : left + w] = transform.resize(horse, (h, w)) > 0.5
+    mask[top : top + h, left : left + w] = ski.transform.resize(horse, (h, w)) > 0.5
     return mask
 
 
@@ -98,13 +97,13 @@ def templates() -> dict[str, np.ndarray]:
     """Float32 (T, T) masks of every class's shape, centred in the template."""
     c = (_T - 1) / 2
     disc = np.zeros((_T, _T), dtype=bool)
-    disc[draw.disk((c, c), _R)] = True
+    disc[ski.draw.disk((c, c), _R)] = True
     ring = disc.copy()
-    ring[draw.disk((c, c), 0.55 * _R)] = False
+    ring[ski.draw.disk((c, c), 0.55 * _R)] = False
     cross = np.zeros((_T, _T), dtype=bool)
     arm, reach = 0.3 * _R, _R
-    cross[draw.rectangle((c - arm, c - reach), (c + arm, c + reach), shape=cross.shape)] = True
-    cross[draw.rectangle((c - reach, c - arm), (c + reach, c + arm), shape=cross.shape)] = True
+    cross[ski.draw.rectangle((c - arm, c - reach), (c + arm, c + reach), shape=cross.shape)] = True
+    cross[ski.draw.rectangle((c - reach, c - arm), (c + reach, c + arm), shape=cross.shape)] = True
     shapes = {
         "disc": disc,
         "ring": ring,
@@ -125,17 +124,17 @@ def _crop(src: np.ndarray, size: int, rng: np.random.Generator, zoom: tuple[floa
     half = 0.71 * z * size  # radius of the rotated crop in source pixels
     cy, cx = rng.uniform(half, max(h - half, half)), rng.uniform(half, max(w - half, half))
     tform = (
-        transform.AffineTransform(translation=(-size / 2, -size / 2))
-        + transform.AffineTransform(scale=z, rotation=rng.uniform(0, 2 * np.pi))
-        + transform.AffineTransform(translation=(cx, cy))
+        ski.transform.AffineTransform(translation=(-size / 2, -size / 2))
+        + ski.transform.AffineTransform(scale=z, rotation=rng.uniform(0, 2 * np.pi))
+        + ski.transform.AffineTransform(translation=(cx, cy))
     )
-    return transform.warp(src, tform, output_shape=(size, size), order=1, mode="reflect").astype(np.float32)
+    return ski.transform.warp(src, tform, output_shape=(size, size), order=1, mode="reflect").astype(np.float32)
 
 
 def _tint(grey: np.ndarray, hue: float, saturation: tuple[float, float], rng: np.random.Generator) -> np.ndarray:
     """Colour a grey texture with a jittered version of ``hue``."""
     hsv = [(hue + rng.uniform(-0.03, 0.03)) % 1.0, rng.uniform(*saturation), rng.uniform(0.7, 1.0)]
-    rgb = color.hsv2rgb(np.array(hsv, dtype=np.float32).reshape(1, 1, 3)).reshape(3)
+    rgb = ski.color.hsv2rgb(np.array(hsv, dtype=np.float32).reshape(1, 1, 3)).reshape(3)
     grey = grey[..., None]
     return np.clip(grey * (0.2 + 0.95 * rgb) + 0.15 * rgb * (1 - grey), 0, 1)
 
@@ -163,16 +162,16 @@ def _place(shape: str, size: int, rng: np.random.Generator) -> np.ndarray:
     cy, cx = rng.uniform(0.3 * d, size - 0.3 * d, 2)
     c = (_T - 1) / 2
     tform = (
-        transform.AffineTransform(translation=(-c, -c))
-        + transform.AffineTransform(scale=(flip * s * aspect, s / aspect), rotation=rotation)
-        + transform.AffineTransform(translation=(cx, cy))
+        ski.transform.AffineTransform(translation=(-c, -c))
+        + ski.transform.AffineTransform(scale=(flip * s * aspect, s / aspect), rotation=rotation)
+        + ski.transform.AffineTransform(translation=(cx, cy))
     )
-    return transform.warp(templates()[shape], tform.inverse, output_shape=(size, size), order=1)
+    return ski.transform.warp(templates()[shape], tform.inverse, output_shape=(size, size), order=1)
 
 
 def _blob(size: int, rng: np.random.Generator) -> np.ndarray:
     """Soft alpha of an irregular clutter region covering roughly 15-40% of the image."""
-    field = transform.resize(rng.standard_normal((6, 6)), (size, size), order=3)
+    field = ski.transform.resize(rng.standard_normal((6, 6)), (size, size), order=3)
     threshold = np.quantile(field, 1 - rng.uniform(0.15, 0.4))
     return np.clip((field - threshold) / (0.15 * field.std() + 1e-6), 0, 1)
 
@@ -234,12 +233,12 @@ def render_scene(
         image = alpha[..., None] * texture + (1 - alpha[..., None]) * image
         label_of.append(cls)
         owner[alpha > 0.5] = len(label_of) - 1
-    image = filters.gaussian(image, sigma=rng.uniform(0.3, 0.8), channel_axis=-1)
+    image = ski.filters.gaussian(image, sigma=rng.uniform(0.3, 0.8), channel_axis=-1)
     image = image + rng.normal(0, rng.uniform(0.005, 0.02), image.shape)
     mask = np.asarray(label_of, dtype=np.uint8)[owner]
     if border > 0:
-        band = find_boundaries(owner, mode="thick")
+        band = ski.segmentation.find_boundaries(owner, mode="thick")
         if border > 2:
-            band = morphology.dilation(band, morphology.disk((border - 1) // 2))
+            band = ski.morphology.dilation(band, ski.morphology.disk((border - 1) // 2))
         mask[band] = 255
     return (np.clip(image, 0, 1) * 255 + 0.5).astype(np.uint8), mask

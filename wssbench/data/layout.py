@@ -18,8 +18,15 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError
+from ..errors import DataError, UsageError
 from ..io import read_image, read_mask
+
+
+class UnknownSplitError(UsageError, DataError):
+    """A split the dataset does not have: a usage error (exit 2) that names the available splits.
+
+    Also a :class:`DataError`, which it was before the split became a command-line argument.
+    """
 
 
 class SegmentationDataset:
@@ -53,11 +60,21 @@ class SegmentationDataset:
     def splits(self) -> list[str]:
         return sorted(p.stem for p in (self.root / "ImageSets/Segmentation").glob("*.txt"))
 
+    def check_split(self, split: str) -> None:
+        """Raise :class:`UnknownSplitError` (exit 2) naming the available splits unless ``split`` is one.
+
+        Call it after :meth:`prepare`, before any work: ``--split nosuch`` is a usage error.
+        """
+        available = self.splits()
+        if split not in available:
+            path = self.root / "ImageSets/Segmentation" / f"{split}.txt"
+            raise UnknownSplitError(f"{path}: split '{split}' not found; available: {', '.join(available) or 'none'}")
+
     def ids(self, split: str) -> list[str]:
         path = self.root / "ImageSets/Segmentation" / f"{split}.txt"
         if not path.is_file():
-            available = ", ".join(self.splits()) or "none"
-            raise DataError(f"{path}: split '{split}' not found; available: {available}")
+            self.check_split(split)  # raises unless the split's list is missing for another reason
+            raise DataError(f"{path}: split '{split}' has no image list")
         return [line.split()[0] for line in path.read_text().splitlines() if line.strip()]
 
     def check_files(self, ids: list[str]) -> None:
