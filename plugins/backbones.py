@@ -14,13 +14,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import wssbench
-from wssbench.classifier import Classifier
 from wssbench.errors import DataError, OfflineError, UsageError
-from wssbench.imagenet import HEADS, imagenet_classifier
-from wssbench.weights import load_weights
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # torch and timm are imported where they are used, so listing the plugins stays fast
     from torch import nn
+
+    from wssbench.classifier import Classifier
+
+HEADS = ("imagenet", "voc")  # wssbench.imagenet.HEADS, spelled here without importing torch
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ class TimmBackbones:
             )
         model = self._create(model_name, pretrained and weights is None, kwargs)
         if weights is not None:
+            from wssbench.weights import load_weights
+
             load_weights(model, weights)  # a classifier in the checkpoint is left out
         return model, pretrained_normalisation(model)
 
@@ -90,6 +93,8 @@ class ImageNetBackbones:
             raise UsageError(f"backbone imagenet: output_stride must be 8, 16 or 32, got {self.output_stride}")
 
     def classifier(self, model_name: str, pretrained: bool = False, weights: str | None = None) -> Classifier:
+        from wssbench.imagenet import imagenet_classifier
+
         return imagenet_classifier(model_name, weights, head=self.head, output_stride=self.output_stride, pretrained=pretrained)
 
     def build(self, model_name: str, pretrained: bool = False, weights: str | None = None) -> tuple[nn.Module, dict]:
