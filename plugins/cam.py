@@ -157,6 +157,10 @@ class CAM:
 
     def from_forward(self, model, forward, classes: torch.Tensor) -> torch.Tensor:
         """The same maps as ``__call__`` from the pipeline's shared forward pass (its features)."""
+        import torch
+
+        from wssbench.classifier import upsample
+
         classes = torch.as_tensor(classes).to(forward.features.device)
         raw = cam_from_features(model, forward.features, classes)  # (B, K, h, w)
         return max_normalise(upsample(raw, forward.images.shape[-2:]))  # (B, K, H, W)

@@ -39,8 +39,6 @@ def test_help_imports_no_command_and_no_heavy_library():
 
 @pytest.mark.parametrize("args", [("list", "saliency"), ("list", "fusion", "--options"), ("plugins",)])
 def test_list_and_plugins_import_no_heavy_library(args):
-    if imports_torch("wssbench.saliency"):
-        pytest.skip("wssbench.saliency imports torch at module level (its lazy imports land with the saliency work)")
     assert heavy_imports(*args) == []
 
 

@@ -216,13 +216,13 @@ def test_label_of_a_preset_with_component_options():
     from wssbench.leaderboard import method_label
 
     config = {
-        "preset": "dcsm", "backbone": "vgg16", "pretrained": True, "pooling": "gmp", "classmap": None, "saliency": "multilayer", "fusion": "threshold",
-        "refine": ["densecrf"],
-        "options": {"saliency": {"distinct": True, "scales": [0.8, 1.0, 1.2]}, "fusion": {"bg_threshold": 0.15}},
+        "preset": "dcsm", "backbone": "vgg16", "pretrained": True, "pooling": "gmp", "classmap": None, "saliency": "dcsm",
+        "fusion": "threshold", "refine": ["densecrf"], "detect_by": "saliency", "max_classes": None, "top1": False,
+        "options": {"saliency": {"signal": "map"}, "fusion": {"bg_threshold": 0.15}},
     }
     assert method_label(config) == "dcsm [fusion.bg_threshold=0.15]"  # the preset's own options go without saying
-    config["options"]["saliency"]["scales"] = [1.0]
-    assert method_label(config) == "dcsm [fusion.bg_threshold=0.15, saliency.scales=[1.0]]"
+    config["options"]["saliency"]["canvas"] = 64
+    assert method_label(config) == "dcsm [fusion.bg_threshold=0.15, saliency.canvas=64]"
     config["refine"] = ["none"]
     assert method_label(config).endswith("(from dcsm)")
 

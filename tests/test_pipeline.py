@@ -73,7 +73,7 @@ def test_a_batch_with_no_detection_is_all_background(resnet18_classifier):
     from wssbench.config import build_config
     from wssbench.pipeline import ImageMaps, stage_maps, Timer
     from wssbench_plugins.classmaps import FCNScoreMaps
-    from wssbench.saliency import GuidedBP
+    from wssbench_plugins.saliency import GuidedBP
     from wssbench_plugins.fusion import ThresholdFusion
 
     model = resnet18_classifier(4)

@@ -24,7 +24,7 @@ from wssbench.evaluation import (
 from wssbench.evaluation.causal import blur_baseline, salient_ranks
 from wssbench.record import describe_components
 from wssbench.registry import default_registry
-from wssbench.saliency import GuidedBP, VanillaBP
+from wssbench_plugins.saliency import GuidedBP, VanillaBP
 
 
 def sigmoid(z: float) -> float:

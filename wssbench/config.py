@@ -269,6 +269,8 @@ def recorded_value(key: str, value: Any) -> Any:
         return _stage_name(value)
     if key == "refine":
         return list(_refiners(value))
+    if value == "none":  # an optional value left unset (--max-classes none)
+        return None
     return list(value) if isinstance(value, tuple) else value
 
 
