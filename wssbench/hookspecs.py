@@ -47,6 +47,11 @@ def register_datasets(register: Register) -> None:
     ``load_mask(id) -> uint8 (H, W)`` with 255 = ignore, ``image_labels(id) -> bool (C,)``
     over the foreground classes, and ``prepare()`` which makes the data ready (generates it,
     or checks the layout) and raises :class:`wssbench.errors.DataError` when it cannot.
+
+    Optional capabilities: ``check_files(ids)``, a cheap check that every id's files exist,
+    called when a run starts so that missing data fails before training; ``content_key()``,
+    what determines the data's content, for the classifier's cache key (else the split's ids,
+    image labels and file sizes are used).
     """
 
 
@@ -71,6 +76,18 @@ def register_saliency(register: Register) -> None:
     one class-specific saliency map per requested class, at the input resolution, raw (not
     normalised), float32, non-negative unless the method documents otherwise. The model is
     left exactly as it was (modules, hooks, ``requires_grad``, mode).
+
+    A method that can work from the forward pass the pipeline shares between its stages
+    declares ``shares_forward = True`` (absent or False: it runs its own forward passes, as
+    ``dcsm`` does) and two methods: ``forward_spec(model) -> dict``, the keyword arguments of
+    :func:`wssbench.saliency.record` it needs (``rule``, ``layers``, ``at_input``,
+    ``unsupported``), and ``from_trace(trace, classes) -> maps (B, K, H, W)``, the same maps as
+    ``method(model, trace.images, classes)``, taken inside the ``record`` block from a
+    :class:`wssbench.saliency.Trace` recorded with that spec. The host takes the classifier's
+    scores, score maps and features from the same pass. A method with its own class detection
+    (DCSM's union over scales) offers ``detect(model, images) -> (present (B, C) bool,
+    evidence (B, C))``, used with ``--detect-by saliency``. Back-propagation methods take the
+    option ``signal``: ``pooled`` (the class score) or ``map`` (the sum of the class's score map).
     """
 
 
@@ -83,7 +100,14 @@ def register_classmaps(register: Register) -> None:
     by its maximum, negatives clipped). A producer that must be fitted on training data first
     declares ``needs_fit = True`` and a method ``fit(model, dataset, split, key)``, called once
     per run before any map is asked for; ``key`` is a string identifying the trained classifier,
-    so the producer can cache what it fits (under ``wssbench.cache.cache_dir()``).
+    so the producer can cache what it fits (under ``wssbench.cache.cache_dir()``). ``fit`` may
+    take a keyword ``progress``: it is then called ``progress(done, total)`` as the fit goes.
+
+    A producer that can make its maps from the pipeline's shared forward pass declares a true
+    ``uses_forward`` (an attribute or property) and ``from_forward(model, forward, classes) ->
+    maps``, the same maps as ``producer(model, forward.images, classes)`` from
+    ``forward.scores`` (B, C), ``forward.score_maps`` (B, C, h, w) and ``forward.features``
+    (B, F, h, w) (see :mod:`wssbench.forward`).
     """
 
 
@@ -97,6 +121,10 @@ def register_fusion(register: Register) -> None:
     float32 (K, H, W) or ``None`` when that stage is off. ``probs`` is float32 (K+1, H, W),
     non-negative and summing to 1 over the first axis; row 0 is background and row ``k+1``
     is ``labels[k]``. The predicted label of a pixel is that of its largest probability.
+
+    Capabilities: ``needs_maps = False`` says the method reads no maps (the pipeline then
+    computes none); ``needs_scores = True`` has it called with a keyword ``scores``, the
+    classifier scores (K,) of ``labels`` (an image-level prior needs them).
     """
 
 

@@ -429,6 +429,10 @@ def map_caches(config: RunConfig, registry: Registry, classifier: str) -> dict[s
 
 def check_split(config: RunConfig, dataset: Any) -> list[str]:
     """The ids to segment, with a cheap check that their files exist (before any training)."""
+    for split in (config.split, config.train_split):
+        check = getattr(dataset, "check_split", None)
+        if callable(check):
+            check(split)  # an unknown split is a usage error, before any training
     ids = dataset.ids(config.split)[: config.limit]
     if not ids:
         raise DataError(f"split '{config.split}' of dataset '{config.dataset}' is empty")

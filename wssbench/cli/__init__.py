@@ -117,6 +117,21 @@ def describe_failure(error: BaseException) -> str:
 def cli() -> None:
     """Benchmark weakly-supervised semantic segmentation methods as plugins."""
     warnings.formatwarning = _one_line_warning
+    _say_library_messages()
+
+
+def _say_library_messages() -> None:
+    """The library's own messages (``logging.getLogger("wssbench")``: waiting for another run's
+    lock, ...) as ``info: ...`` lines on stderr."""
+    import logging
+
+    log = logging.getLogger("wssbench")
+    if not any(getattr(h, "_wssbench", False) for h in log.handlers):
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("info: %(message)s"))
+        handler._wssbench = True  # type: ignore[attr-defined]
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
 
 
 def _one_line_warning(message, category, filename, lineno, line=None) -> str:
