@@ -34,6 +34,7 @@ from ..cache import fingerprint
 from ..config import RunConfig, build_config, merge
 from ..errors import DataError, UsageError
 from ..io import check_run_dir
+from .progress import progress_display
 from . import traceback_option
 
 ROW_KEYS = {"label", "tune", "published"}
@@ -91,7 +92,7 @@ def slug(label: str) -> str:
     return re.sub(r"[^A-Za-z0-9.+-]+", "_", label).strip("_") or "row"
 
 
-def tune_row(spec: dict, row: dict, registry) -> tuple[dict, dict]:
+def tune_row(spec: dict, row: dict, registry, progress: Any = None) -> tuple[dict, dict]:
     """Grid-search ``row['tune']`` on the tune split; returns the chosen options and a report."""
     from ..api import Pipeline
 
@@ -103,7 +104,7 @@ def tune_row(spec: dict, row: dict, registry) -> tuple[dict, dict]:
     for values in itertools.product(*grid.values()):
         choice = dict(zip(grid, values))
         config = row_config(spec, row, extra_options=choice, split=split, limit=spec.get("tune_limit"))
-        record = Pipeline(config, registry=registry).run()
+        record = Pipeline(config, registry=registry).run(progress=progress)
         scores.append({"options": choice, "miou": record["miou"]})
     best = max(scores, key=lambda s: s["miou"])
     report = {"split": split, "limit": spec.get("tune_limit"), "grid": grid, "scores": scores, "chosen": best["options"]}
@@ -140,7 +141,7 @@ def row_key(spec: dict, row: dict, registry) -> str:
     })
 
 
-def run_row(spec: dict, row: dict, out: Path, registry, console: Console) -> dict:
+def run_row(spec: dict, row: dict, out: Path, registry, console: Console, progress: Any = None) -> dict:
     from ..api import Pipeline
 
     key = row_key(spec, row, registry)
@@ -154,7 +155,7 @@ def run_row(spec: dict, row: dict, out: Path, registry, console: Console) -> dic
     config = row["_config"]
     if row.get("tune"):
         console.print(f"{row['label']}: tuning {', '.join(row['tune'])} on {spec.get('tune_split', 'train')}")
-        chosen, tuning = tune_row(spec, row, registry)
+        chosen, tuning = tune_row(spec, row, registry, progress)
         for option in tuning["at_edge"]:
             console.print(f"[yellow]warning: row '{row['label']}': the best {option} ({chosen[option]}) is at the edge of its grid {row['tune'][option]}; widen it[/yellow]")
         config = row_config(spec, row, extra_options=chosen)
@@ -162,7 +163,7 @@ def run_row(spec: dict, row: dict, out: Path, registry, console: Console) -> dic
         console.print(f"{row['label']}: replacing the earlier result in {out}", soft_wrap=True)
     console.print(f"{row['label']}: running")
     annotations = {"bench_row": key, "bench_label": row["label"], "tuning": tuning, "published": row.get("published")}
-    return Pipeline(config, registry=registry).run(out, annotations=annotations)
+    return Pipeline(config, registry=registry).run(out, progress, annotations=annotations)
 
 
 def _pct(x: Any) -> str:
@@ -192,7 +193,8 @@ def bench_command(file: Path, out: Path | None, settings: tuple[str, ...], as_js
     console = Console(stderr=True)
     for row in spec["rows"]:  # every row's folder is checked before the first row runs
         check_run_dir(out / slug(row["label"]))
-    records = [(row, run_row(spec, row, out / slug(row["label"]), registry, console)) for row in spec["rows"]]
+    with progress_display(console) as progress:  # training, fits and each row's images, bars or lines
+        records = [(row, run_row(spec, row, out / slug(row["label"]), registry, console, progress)) for row in spec["rows"]]
     rows = [
         {
             "label": row["label"], "miou": rec["miou"], "pixel_accuracy": rec["pixel_accuracy"],
