@@ -25,6 +25,16 @@ def wssbench_home(tmp_path_factory):
         os.environ["WSSBENCH_HOME"] = previous
 
 
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models run faster on one thread than on two of a shared 2-core machine
+    (``pytestmark = pytest.mark.usefixtures("one_thread")`` in a module)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def tiny_dataset(wssbench_home):
     """The tiny synthetic dataset (24 train / 12 val images, 64 px), generated once per session."""

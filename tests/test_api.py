@@ -1,7 +1,6 @@
 """One assembly path (build_config), the Python API, re-running a record, and the shared forward pass."""
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest

@@ -11,8 +11,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from test_saliency import assert_unchanged, one_thread, snapshot  # noqa: F401 (fixture)
+from test_saliency import assert_unchanged, snapshot  # noqa: F401 (fixture)
 from wssbench.registry import build_registry
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 REGISTRY = build_registry()
 # Options that keep a method fast and its maps non-trivial on a random model: dcsm's 500 px

@@ -17,9 +17,11 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from test_saliency import assert_unchanged, one_thread, snapshot  # noqa: F401 (fixture)
+from test_saliency import assert_unchanged, snapshot
 from wssbench.errors import UsageError
 from wssbench.registry import build_registry
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 from wssbench.saliency.dcsm import accumulate, canvas_box, contrast_classes, dcsm_maps, detect, finish, on_canvas
 from wssbench_plugins.dcsm import DCSM
 

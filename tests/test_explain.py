@@ -9,10 +9,12 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from test_saliency import one_thread  # noqa: F401 (fixture)
 from wssbench.cli import WssbenchGroup
 from wssbench.cli.explain import explain_command, jet
 from wssbench.data.synthetic import CLASSES
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 TINY = ["-O", "dataset.preset=tiny", "--epochs", "1", "--device", "cpu"]
 CLI = WssbenchGroup(commands={"explain": explain_command})  # the main group's error handling

@@ -70,8 +70,7 @@ def test_select_classes_without_cap_or_forced_top1():
 
 
 def test_a_batch_with_no_detection_is_all_background(resnet18_classifier):
-    from wssbench.config import build_config
-    from wssbench.pipeline import ImageMaps, stage_maps, Timer
+    from wssbench.pipeline import stage_maps, Timer
     from wssbench_plugins.classmaps import FCNScoreMaps
     from wssbench_plugins.saliency import GuidedBP
     from wssbench_plugins.fusion import ThresholdFusion

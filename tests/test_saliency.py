@@ -34,13 +34,7 @@ def make_model(name: str) -> nn.Module:
     return timm.create_model(name, pretrained=False, num_classes=NUM_CLASSES, **kwargs).double().eval()
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Tiny models run faster on one thread than on two of a shared 2-core machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,6 @@ import torch
 from click.testing import CliRunner
 from torch import nn
 
-from test_saliency import one_thread  # noqa: F401 (fixture: tiny models are faster on one thread)
 from wssbench.classifier import Classifier
 from wssbench.cli import WssbenchGroup
 from wssbench.cli.saliency_eval import saliency_eval_command
@@ -25,6 +24,9 @@ from wssbench.evaluation.causal import blur_baseline, salient_ranks
 from wssbench.record import describe_components
 from wssbench.registry import default_registry
 from wssbench_plugins.saliency import GuidedBP, VanillaBP
+
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def sigmoid(z: float) -> float:

@@ -15,11 +15,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from test_saliency import SumPool, assert_unchanged, one_thread, rel_diff, snapshot  # noqa: F401 (fixture)
+from test_saliency import SumPool, assert_unchanged, rel_diff, snapshot  # noqa: F401 (fixture)
 from wssbench.classifier import Classifier
 from wssbench.errors import UsageError
 from wssbench.saliency import class_gradients, default_layers
 from wssbench_plugins.saliency import MultiLayer, VanillaBP
+
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 
 NUM_CLASSES = 5
 VGG16_CONV3_1_TO_5_3 = [f"features.{i}" for i in (10, 12, 14, 17, 19, 21, 24, 26, 28)]

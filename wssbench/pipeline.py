@@ -41,7 +41,7 @@ from . import distributed
 from .distributed import World
 from .registry import Registry
 from .workers import PredictPool, merge_stats
-from .training import checkpoint_path, load_checkpoint, mean_average_precision, recipe_dict, save_checkpoint, train
+from .training import checkpoint_path, mean_average_precision, recipe_dict, save_checkpoint, train
 
 CLASSIFIER_VERSION = 2  # 2: the initialisation is seeded (1 drew it from an unseeded generator)
 SEGMENT_WALL = "segment_wall"  # timer stage: the whole loop over the split

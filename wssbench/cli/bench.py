@@ -21,7 +21,6 @@ from __future__ import annotations
 import itertools
 import json
 import re
-import tempfile
 import tomllib
 from pathlib import Path
 from typing import Any

@@ -27,7 +27,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from ..classifier import POOLINGS, Classifier
-from ..config import RunConfig, parse_option_strings
+from ..config import RunConfig, build_config
 from ..errors import DataError, UsageError
 from ..imagenet import ImageNetClassifier, imagenet_index
 from ..io import atomic_path, read_image
@@ -36,7 +36,6 @@ from ..registry import Registry, default_registry
 from ..training import TrainRecipe, load_checkpoint
 from . import traceback_option
 from .params import ComponentName
-from ..config import resolve_device
 
 MIN_TILE = 256  # pixels, short side of a tile
 CAPTION = 20  # pixels above each tile
@@ -205,12 +204,12 @@ def explain_command(image: Path, checkpoint: Path | None, **kw) -> None:
     saliency_names = kw["saliency_names"] or ("gbp",)
     classmap_names = kw["classmap_names"] or ("fcn",)
     pixels = read_image(image)  # (H, W, 3) uint8
-    config = RunConfig(
-        **{k: kw[k] or DEFAULTS[k] for k in DEFAULTS}, data_root=kw["data_root"],
+    config = build_config(  # the one assembly path; defaults from RunConfig
+        {k: kw[k] for k in DEFAULTS if kw[k]}, data_root=kw["data_root"],
         weights=str(kw["weights"]) if kw["weights"] else None,
-        recipe=TrainRecipe(epochs=kw["epochs"]), saliency=saliency_names[0], classmap=classmap_names[0], refine=(),
-        options=parse_option_strings(kw["options"]), score_threshold=kw["score_threshold"],
-        max_classes=kw["max_classes"], device=resolve_device(kw["device"]),
+        epochs=kw["epochs"], saliency=saliency_names[0], classmap=classmap_names[0] or "none", refine="none",
+        options=list(kw["options"]), score_threshold=kw["score_threshold"],
+        max_classes=kw["max_classes"], device=kw["device"], workers=1,
     )
     registry = default_registry()
     if checkpoint is not None:

@@ -21,7 +21,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from ..classifier import POOLINGS, Classifier
-from ..config import RunConfig, parse_option_strings
+from ..config import RunConfig, build_config, parse_option_strings
 from ..errors import UsageError
 from ..evaluation import METRICS, EvalOptions, evaluate_saliency
 from ..evaluation.causal import BASELINES
@@ -32,7 +32,6 @@ from ..registry import Registry, default_registry
 from ..training import TrainRecipe
 from . import traceback_option
 from .params import ComponentName
-from ..config import resolve_device
 
 RECORD_KIND = "saliency-eval"
 METHOD_STAGES = ("saliency", "classmap")
@@ -101,11 +100,11 @@ def saliency_eval_command(**kw) -> None:
     )
     run_options, method_options = _split_options(kw["options"])
     chosen = [("saliency", n) for n in kw["saliency"]] + [("classmap", n) for n in kw["classmap"]] or [("saliency", "gbp")]
-    config = RunConfig(
+    config = build_config(  # the one assembly path; defaults from RunConfig
         dataset=kw["dataset"], data_root=kw["data_root"], split=kw["split"], train_split=kw["train_split"],
         backbone=kw["backbone"], pooling=kw["pooling"], pretrained=kw["pretrained"], weights=kw["weights"],
-        recipe=TrainRecipe(epochs=kw["epochs"]), saliency=None, classmap=None, fusion="background", refine=(),
-        options=run_options, limit=kw["limit"], device=resolve_device(kw["device"]),
+        epochs=kw["epochs"], saliency="none", classmap="none", fusion="background", refine="none",
+        options=run_options, limit=kw["limit"], device=kw["device"], workers=1,
     )
     registry = default_registry()
     methods = [(stage, name, registry.create(stage, name, **method_options[stage])) for stage, name in chosen]
