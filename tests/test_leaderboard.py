@@ -285,3 +285,30 @@ def test_stage_groups_and_deviations_are_marked_with_a_note(tmp_path):
     assert (row["stage"], row["deviations"]) == ("pseudo-mask", "fusion.bg_threshold: published 0.25, used 0.3")
     table = invoke(tmp_path)
     assert table.exit_code == 0 and "† mask: fusion.bg_threshold published 0.25, used 0.3" in " ".join(table.stdout.split())
+
+
+def test_saliency_evaluation_shows_beside_the_run(tmp_path):
+    """A saliency-eval record of the run's classifier and method puts its pointing game and sanity
+    check in the run's row (guided BP failing the sanity check shows next to its mIoU)."""
+    from wssbench.leaderboard import find_saliency_records
+
+    classifier = {"map": 0.5, "checkpoint": "/home/x/.cache/wssbench/classifiers/abc.pt"}
+    gbp = {"kind": "saliency", "name": "gbp", "plugin": "wssbench", "options": {"signal": "pooled"}}
+    path = write_record(tmp_path, "gbp_run", miou=0.45, extra={"components": {"saliency": gbp}})
+    path.write_text(json.dumps({**json.loads(path.read_text()), "classifier": classifier}))
+    write_record(tmp_path, "other_run", miou=0.30)
+    evaluation = {
+        "kind": "saliency-eval", "classifier": {"checkpoint": "/elsewhere/classifiers/abc.pt"},
+        "methods": {"gbp": {"kind": "saliency", "name": "gbp", "options": {"signal": "pooled"},
+                            "metrics": {"pointing": 0.767, "sanity": {"rho_mean": 0.74}}}},
+    }
+    (tmp_path / "gbp-eval.json").write_text(json.dumps(evaluation))
+    saliency = find_saliency_records(tmp_path)
+    assert len(saliency) == 1
+    (group,) = build_groups(find_records(tmp_path), tmp_path, saliency=saliency, with_references=False)
+    by_source = {row.cells["source"]: row.cells for row in group.rows}
+    assert by_source["gbp_run"]["pointing"] == 76.7 and by_source["gbp_run"]["sanity"] == "fail (rho 0.74)"
+    assert by_source["other_run"].get("sanity") is None
+    assert [c.key for c in group.columns if c.key in ("pointing", "sanity")] == ["pointing", "sanity"]
+    (plain,) = groups_of(tmp_path, with_references=False)
+    assert "sanity" not in [c.key for c in plain.columns]

@@ -109,6 +109,9 @@ class Group:
 TEXT_COLUMNS = (Column("method", "method"), Column("backbone", "backbone"), Column("pooling", "pooling"))
 SCORE_COLUMNS = (Column("miou", "mIoU", True), Column("pixel_accuracy", "pixel acc.", True), Column("map", "cls. mAP", True))
 SOURCE_COLUMN = Column("source", "source")
+# from `wssbench saliency-eval --out FILE.json` records under the same folder, matched to a run by
+# its classifier and saliency method (wssbench.evaluation.columns_for_run)
+SALIENCY_COLUMNS = (Column("pointing", "pointing", True), Column("sanity", "sanity check"))
 SORT_KEYS = ("miou", "pixel_accuracy", "map", "method")
 REQUIRED = {"dataset": str, "split": str, "protocol": str, "n_images": int, "config": dict}
 
@@ -200,19 +203,42 @@ def experiment_key(record: dict) -> str:
     return json.dumps(config, sort_keys=True, default=str)
 
 
+def find_saliency_records(root: Path) -> list[dict]:
+    """Every ``wssbench saliency-eval`` record (JSON with ``"kind": "saliency-eval"``) under ``root``."""
+    import json
+
+    found = []
+    for path in sorted(Path(root).rglob("*.json")):
+        if path.name == "result.json" or any(d.startswith(".") for d in path.relative_to(root).parts):
+            continue
+        try:
+            data = json.loads(path.read_text())
+        except (OSError, ValueError):
+            continue
+        if isinstance(data, dict) and data.get("kind") == "saliency-eval":
+            found.append(data)
+    return found
+
+
 def build_groups(
-    records: list[tuple[Path, dict]], root: Path, *, with_references: bool = True, per_class: bool = False, sort: str = "miou"
+    records: list[tuple[Path, dict]], root: Path, *, with_references: bool = True, per_class: bool = False, sort: str = "miou",
+    saliency: list[dict] = (),
 ) -> list[Group]:
-    """One group per ``group_key``, one row per experiment, sorted by ``sort``, best values marked."""
+    """One group per ``group_key``, one row per experiment, sorted by ``sort``, best values marked.
+
+    ``saliency``: saliency-eval records; a run whose classifier and saliency method one of them
+    evaluated gets its pointing game and sanity check beside its mIoU (guided BP's failed
+    sanity check shows next to its score)."""
     measured: dict[tuple, dict[str, list[tuple[Path, dict]]]] = {}
     for path, record in sorted(records, key=lambda pr: pr[0].parts):
         measured.setdefault(group_key(record), {}).setdefault(experiment_key(record), []).append((path, record))
     groups = []
     for key in sorted(measured):
         dataset, split, protocol, n_images, dataset_options, precision, stage = key
-        rows = [row for runs in measured[key].values() for row in _experiment_rows(runs, Path(root))]
+        rows = [row for runs in measured[key].values() for row in _experiment_rows(runs, Path(root), saliency)]
         rows.sort(key=_sort_key(sort))
-        columns = TEXT_COLUMNS + SCORE_COLUMNS + (_class_columns(rows) if per_class else ()) + (SOURCE_COLUMN,)
+        evaluated = tuple(c for c in SALIENCY_COLUMNS if any(row.cells.get(c.key) is not None for row in rows))
+        columns = TEXT_COLUMNS + SCORE_COLUMNS + evaluated + (_class_columns(rows) if per_class else ()) + (SOURCE_COLUMN,)
         published = []
         if with_references and not dataset_options:
             published = sorted(_published_rows(dataset, split, protocol, n_images, stage or None), key=_sort_key(sort))
@@ -223,9 +249,9 @@ def build_groups(
     return groups
 
 
-def _experiment_rows(runs: list[tuple[Path, dict]], root: Path) -> list[Row]:
+def _experiment_rows(runs: list[tuple[Path, dict]], root: Path, saliency: list[dict] = ()) -> list[Row]:
     """The rows of one experiment: one per distinct score; a neutral option that changed the scores is named."""
-    rows = [_measured_row(path, record, root) for path, record in runs]
+    rows = [_measured_row(path, record, root, saliency) for path, record in runs]
     by_score: dict[tuple, list[int]] = {}
     for i, row in enumerate(rows):
         by_score.setdefault(tuple(row.cells.get(k) for k in ("miou", "pixel_accuracy", "map")), []).append(i)
@@ -377,7 +403,23 @@ def _as_text(value: Any) -> str:
     return str(value).lower() if isinstance(value, bool) else str(value)
 
 
-def _measured_row(path: Path, record: dict, root: Path) -> Row:
+def _saliency_cells(record: dict, saliency: list[dict]) -> dict[str, Any]:
+    """The pointing game (%) and the sanity check ("fail (rho 0.74)") of the run's saliency method."""
+    if not saliency:
+        return {}
+    from .evaluation import columns_for_run
+
+    for evaluation in saliency:
+        columns = columns_for_run(evaluation, record)
+        if columns:
+            sanity = columns.get("sanity")
+            rho = columns.get("sanity_rho")
+            return {"pointing": _pct(columns.get("pointing")),
+                    "sanity": f"{sanity} (rho {rho:.2f})" if sanity and rho is not None else sanity}
+    return {}
+
+
+def _measured_row(path: Path, record: dict, root: Path, saliency: list[dict] = ()) -> Row:
     config = record["config"]
     classifier = record.get("classifier") if isinstance(record.get("classifier"), dict) else {}
     per_class = record.get("per_class_iou") if isinstance(record.get("per_class_iou"), dict) else {}
@@ -392,6 +434,7 @@ def _measured_row(path: Path, record: dict, root: Path) -> Row:
         "source": path.parent.relative_to(root).as_posix(),
     }
     cells.update({f"iou:{name}": _pct(value) for name, value in per_class.items()})
+    cells.update(_saliency_cells(record, saliency))
     return Row(cells, deviations=deviations)
 
 

@@ -10,7 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import UsageError
-from ..leaderboard import FORMATTERS, SORT_KEYS, Group, build_groups, cell_text, find_records
+from ..leaderboard import FORMATTERS, SORT_KEYS, Group, build_groups, cell_text, find_records, find_saliency_records
 from . import traceback_option
 
 
@@ -52,7 +52,8 @@ def leaderboard_command(root: Path, fmt: str, as_json: bool, references: bool, p
         if fmt not in ("table", "json"):
             raise UsageError(f"--json and --format {fmt} ask for different formats; give one")
         fmt = "json"
-    groups = build_groups(find_records(root), root, with_references=references, per_class=per_class, sort=sort)
+    groups = build_groups(find_records(root), root, with_references=references, per_class=per_class, sort=sort,
+                          saliency=find_saliency_records(root))
     if fmt in FORMATTERS:
         click.echo(FORMATTERS[fmt](groups), nl=False)
         return
