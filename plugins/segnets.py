@@ -84,7 +84,7 @@ class DeepLabLargeFOV:
     """
 
     name = "deeplab-largefov"
-    backbone: str = "vgg16"
+    encoder: str = "vgg16"
     pretrained: bool = False
     fc6_kernel: int = 3
     fc6_dilation: int = 12
@@ -92,12 +92,12 @@ class DeepLabLargeFOV:
     dropout: float = 0.5
 
     def __post_init__(self) -> None:
-        if not self.backbone.startswith("vgg"):
-            raise ValueError(f"backbone must be a timm VGG (vgg11, vgg16, vgg16_bn, ...), got '{self.backbone}'")
+        if not self.encoder.startswith("vgg"):
+            raise ValueError(f"encoder must be a timm VGG (vgg11, vgg16, vgg16_bn, ...), got '{self.encoder}'")
 
     @property
     def _cfg(self):
-        return timm.get_pretrained_cfg(self.backbone) if timm.is_model(self.backbone) else None
+        return timm.get_pretrained_cfg(self.encoder) if timm.is_model(self.encoder) else None
 
     @property
     def mean(self) -> tuple[float, float, float]:
@@ -108,7 +108,7 @@ class DeepLabLargeFOV:
         return tuple(getattr(self._cfg, "std", None) or (0.229, 0.224, 0.225))
 
     def build(self, num_classes: int, weights: str | None = None) -> nn.Module:
-        vgg, _ = TimmBackbones().build(self.backbone, pretrained=self.pretrained, weights=weights)
+        vgg, _ = TimmBackbones().build(self.encoder, pretrained=self.pretrained, weights=weights)
         initialised = self.pretrained or weights is not None
         source = getattr(vgg, "pre_logits", None)
         fc6 = decimate(source.fc1 if initialised and source is not None else None, self.channels, 512, self.fc6_kernel, self.fc6_dilation)

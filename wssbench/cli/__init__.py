@@ -79,6 +79,7 @@ def _register_commands() -> None:
     cli.add_command(show_command)
     cli.add_command(data)
     cli.add_command(cache)
+    cli.add_command(__import__("wssbench.cli.segment", fromlist=["segment_command"]).segment_command)
 
 
 _register_commands()

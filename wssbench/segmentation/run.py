@@ -168,7 +168,7 @@ def segment(config: SegmentConfig, registry: Registry, out: Path, progress: Any 
                 for path in other.iterdir():
                     os.replace(path, masks_dir / path.name)
                 other.rmdir()
-            backbone = getattr(parts.segnet, "encoder", None) or getattr(parts.segnet, "backbone", None)
+            backbone = getattr(parts.segnet, "encoder", None)
             record = build_record(config, registry, parts.dataset.classes, cm, len(all_ids), training,
                                   parts.masks.summary() if parts.masks else None, timer.seconds, started, world.size, backbone)
             record["training"]["n_images"] = len(train_ids)

@@ -1,0 +1,107 @@
+"""Stage 2 end to end on the tiny synthetic dataset: every objective trains and scores, the
+record says its stage, the checkpoint is cached, and the command runs."""
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from click.testing import CliRunner
+
+from wssbench.cli import cli
+from wssbench.errors import UsageError
+from wssbench.io import write_json, write_mask
+from wssbench.registry import default_registry
+from wssbench.segmentation.config import SegmentConfig, SegRecipe
+from wssbench.segmentation.run import resolve, segment
+
+TINY = (("dataset", "preset", "tiny"), ("segnet", "encoder", "resnet10t"))
+RECIPE = SegRecipe(epochs=1, batch_size=4, crop=48)
+
+
+def gt_run(dataset, folder: Path, split: str = "train") -> Path:
+    """A stand-in for ``wssbench run --split train``: its masks are the ground truth (mIoU 1)."""
+    for image_id in dataset.ids(split):
+        write_mask(folder / "masks" / f"{image_id}.png", dataset.load_mask(image_id))
+    write_json(folder / "result.json", {
+        "dataset": "synthetic", "split": split, "protocol": "seed quality (ground-truth image labels)",
+        "n_images": len(dataset.ids(split)), "miou": 1.0, "pixel_accuracy": 1.0,
+        "config": {"preset": None, "classmap": "fcn", "saliency": "gbp", "fusion": "threshold", "refine": ["densecrf"]},
+    })
+    return folder
+
+
+@pytest.fixture(scope="module")
+def masks_run(tiny_dataset, tmp_path_factory):
+    return gt_run(tiny_dataset, tmp_path_factory.mktemp("gt-run"))
+
+
+@pytest.mark.parametrize("objective", ["pseudo-masks", "em-adapt", "ccnn"])
+def test_each_objective_trains_and_scores_on_val(objective, tiny_dataset, masks_run, tmp_path):
+    masks = str(masks_run) if objective == "pseudo-masks" else None
+    config = SegmentConfig(objective=objective, masks=masks, options=TINY, recipe=RECIPE)
+    record = segment(config, default_registry(), tmp_path / "out")
+    assert record["stage"] == "segmentation" and record["split"] == "val" and record["n_images"] == 12
+    assert 0.0 <= record["miou"] <= 1.0
+    assert np.asarray(record["confusion_matrix"]).sum() > 0
+    loss = record["training"]["loss_history"]
+    assert len(loss) == 1 and np.isfinite(loss[0]) and loss[0] > 0
+    assert record["inference"] == {"scales": [1.0], "multiscale": False, "flip": False, "crf": False}
+    assert len(list((tmp_path / "out" / "masks").glob("*.png"))) == 12
+    if objective == "pseudo-masks":
+        assert record["pseudo_masks"]["stage"] == "pseudo-mask" and record["pseudo_masks"]["miou"] == 1.0
+        assert record["method"] == "deeplabv3plus/pseudo-masks on fcn+gbp/threshold/densecrf"
+    else:
+        assert record["pseudo_masks"] is None
+    # the same config reads the network back from the cache, and segments identically
+    again = segment(config, default_registry(), tmp_path / "again")
+    assert again["training"]["cached"] and again["confusion_matrix"] == record["confusion_matrix"]
+
+
+def test_multiscale_flip_and_crf_are_recorded(tiny_dataset, masks_run, tmp_path):
+    config = SegmentConfig(masks=str(masks_run), options=TINY, recipe=RECIPE, scales=(0.5, 1.0), flip=True, crf=True)
+    record = segment(config, default_registry(), tmp_path / "out")
+    assert record["inference"] == {"scales": [0.5, 1.0], "multiscale": True, "flip": True, "crf": True}
+    assert record["components"]["crf"]["options"]["bilateral_sxy"] == 67.0
+
+
+def test_objectives_and_masks_must_agree(masks_run):
+    registry = default_registry()
+    with pytest.raises(UsageError, match="trains on pseudo-masks"):
+        resolve(SegmentConfig(objective="pseudo-masks", options=TINY), registry)
+    with pytest.raises(UsageError, match="image labels only"):
+        resolve(SegmentConfig(objective="ccnn", masks=str(masks_run), options=TINY), registry)
+    with pytest.raises(UsageError, match="masks of split 'train', the network trains on 'val'"):
+        resolve(SegmentConfig(masks=str(masks_run), train_split="val", options=TINY), registry)
+
+
+def test_largefov_trains_on_a_tiny_vgg(tiny_dataset, tmp_path):
+    config = SegmentConfig(segnet="deeplab-largefov", objective="em-adapt", recipe=RECIPE,
+                           options=(("dataset", "preset", "tiny"), ("segnet", "encoder", "vgg11"), ("segnet", "channels", 64)))
+    record = segment(config, default_registry(), tmp_path / "out")
+    assert record["backbone"] == "vgg11" and np.isfinite(record["training"]["loss_history"][0])
+
+
+def test_command_makes_pseudo_masks_on_the_fly(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, [
+        "segment", "--masks-run", "-O dataset.preset=tiny --epochs 1 --saliency none --refine none --workers 1",
+        "-O", "dataset.preset=tiny", "--backbone", "resnet10t", "--epochs", "1", "--batch-size", "4", "--crop", "48",
+        "--device", "cpu", "--out", "seg", "--json",
+    ])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    pseudo = record["pseudo_masks"]
+    assert pseudo["stage"] == "pseudo-mask" and pseudo["split"] == "train" and 0 <= pseudo["miou"] <= 1
+    assert pseudo["protocol"].startswith("seed quality")  # ground-truth image labels on train
+    assert Path(pseudo["run"], "masks").is_dir()
+
+
+def test_command_preset_and_list(tmp_path):
+    runner = CliRunner()
+    listed = runner.invoke(cli, ["list", "objective"])
+    assert {"ccnn", "em-adapt", "pseudo-masks"} <= {line.split()[0] for line in listed.output.splitlines()}
+    bad = runner.invoke(cli, ["segment", "--preset", "em-adapt", "--objective", "pseudo-masks", "-O", "dataset.preset=tiny"])
+    assert bad.exit_code == 2 and "give --masks RUN_DIR" in bad.output
