@@ -105,3 +105,42 @@ def test_command_preset_and_list(tmp_path):
     assert {"ccnn", "em-adapt", "pseudo-masks"} <= {line.split()[0] for line in listed.output.splitlines()}
     bad = runner.invoke(cli, ["segment", "--preset", "em-adapt", "--objective", "pseudo-masks", "-O", "dataset.preset=tiny"])
     assert bad.exit_code == 2 and "give --masks RUN_DIR" in bad.output
+
+
+@pytest.mark.slow
+def test_two_torchrun_ranks_train_the_same_network_as_one_process(tiny_dataset, masks_run, tmp_path):
+    """gloo, 2 CPU ranks, each with half of every batch of 4: DDP averages the two half-batch
+    gradients, which (every objective being a mean over images) is the full-batch gradient.
+    Batch norm is frozen and dropout off, the two things that would legitimately differ per
+    rank; what remains is float32 rounding in the all-reduce (about 1e-7 relative per step),
+    so after 6 SGD steps the weights agree to 1e-4 and the losses to 1e-5 relative, and a
+    handful of val pixels at most may flip where two logits are within that rounding."""
+    import os
+    import subprocess
+    import sys
+
+    from wssbench.io import read_mask
+
+    args = ["segment", "--masks", str(masks_run), "-O", "dataset.preset=tiny", "--backbone", "resnet10t",
+            "-O", "segnet.aspp_dropout=0", "--bn", "frozen", "--epochs", "1", "--batch-size", "4", "--crop", "48",
+            "--device", "cpu", "--loader-workers", "0", "--json"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    one = subprocess.run([sys.executable, "-m", "wssbench", *args, "--out", str(tmp_path / "one")],
+                         capture_output=True, text=True, env=env, timeout=900)
+    assert one.returncode == 0, one.stderr[-3000:]
+    two = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--master-port", "29547",
+                          "-m", "wssbench", *args, "--out", str(tmp_path / "two")],
+                         capture_output=True, text=True, env=env, timeout=900)
+    assert two.returncode == 0, two.stderr[-3000:]
+    a, b = json.loads(one.stdout), json.loads(two.stdout)
+    assert b["world_size"] == 2 and a["world_size"] == 1
+    np.testing.assert_allclose(b["training"]["loss_history"], a["training"]["loss_history"], rtol=1e-5)
+    wa = torch.load(a["training"]["checkpoint"], weights_only=True)["state_dict"]
+    wb = torch.load(b["training"]["checkpoint"], weights_only=True)["state_dict"]
+    for name in wa:
+        torch.testing.assert_close(wb[name], wa[name], rtol=1e-4, atol=1e-4, msg=name)
+    masks = sorted((tmp_path / "one" / "masks").iterdir())
+    assert [p.name for p in masks] == sorted(p.name for p in (tmp_path / "two" / "masks").iterdir())
+    differ = sum(int((read_mask(p) != read_mask(tmp_path / "two" / "masks" / p.name)).sum()) for p in masks)
+    assert differ <= 0.001 * 12 * 64 * 64
+    assert abs(a["miou"] - b["miou"]) < 0.01
