@@ -144,3 +144,18 @@ def test_two_torchrun_ranks_train_the_same_network_as_one_process(tiny_dataset, 
     differ = sum(int((read_mask(p) != read_mask(tmp_path / "two" / "masks" / p.name)).sum()) for p in masks)
     assert differ <= 0.001 * 12 * 64 * 64
     assert abs(a["miou"] - b["miou"]) < 0.01
+
+
+def test_leaderboard_never_ranks_a_network_against_seed_maps(tmp_path):
+    from wssbench.leaderboard import build_groups, find_records
+
+    base = {"dataset": "synthetic", "split": "val", "protocol": "segmentation", "n_images": 12, "pixel_accuracy": 0.9}
+    write_json(tmp_path / "maps" / "result.json", {**base, "miou": 0.5, "config": {"classmap": "fcn", "saliency": "gbp",
+                                                                                   "fusion": "threshold", "refine": ["densecrf"]}})
+    write_json(tmp_path / "net" / "result.json", {**base, "miou": 0.4, "stage": "segmentation", "method": "em-adapt",
+                                                  "backbone": "vgg16", "config": {"preset": "em-adapt"}})
+    groups = build_groups(find_records(tmp_path), tmp_path, with_references=False)
+    assert [(g.stage, [r.cells["method"] for r in g.rows]) for g in groups] == [
+        ("seed", ["fcn+gbp/threshold/densecrf"]), ("segmentation", ["em-adapt"])]
+    assert "segmentation stage, segmentation mIoU" in groups[1].caption
+    assert groups[1].rows[0].cells["backbone"] == "vgg16" and not groups[1].rows[0].best

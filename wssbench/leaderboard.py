@@ -59,11 +59,13 @@ class Group:
     n_images: int
     columns: tuple[Column, ...]
     rows: tuple[Row, ...]
+    stage: str = "seed"  # the record's ``stage``: seed (maps), pseudo-mask, or segmentation (network)
 
     @property
     def caption(self) -> str:
+        stage = "" if self.stage == "seed" else f"{self.stage} stage, "
         text = (
-            f"{self.dataset} {self.split} ({self.n_images} images) — {self.protocol} mIoU, one confusion "
+            f"{self.dataset} {self.split} ({self.n_images} images) — {stage}{self.protocol} mIoU, one confusion "
             "matrix over the split, 255 ignored; values in %; best measured value per column marked"
         )
         if any(row.published for row in self.rows):
@@ -156,14 +158,15 @@ def build_groups(
     """One group per (dataset, split, protocol, n_images), rows sorted by ``sort``, best values marked."""
     measured: dict[tuple, list[Row]] = {}
     for path, record in records:
-        key = (record["dataset"], record["split"], record["protocol"], record["n_images"])
+        # rows of different stages (seed maps, pseudo-masks, segmentation networks) never share a table
+        key = (record["dataset"], record["split"], record["protocol"], record["n_images"], str(record.get("stage", "seed")))
         measured.setdefault(key, []).append(_measured_row(path, record, Path(root)))
     groups = []
     for key in sorted(measured):
         rows = sorted(measured[key], key=_sort_key(sort))
         columns = TEXT_COLUMNS + SCORE_COLUMNS + (_class_columns(rows) if per_class else ()) + (SOURCE_COLUMN,)
-        published = sorted(_published_rows(*key), key=_sort_key(sort)) if with_references else []
-        groups.append(Group(*key, columns=columns, rows=tuple(_mark_best(rows, columns) + published)))
+        published = sorted(_published_rows(*key[:4]), key=_sort_key(sort)) if with_references else []
+        groups.append(Group(*key[:4], columns=columns, rows=tuple(_mark_best(rows, columns) + published), stage=key[4]))
     return groups
 
 
@@ -224,7 +227,7 @@ def to_json(groups: list[Group]) -> str:
     """A list of groups: caption, columns, rows (cells by key, ``published``, ``best`` column keys)."""
     data = [
         {
-            "dataset": g.dataset, "split": g.split, "protocol": g.protocol, "n_images": g.n_images,
+            "dataset": g.dataset, "split": g.split, "protocol": g.protocol, "n_images": g.n_images, "stage": g.stage,
             "caption": g.caption,
             "columns": [{"key": c.key, "header": c.header, "numeric": c.numeric} for c in g.columns],
             "rows": [
@@ -293,8 +296,8 @@ def _measured_row(path: Path, record: dict, root: Path) -> Row:
     classifier = record.get("classifier") if isinstance(record.get("classifier"), dict) else {}
     per_class = record.get("per_class_iou") if isinstance(record.get("per_class_iou"), dict) else {}
     cells = {
-        "method": method_label(config),
-        "backbone": config.get("backbone"),
+        "method": record.get("method") or method_label(config),  # a segment record names its method
+        "backbone": record.get("backbone") or config.get("backbone"),
         "pooling": config.get("pooling"),
         "miou": _pct(record["miou"]),
         "pixel_accuracy": _pct(record.get("pixel_accuracy")),
