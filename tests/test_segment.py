@@ -159,3 +159,51 @@ def test_leaderboard_never_ranks_a_network_against_seed_maps(tmp_path):
         ("seed", ["fcn+gbp/threshold/densecrf"]), ("segmentation", ["em-adapt"])]
     assert "segmentation stage, segmentation mIoU" in groups[1].caption
     assert groups[1].rows[0].cells["backbone"] == "vgg16" and not groups[1].rows[0].best
+
+
+def test_a_third_party_network_and_objective_plug_in(tiny_dataset, tmp_path):
+    from dataclasses import dataclass
+
+    import torch.nn.functional as F
+
+    import wssbench
+    from wssbench.registry import build_registry
+
+    @dataclass(frozen=True)
+    class PixelNet:
+        """A 3x3 convolution: the smallest segmentation network."""
+
+        name = "pixel"
+        mean = (0.5, 0.5, 0.5)
+        std = (0.25, 0.25, 0.25)
+
+        def build(self, num_classes, weights=None):
+            return torch.nn.Conv2d(3, num_classes, 3, padding=1)
+
+    @dataclass(frozen=True)
+    class AllBackground:
+        """Every valid pixel is background."""
+
+        name = "all-background"
+        needs_masks = False
+
+        def __call__(self, logits, batch):
+            target = torch.zeros(logits.shape[0], *logits.shape[-2:], dtype=torch.long)
+            return F.cross_entropy(logits, target)
+
+    class Plugin:
+        @wssbench.hookimpl
+        def register_segnets(self, register):
+            register(PixelNet)
+
+        @wssbench.hookimpl
+        def register_objectives(self, register):
+            register(AllBackground)
+
+    registry = build_registry(plugins=[Plugin()])
+    config = SegmentConfig(segnet="pixel", objective="all-background", options=(("dataset", "preset", "tiny"),),
+                           recipe=SegRecipe(epochs=3, batch_size=4, crop=32, lr=0.5))
+    record = segment(config, registry, tmp_path / "out")
+    assert record["components"]["segnet"] == {"kind": "segnet", "name": "pixel", "plugin": "Plugin-0", "options": {}}
+    predicted = np.asarray(record["confusion_matrix"])[:, :-1].sum(0)  # pixels per predicted class
+    assert predicted[0] >= 0.95 * predicted.sum()  # it learnt its objective: (nearly) all background
