@@ -37,7 +37,10 @@ class EMAdapt:
     E-step on the network's own scores (``wssbench.segmentation.em_adapt``): background wins at
     least ``bg_fraction`` and each present foreground class at least ``fg_fraction`` of the
     image, absent classes never win; M-step: cross-entropy on that segmentation, at the
-    network's output resolution (as the authors' layer does on fc8).
+    network's output resolution. The E-step runs on the fly at every SGD step on the current
+    scores, as the authors' layer does (it sits in the training net, on fc8). The visiting
+    order of foreground classes is drawn from this objective's own generator, so under
+    torchrun it differs per rank (images with one foreground class are unaffected).
     """
 
     name = "em-adapt"
