@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-
-import numpy as np
-import torch
-import torch.nn.functional as F
+from typing import TYPE_CHECKING
 
 import wssbench
-from wssbench.segmentation.batch import IGNORE, SegBatch, per_image_mean
-from wssbench.segmentation.ccnn import latent_distribution
-from wssbench.segmentation.em_adapt import em_adapt_labels
+
+if TYPE_CHECKING:  # torch is imported where it is used: listing plugins stays fast
+    import torch
+
+    from wssbench.segmentation.batch import SegBatch
 
 
 @dataclass(frozen=True)
@@ -22,6 +21,11 @@ class PseudoMasks:
     needs_masks = True
 
     def __call__(self, logits: torch.Tensor, batch: SegBatch) -> torch.Tensor:
+        import torch
+        import torch.nn.functional as F
+
+        from wssbench.segmentation.batch import IGNORE, per_image_mean
+
         size = batch.masks.shape[-2:]
         if tuple(logits.shape[-2:]) != tuple(size):
             logits = F.interpolate(logits, size=size, mode="bilinear", align_corners=False)  # (B, N, H, W)
@@ -55,9 +59,17 @@ class EMAdapt:
             raise ValueError("fg_fraction and bg_fraction must lie in [0, 1]")
         if self.passes < 1:
             raise ValueError(f"passes must be at least 1, got {self.passes}")
+        import torch
+
         object.__setattr__(self, "_generator", torch.Generator().manual_seed(self.seed))
 
     def __call__(self, logits: torch.Tensor, batch: SegBatch) -> torch.Tensor:
+        import torch
+        import torch.nn.functional as F
+
+        from wssbench.segmentation.batch import IGNORE, per_image_mean
+        from wssbench.segmentation.em_adapt import em_adapt_labels
+
         valid = batch.valid_at(tuple(logits.shape[-2:]))  # (B, h, w)
         with torch.no_grad():
             target = em_adapt_labels(logits.float(), batch.present(), valid, self.fg_fraction,
@@ -89,6 +101,13 @@ class CCNN:
             raise ValueError("need 0 <= bg_lower <= bg_upper <= 1")
 
     def __call__(self, logits: torch.Tensor, batch: SegBatch) -> torch.Tensor:
+        import numpy as np
+        import torch
+        import torch.nn.functional as F
+
+        from wssbench.segmentation.batch import per_image_mean
+        from wssbench.segmentation.ccnn import latent_distribution
+
         b, n, h, w = logits.shape
         valid = batch.valid_at((h, w))  # (B, h, w)
         present = batch.present().cpu().numpy()  # (B, N)

@@ -4,69 +4,22 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-import timm
-import torch
-from torch import nn
+from typing import TYPE_CHECKING
 
 import wssbench
-from wssbench.errors import DataError, OfflineError, UsageError
-from wssbench_plugins.backbones import TimmBackbones, _hub_reachable
+from wssbench.errors import DataError, OfflineError
+
+if TYPE_CHECKING:  # torch, timm and smp are imported where they are used: listing plugins stays fast
+    from torch import nn
 
 
-class LargeFOV(nn.Module):
-    """VGG features made dense (output stride 8) + fc6 (atrous) + fc7 + fc8, DeepLab style."""
+def _normalisation(encoder: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
+    """The mean and std of the encoder's ImageNet weights (timm's pretrained_cfg), ImageNet's by default."""
+    import timm
 
-    def __init__(self, features: nn.Sequential, fc6: nn.Conv2d, fc7: nn.Conv2d, num_classes: int, dropout: float):
-        super().__init__()
-        self.features = features
-        self.fc6, self.fc7 = fc6, fc7
-        self.drop6, self.drop7 = nn.Dropout2d(dropout), nn.Dropout2d(dropout)
-        self.fc8 = nn.Conv2d(fc7.out_channels, num_classes, 1)
-        nn.init.normal_(self.fc8.weight, std=0.01)
-        nn.init.zeros_(self.fc8.bias)
-
-    def new_parameters(self) -> list[nn.Parameter]:
-        return list(self.fc8.parameters())
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        x = self.features(images)  # (B, 512, H/8, W/8)
-        x = self.drop6(torch.relu(self.fc6(x)))
-        x = self.drop7(torch.relu(self.fc7(x)))
-        return self.fc8(x)  # (B, N, H/8, W/8)
-
-
-def densify_vgg(features: nn.Sequential) -> nn.Sequential:
-    """DeepLab's surgery on VGG's conv layers: output stride 8 instead of 32.
-
-    pool1-3 become 3x3 stride 2 padding 1 (as in DeepLab's prototxt), pool4 and pool5 3x3
-    stride 1 padding 1, and the convolutions after pool4 (conv5_x) dilation 2.
-    """
-    pools = [i for i, m in enumerate(features) if isinstance(m, nn.MaxPool2d)]
-    if len(pools) != 5:
-        raise UsageError(f"deeplab-largefov needs a VGG (5 max-pools), got {len(pools)} pools")
-    layers = list(features)
-    for rank, i in enumerate(pools):
-        layers[i] = nn.MaxPool2d(3, stride=2 if rank < 3 else 1, padding=1)
-    for m in layers[pools[3] + 1 : pools[4]]:
-        if isinstance(m, nn.Conv2d):
-            m.dilation, m.padding = (2, 2), (2, 2)
-    return nn.Sequential(*layers)
-
-
-def decimate(conv: nn.Conv2d | None, out_channels: int, in_channels: int, kernel: int, dilation: int) -> nn.Conv2d:
-    """A new conv (``kernel``, ``dilation``, same-size padding) initialised, when ``conv`` is given,
-    by decimating its weights: every k-th filter and input, kernel taps spread evenly, as
-    DeepLab-LargeFOV made its 1024 x 3 x 3 fc6 from VGG's 4096 x 7 x 7."""
-    new = nn.Conv2d(in_channels, out_channels, kernel, padding=dilation * (kernel - 1) // 2, dilation=dilation)
-    if conv is not None:
-        with torch.no_grad():
-            so, si = conv.out_channels // out_channels, conv.in_channels // in_channels
-            taps = torch.linspace(0, conv.kernel_size[0] - 1, kernel).round().long()
-            w = conv.weight[::so][:out_channels, ::si][:, :in_channels]
-            new.weight.copy_(w[:, :, taps][:, :, :, taps])
-            new.bias.copy_(conv.bias[::so][:out_channels])
-    return new
+    cfg = timm.get_pretrained_cfg(encoder) if timm.is_model(encoder) else None
+    return (tuple(getattr(cfg, "mean", None) or (0.485, 0.456, 0.406)),
+            tuple(getattr(cfg, "std", None) or (0.229, 0.224, 0.225)))
 
 
 @dataclass(frozen=True)
@@ -96,39 +49,23 @@ class DeepLabLargeFOV:
             raise ValueError(f"encoder must be a timm VGG (vgg11, vgg16, vgg16_bn, ...), got '{self.encoder}'")
 
     @property
-    def _cfg(self):
-        return timm.get_pretrained_cfg(self.encoder) if timm.is_model(self.encoder) else None
-
-    @property
     def mean(self) -> tuple[float, float, float]:
-        return tuple(getattr(self._cfg, "mean", None) or (0.485, 0.456, 0.406))
+        return _normalisation(self.encoder)[0]
 
     @property
     def std(self) -> tuple[float, float, float]:
-        return tuple(getattr(self._cfg, "std", None) or (0.229, 0.224, 0.225))
+        return _normalisation(self.encoder)[1]
 
     def build(self, num_classes: int, weights: str | None = None) -> nn.Module:
+        from wssbench.segmentation.nets import LargeFOV, decimate, densify_vgg
+        from wssbench_plugins.backbones import TimmBackbones
+
         vgg, _ = TimmBackbones().build(self.encoder, pretrained=self.pretrained, weights=weights)
         initialised = self.pretrained or weights is not None
         source = getattr(vgg, "pre_logits", None)
         fc6 = decimate(source.fc1 if initialised and source is not None else None, self.channels, 512, self.fc6_kernel, self.fc6_dilation)
         fc7 = decimate(source.fc2 if initialised and source is not None else None, self.channels, self.channels, 1, 1)
         return LargeFOV(densify_vgg(vgg.features), fc6, fc7, num_classes, self.dropout)
-
-
-class SmpNet(nn.Module):
-    """An smp model with its encoder marked as ImageNet-initialised, the rest as new."""
-
-    def __init__(self, model: nn.Module):
-        super().__init__()
-        self.model = model
-
-    def new_parameters(self) -> list[nn.Parameter]:
-        encoder = {id(p) for p in self.model.encoder.parameters()}
-        return [p for p in self.model.parameters() if id(p) not in encoder]
-
-    def forward(self, images: torch.Tensor) -> torch.Tensor:
-        return self.model(images)  # (B, N, H, W)
 
 
 @dataclass(frozen=True)
@@ -147,6 +84,8 @@ class DeepLabV3Plus:
     aspp_dropout: float = 0.5
 
     def __post_init__(self) -> None:
+        import timm
+
         if self.output_stride not in (8, 16):
             raise ValueError(f"output_stride must be 8 or 16, got {self.output_stride}")
         if not timm.is_model(self.encoder):
@@ -154,14 +93,17 @@ class DeepLabV3Plus:
 
     @property
     def mean(self) -> tuple[float, float, float]:
-        return tuple(getattr(timm.get_pretrained_cfg(self.encoder), "mean", None) or (0.485, 0.456, 0.406))
+        return _normalisation(self.encoder)[0]
 
     @property
     def std(self) -> tuple[float, float, float]:
-        return tuple(getattr(timm.get_pretrained_cfg(self.encoder), "std", None) or (0.229, 0.224, 0.225))
+        return _normalisation(self.encoder)[1]
 
     def build(self, num_classes: int, weights: str | None = None) -> nn.Module:
         import segmentation_models_pytorch as smp
+
+        from wssbench.segmentation.nets import SmpNet
+        from wssbench_plugins.backbones import _hub_reachable
 
         kwargs: dict = {}
         if weights is not None:
