@@ -135,3 +135,32 @@ def register_refiners(register: Register) -> None:
     A refiner is called per image as ``refine(image, probs) -> probs`` with the same shapes
     and meaning as a fusion method's output (uint8 (H, W, 3) and float32 (K+1, H, W)).
     """
+
+
+@hookspec
+def register_segnets(register: Register) -> None:
+    """Register segmentation networks (the second stage: trained on pseudo-masks or image labels).
+
+    A segnet factory takes its options and returns an object with
+    ``build(num_classes, weights=None) -> nn.Module`` and ``mean``, ``std`` (RGB, 0..1, the
+    normalisation its ImageNet initialisation expects). The module maps normalised images
+    ``(B, 3, H, W)`` to logits ``(B, N, h, w)`` over ``N = num_classes`` labels (row 0 is
+    background), at any output stride. ``weights`` is a local ImageNet checkpoint of the
+    encoder (offline use); a factory option ``pretrained`` may download one instead. A module
+    that defines ``new_parameters()`` (the layers not initialised from ImageNet) has them
+    trained ``head_lr_mult`` times faster. Building is seeded by the caller.
+    """
+
+
+@hookspec
+def register_objectives(register: Register) -> None:
+    """Register training objectives of segmentation networks.
+
+    An objective is called as ``loss(logits, batch) -> scalar tensor``: ``logits`` (B, N, h, w)
+    float32 from a segnet, ``batch`` a :class:`wssbench.segmentation.batch.SegBatch` with
+    ``images`` (B, 3, H, W), ``image_labels`` (B, N-1) in {0, 1} over the foreground classes,
+    ``valid`` bool (B, H, W) (False on crop padding) and ``masks`` int64 (B, H, W) with
+    255 = ignore, or ``None``. Each image weighs the same (the loss is a mean over images), so
+    that data-parallel ranks average to the single-process loss. An objective that needs
+    pseudo-masks declares ``needs_masks = True``; the others train from image labels only.
+    """

@@ -425,8 +425,8 @@ def _measured_row(path: Path, record: dict, root: Path, saliency: list[dict] = (
     per_class = record.get("per_class_iou") if isinstance(record.get("per_class_iou"), dict) else {}
     deviations = tuple(d for d in (record.get("deviations") or ()) if isinstance(d, dict))
     cells = {
-        "method": method_label(config) + (f" {DEVIATION_MARK}" if deviations else ""),
-        "backbone": config.get("backbone"),
+        "method": (record.get("method") or method_label(config)) + (f" {DEVIATION_MARK}" if deviations else ""),
+        "backbone": record.get("backbone") or config.get("backbone"),
         "pooling": config.get("pooling"),
         "miou": _pct(record["miou"]),
         "pixel_accuracy": _pct(record.get("pixel_accuracy")),

@@ -55,6 +55,7 @@ def build_record(config, parts, registry, cm: ConfusionMatrix, ids, classifier, 
     n = len(ids)
     return {
         "record_version": RECORD_VERSION,
+        "stage": "seed",  # maps of the pipeline; "pseudo-mask" and "segmentation" come from ``wssbench segment``
         "dataset": config.dataset,
         "split": config.split,
         "protocol": config.protocol,

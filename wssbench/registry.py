@@ -43,6 +43,8 @@ KINDS = {
     "classmap": "register_classmaps",
     "fusion": "register_fusion",
     "refiner": "register_refiners",
+    "segnet": "register_segnets",
+    "objective": "register_objectives",
 }
 
 

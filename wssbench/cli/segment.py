@@ -1,0 +1,119 @@
+"""``wssbench segment``: train a segmentation network (stage 2) and score it on val."""
+
+from __future__ import annotations
+
+import json
+import os
+import shlex
+from pathlib import Path
+
+import click
+from rich.console import Console
+from rich.panel import Panel
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from ..cache import fingerprint
+from ..errors import UsageError
+from ..precision import PRECISIONS
+from ..registry import default_registry
+from ..segmentation.config import BN_MODES, MULTI_SCALES, SegmentConfig, SegRecipe
+from ..segmentation.describe import build_segment_config
+from ..segmentation.presets import SEGMENT_PRESETS
+from ..segmentation.run import resolve, segment
+from . import traceback_option
+from .params import ComponentName
+
+
+def default_out(config: SegmentConfig) -> Path:
+    name = "-".join([config.dataset, config.split, config.segnet, config.objective])
+    return Path("wssbench-runs") / f"segment-{name}-{fingerprint(config.to_dict(), 8)}"
+
+
+def make_masks(args: str, train_split: str, dataset: str) -> Path:
+    """Run ``wssbench run ARGS --split TRAIN`` (ground-truth image labels unless ARGS say
+    otherwise) into its default folder, unless that folder holds a result already."""
+    from ..api import Pipeline
+    from ..config import build_config
+    from .run import default_out as run_out, description_from_flags, run_command
+
+    ctx = run_command.make_context("run", shlex.split(args), resilient_parsing=False)
+    kw = dict(ctx.params)
+    out = kw.pop("out")
+    for key in ("from_record", "as_json"):
+        kw.pop(key, None)
+    given = {"classes_from": "labels", **description_from_flags(kw), "split": train_split, "dataset": dataset}
+    config = build_config(given)
+    out = Path(out) if out else run_out(config)
+    if not (out / "result.json").is_file():
+        Pipeline(config).run(out)
+    return out
+
+
+def config_from_options(kw: dict, explicit: set[str]) -> SegmentConfig:
+    """The flags a user gave (and the preset's choices where none was given) -> the config."""
+    given = {k: kw[k] for k in explicit if k not in ("masks_run", "out", "as_json")}
+    if "options" in given:
+        given["options"] = tuple(kw["options"])
+    return build_segment_config(given)
+
+
+@click.command("segment")
+@click.option("--preset", type=click.Choice(list(SEGMENT_PRESETS)), help="A named method (its options; those given here win).")
+@click.option("--dataset", type=ComponentName("dataset"), default="synthetic", show_default=True, help="Dataset.")
+@click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder (default: the dataset's own).")
+@click.option("--split", default="val", show_default=True, help="Split the network segments and is scored on.")
+@click.option("--train-split", default="train", show_default=True, help="Split the network trains on.")
+@click.option("--segnet", type=ComponentName("segnet"), default="deeplabv3plus", show_default=True, help="Segmentation network.")
+@click.option("--backbone", help="The network's encoder (a timm model; a VGG for deeplab-largefov).")
+@click.option("--pretrained", is_flag=True, help="Start the encoder from ImageNet weights (downloads them).")
+@click.option("--weights", type=click.Path(dir_okay=False), help="Local ImageNet weights of the encoder (offline use).")
+@click.option("--objective", type=ComponentName("objective"), default="pseudo-masks", show_default=True, help="Training objective.")
+@click.option("--masks", type=click.Path(file_okay=False), help="Pseudo-masks: a 'wssbench run --split train' output folder.")
+@click.option("--masks-run", metavar="'RUN OPTIONS'", help="Make the pseudo-masks first: 'wssbench run' options, e.g. '--preset dcsm'.")
+@click.option("--epochs", type=click.IntRange(min=1), default=SegRecipe.epochs, show_default=True, help="Training epochs.")
+@click.option("--batch-size", type=click.IntRange(min=1), default=SegRecipe.batch_size, show_default=True, help="Training batch (over all ranks).")
+@click.option("--crop", type=click.IntRange(min=16), default=SegRecipe.crop, show_default=True, help="Training crop size (321 or 512 on VOC).")
+@click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=SegRecipe.lr, show_default=True, help="Learning rate (new layers 10x).")
+@click.option("--bn", type=click.Choice(BN_MODES), default=SegRecipe.bn, show_default=True, help="Batch norm: batch statistics, frozen, or synchronised across ranks (CUDA).")
+@click.option("--multiscale", is_flag=True, help=f"Average over scales {', '.join(map(str, MULTI_SCALES))}.")
+@click.option("--scales", type=float, multiple=True, help="Inference scales (repeatable; overrides --multiscale).")
+@click.option("--flip", is_flag=True, help="Average with the mirrored image.")
+@click.option("--crf", is_flag=True, help="Dense-CRF post-processing (DeepLab's parameters; -O crf.KEY=VALUE).")
+@click.option("-O", "--option", "options", multiple=True, metavar="KIND.KEY=VALUE", help="A component option: dataset, segnet, objective or crf.")
+@click.option("--precision", type=click.Choice(list(PRECISIONS)), default="fp32", show_default=True, help="Autocast precision (fp16 needs CUDA).")
+@click.option("--loader-workers", default="auto", show_default=True, help="Processes reading images ahead (auto: 0 on the CPU, up to 8 on a GPU).")
+@click.option("--limit", type=click.IntRange(min=1), help="Score only the first N images of the split.")
+@click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of training.")
+@click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: wssbench-runs/segment-<config>-<hash>).")
+@click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON on stdout.")
+@traceback_option
+@click.pass_context
+def segment_command(ctx: click.Context, **kw) -> None:
+    """Train a segmentation network on pseudo-masks or image labels and score it (mIoU)."""
+    explicit = {k for k in kw if ctx.get_parameter_source(k) is not click.core.ParameterSource.DEFAULT}
+    if kw["masks"] and kw["masks_run"]:
+        raise UsageError("give --masks or --masks-run, not both")
+    if kw["masks_run"]:
+        kw["masks"] = str(make_masks(kw["masks_run"], kw["train_split"], kw["dataset"]))
+        explicit.add("masks")
+    config = config_from_options(kw, explicit)
+    registry = default_registry()
+    config, parts = resolve(config, registry)
+    out = Path(kw["out"]) if kw["out"] else default_out(config)
+    err = Console(stderr=True, quiet=os.environ.get("RANK", "0") != "0")
+    err.print(Panel(json.dumps(config.to_dict(), indent=1, default=str), title=f"wssbench segment -> {out}"))
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    with Progress(*columns, console=err, transient=True) as progress:
+        record = segment(config, registry, out, progress, parts)
+    if record is None:
+        return
+    if kw["as_json"]:
+        click.echo(json.dumps(record, indent=2))
+    else:
+        pseudo = record["pseudo_masks"]
+        line = f"{record['method']}: {record['split']} mIoU {100 * record['miou']:.1f} (stage segmentation)"
+        if pseudo:
+            line += f"; pseudo-masks {pseudo['split']} mIoU {100 * pseudo['miou']:.1f} (stage pseudo-mask)"
+        click.echo(line)
+    err.print(f"wrote {out / 'result.json'} and {record['n_images']} masks under {out / 'masks'}")

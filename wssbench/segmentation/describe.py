@@ -1,0 +1,95 @@
+"""Descriptions -> :class:`SegmentConfig`: the one way a segmentation run is assembled.
+
+``wssbench segment`` flags, ``wssbench run --preset em-adapt`` (a preset that trains a network
+from image labels), and a bench row naming such a preset all give a flat mapping of option
+names, as :func:`wssbench.config.build_config` takes for the seed pipeline; this module turns it
+into the frozen config, the preset filling what the description leaves unset. Keys:
+
+* the ``SegmentConfig`` fields (``dataset``, ``split``, ``segnet``, ``objective``, ``masks``,
+  ``scales``, ``flip``, ``crf``, ``precision``, ``device``, ``seed``, ...);
+* the training recipe's (``epochs``, ``lr``, ``crop``, ``bn``; ``batch_size`` is the training
+  batch, as on ``wssbench run``);
+* ``backbone`` (the network's encoder, ``segnet.encoder``) and ``pretrained``
+  (``segnet.pretrained``), spelled as for the classifier;
+* ``multiscale`` (the scales of :data:`MULTI_SCALES`) and ``options`` (``KIND.KEY=VALUE`` for
+  dataset, segnet, objective, crf).
+
+A ``wssbench run`` option that has no meaning for a network trained from labels (saliency,
+fusion, pooling, ...) is refused by name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping
+
+from ..config import _coerce_scalar, merge, option_triples, resolve_device
+from ..errors import UsageError
+from .config import MULTI_SCALES, SegmentConfig, SegRecipe
+
+RECIPE_KEYS = ("epochs", "lr", "crop", "bn", "batch_size")
+CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(SegmentConfig) if f.name not in ("recipe", "batch_size"))
+KEYS = frozenset(CONFIG_KEYS + RECIPE_KEYS + ("backbone", "pretrained", "multiscale"))
+
+
+def is_segment_preset(name: Any) -> bool:
+    from .presets import SEGMENT_PRESETS
+
+    return isinstance(name, str) and name in SEGMENT_PRESETS
+
+
+def _typed(cls: type, name: str, value: Any, where: str) -> Any:
+    import typing
+
+    hint = typing.get_type_hints(cls)[name]
+    args = [a for a in typing.get_args(hint) if a is not type(None)]
+    if type(None) in typing.get_args(hint) and value in (None, "none", ""):
+        return None
+    target = args[0] if args and typing.get_origin(hint) is not tuple else hint
+    try:
+        if typing.get_origin(target) is tuple:
+            items = value.split(",") if isinstance(value, str) else list(value)
+            return tuple(float(v) for v in items)
+        return _coerce_scalar(target, value)
+    except (TypeError, ValueError):
+        raise UsageError(f"{where}{name}: expected {getattr(target, '__name__', target)}, got {value!r}") from None
+
+
+def build_segment_config(description: Mapping[str, Any], *, where: str = "") -> SegmentConfig:
+    """A checked, frozen :class:`SegmentConfig` from a flat description (module docstring).
+
+    Component names and options are checked against the registry later, by
+    :func:`wssbench.segmentation.run.resolve`."""
+    given = {k: v for k, v in dict(description).items() if v is not None}
+    preset = given.get("preset")
+    if preset:
+        from .presets import SEGMENT_PRESETS
+
+        if preset not in SEGMENT_PRESETS:
+            raise UsageError(f"{where}unknown segmentation preset '{preset}'; available: {', '.join(SEGMENT_PRESETS)}")
+        given = merge(SEGMENT_PRESETS[preset].options, given)
+    unknown = sorted(set(given) - KEYS - {"options"})
+    if unknown:
+        what = f"preset '{preset}' trains a segmentation network" if preset else "a segmentation run"
+        raise UsageError(f"{where}'{unknown[0]}' is not an option of {what}; its options: {', '.join(sorted(KEYS))}")
+    options = list(option_triples(given.get("options")))
+    if given.get("backbone"):
+        options.append(("segnet", "encoder", str(given["backbone"])))
+    if given.get("pretrained") not in (None, False, "false"):
+        options.append(("segnet", "pretrained", _coerce_scalar(bool, given["pretrained"])))
+    recipe = {k: _typed(SegRecipe, k, given[k], where) for k in RECIPE_KEYS if k in given}
+    values = {k: _typed(SegmentConfig, k, given[k], where) for k in CONFIG_KEYS
+              if k in given and k not in ("options", "device", "loader_workers")}
+    seed = values.get("seed", 0)
+    values["device"] = device = resolve_device(str(values.get("device", "auto")))
+    workers = given.get("loader_workers", "auto")
+    if workers == "auto":
+        from ..loading import default_loader_workers
+
+        values["loader_workers"] = default_loader_workers(device)
+    else:
+        values["loader_workers"] = _typed(SegmentConfig, "loader_workers", workers, where)
+    if "scales" not in values and given.get("multiscale") not in (None, False, "false"):
+        values["scales"] = MULTI_SCALES
+    return SegmentConfig(**values, options=tuple(merge({"options": tuple(options)}).get("options", ())),
+                         recipe=SegRecipe(**{"seed": seed, **recipe}))

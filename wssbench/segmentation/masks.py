@@ -1,0 +1,50 @@
+"""Pseudo-masks from a ``wssbench run`` folder: ``masks/<id>.png`` and ``result.json``.
+
+The run's own score (its mIoU on the split it segmented, usually the training split with
+ground-truth image labels) is kept beside the network's as the ``pseudo-mask`` stage.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DataError, UsageError
+from ..leaderboard import method_label, read_record
+
+
+@dataclass(frozen=True)
+class PseudoMaskRun:
+    folder: Path
+    record: dict
+
+    def path(self, image_id: str) -> Path:
+        return self.folder / "masks" / f"{image_id}.png"
+
+    def ids(self) -> set[str]:
+        return {p.stem for p in (self.folder / "masks").glob("*.png")}
+
+    def summary(self) -> dict:
+        """The pseudo-masks' own score and where they came from, for the record."""
+        r = self.record
+        return {
+            "stage": "pseudo-mask", "method": method_label(r["config"]), "dataset": r["dataset"], "split": r["split"],
+            "protocol": r["protocol"], "n_images": r["n_images"], "miou": r["miou"],
+            "pixel_accuracy": r.get("pixel_accuracy"), "run": str(self.folder),
+        }
+
+
+def open_mask_run(folder: str | Path, dataset: str, train_split: str) -> PseudoMaskRun:
+    """A run folder checked against the dataset and split the network trains on."""
+    folder = Path(folder)
+    result = folder / "result.json"
+    if not result.is_file():
+        raise DataError(f"--masks {folder}: no result.json (expected the output folder of 'wssbench run --split {train_split}')")
+    record = read_record(result)
+    if not (folder / "masks").is_dir():
+        raise DataError(f"--masks {folder}: no masks/ folder")
+    if record["dataset"] != dataset:
+        raise UsageError(f"--masks {folder}: made on dataset '{record['dataset']}', training is on '{dataset}'")
+    if record["split"] != train_split:
+        raise UsageError(f"--masks {folder}: masks of split '{record['split']}', the network trains on '{train_split}'")
+    return PseudoMaskRun(folder, record)

@@ -1,0 +1,181 @@
+"""One segmentation-network run: data -> (pseudo-masks) -> trained network (cached) -> val mIoU."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .. import distributed
+from ..cache import file_digest, fingerprint
+from ..distributed import World
+from ..errors import DataError, UsageError
+from ..io import atomic_dir, write_json, write_mask
+from ..metrics import ConfusionMatrix
+from ..pipeline import Timer, batches, compute_key, rank_dir
+from ..registry import Registry
+from .config import SegmentConfig
+from .data import TrainSamples
+from .infer import segment_images
+from .masks import PseudoMaskRun, open_mask_run
+from .record import build_record
+from .train import SegModel, load_or_train, recipe_dict, train
+
+NETWORK_VERSION = 1
+# DeepLab's dense-CRF post-processing (DESIGN.md section 3); ``-O crf.KEY=VALUE`` changes it
+CRF_DEFAULTS = {"gaussian_sxy": 1.0, "gaussian_compat": 3.0, "bilateral_sxy": 67.0, "bilateral_srgb": 3.0,
+                "bilateral_compat": 4.0, "iterations": 10}
+
+
+@dataclass
+class Parts:
+    dataset: Any
+    segnet: Any
+    objective: Any
+    crf: Any
+    masks: PseudoMaskRun | None
+
+
+def resolve(config: SegmentConfig, registry: Registry) -> tuple[SegmentConfig, Parts]:
+    """Check names and options against the registry and create the components; every mistake
+    on the command line fails here, before any work."""
+    converted = []
+    for kind, name in (("dataset", config.dataset), ("segnet", config.segnet), ("objective", config.objective)):
+        for key, value in registry.parse_options(kind, name, config.options_for(kind)).items():
+            converted.append((kind, key, value))
+    if config.options_for("crf") and not config.crf:
+        raise UsageError("-O crf.*: the CRF is off (add --crf)")
+    crf_options = {**CRF_DEFAULTS, **registry.parse_options("refiner", "densecrf", config.options_for("crf"))}
+    if config.crf:
+        converted += [("crf", k, v) for k, v in crf_options.items()]
+    config = dataclasses.replace(config, options=tuple(converted))
+    objective = registry.create("objective", config.objective, **config.options_for("objective"))
+    needs_masks = getattr(objective, "needs_masks", False)
+    if needs_masks and not config.masks:
+        raise UsageError(f"objective '{config.objective}' trains on pseudo-masks: give --masks RUN_DIR (or --masks-run)")
+    if config.masks and not needs_masks:
+        raise UsageError(f"--masks: objective '{config.objective}' trains from image labels only")
+    parts = Parts(
+        dataset=registry.create("dataset", config.dataset, root=config.data_root, **config.options_for("dataset")),
+        segnet=registry.create("segnet", config.segnet, **config.options_for("segnet")),
+        objective=objective,
+        crf=registry.create("refiner", "densecrf", **crf_options) if config.crf else None,
+        masks=open_mask_run(config.masks, config.dataset, config.train_split) if config.masks else None,
+    )
+    return config, parts
+
+
+def build_model(config: SegmentConfig, parts: Parts) -> SegModel:
+    """The untrained network, its random initialisation drawn from the recipe's seed."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(config.recipe.seed)
+        net = parts.segnet.build(parts.dataset.num_classes, weights=config.weights)
+    return SegModel(net, parts.segnet.mean, parts.segnet.std)
+
+
+def network_key(config: SegmentConfig, parts: Parts, train_ids: list[str], world: World) -> dict:
+    """Everything that determines the trained network's weights."""
+    masks = None
+    if parts.masks is not None:
+        masks = fingerprint([[i, file_digest(parts.masks.path(i))] for i in train_ids])
+    component = {kind: config.options_for(kind) for kind in ("dataset", "segnet", "objective")}
+    return {
+        "version": NETWORK_VERSION,
+        "dataset": config.dataset,
+        "data": [str(Path(parts.dataset.root).resolve()), len(train_ids), train_ids[:5], train_ids[-5:]],
+        "split": config.train_split,
+        "segnet": config.segnet,
+        "objective": config.objective,
+        "options": component,
+        "masks": masks,
+        "weights": file_digest(config.weights) if config.weights else None,
+        "recipe": recipe_dict(config.recipe),
+        "world_size": world.size,
+        **compute_key(config),
+    }
+
+
+def training_ids(config: SegmentConfig, parts: Parts) -> list[str]:
+    ids = parts.dataset.ids(config.train_split)
+    if parts.masks is None:
+        return ids
+    have = parts.masks.ids()
+    kept = [i for i in ids if i in have]
+    if not kept:
+        raise DataError(f"--masks {parts.masks.folder}: none of the {len(ids)} '{config.train_split}' images has a mask")
+    return kept
+
+
+def segment(config: SegmentConfig, registry: Registry, out: Path, progress: Any = None, parts: Parts | None = None) -> dict | None:
+    """Train (or read back) the network, segment ``config.split``, write ``out`` (record + masks).
+
+    Under torchrun every rank trains and segments its share; rank 0 writes and returns the record.
+    """
+    started = time.time()
+    world, device = distributed.init(config.device)
+    if device != config.device:
+        config = dataclasses.replace(config, device=device)
+    if parts is None:
+        config, parts = resolve(config, registry)
+    timer = Timer()
+    with timer("data"), world.main_first():
+        parts.dataset.prepare()
+    train_ids = training_ids(config, parts)
+    model = build_model(config, parts).to(device)
+    samples = TrainSamples(parts.dataset, train_ids, parts.masks.path if parts.masks else None)
+    task = progress.add_task("training network", total=None) if progress else None
+
+    def on_step(step: int, total: int, loss: float) -> None:
+        if progress:
+            progress.update(task, completed=step, total=total, description=f"training {config.segnet} (loss {loss:.3f})")
+
+    def fit() -> list[float]:
+        return train(model, samples, parts.objective, config.recipe, torch.device(device), world, on_step,
+                     config.precision, config.loader_workers)
+
+    with timer("train"):
+        training = load_or_train(model, network_key(config, parts, train_ids, world), fit, world)
+    if progress:
+        progress.remove_task(task)
+    model.to(device).eval()
+    all_ids = parts.dataset.ids(config.split)[: config.limit]
+    if not all_ids:
+        raise DataError(f"split '{config.split}' of dataset '{config.dataset}' is empty")
+    ids = world.shard(all_ids)
+    cm = ConfusionMatrix(parts.dataset.num_classes)
+    main = world.is_main
+    task = progress.add_task(f"segmenting {config.split}", total=len(ids)) if progress else None
+    with atomic_dir(out if main else rank_dir(out, world)) as tmp:
+        masks_dir = tmp / "masks" if main else tmp
+        masks_dir.mkdir(exist_ok=True)
+        with timer("segment"):
+            for image_id, gt, pred in segment_images(model, batches(parts.dataset, ids, config.batch_size, config.loader_workers),
+                                                     config.scales, config.flip, parts.crf, config.precision):
+                cm.update(gt, pred)
+                write_mask(masks_dir / f"{image_id}.png", pred)
+                if progress:
+                    progress.advance(task)
+        cm.matrix = world.sum(cm.matrix)
+        if main:
+            world.barrier()  # the other ranks have committed their masks
+            for rank in range(1, world.size):
+                other = rank_dir(out, World(rank, world.size))
+                for path in other.iterdir():
+                    os.replace(path, masks_dir / path.name)
+                other.rmdir()
+            backbone = getattr(parts.segnet, "encoder", None)
+            record = build_record(config, registry, parts.dataset.classes, cm, len(all_ids), training,
+                                  parts.masks.summary() if parts.masks else None, timer.seconds, started, world.size, backbone)
+            record["training"]["n_images"] = len(train_ids)
+            write_json(tmp / "result.json", record)
+    if progress:
+        progress.remove_task(task)
+    if not main:
+        world.barrier()
+        return None
+    return record
