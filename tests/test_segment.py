@@ -207,3 +207,74 @@ def test_a_third_party_network_and_objective_plug_in(tiny_dataset, tmp_path):
     assert record["components"]["segnet"] == {"kind": "segnet", "name": "pixel", "plugin": "Plugin-0", "options": {}}
     predicted = np.asarray(record["confusion_matrix"])[:, :-1].sum(0)  # pixels per predicted class
     assert predicted[0] >= 0.95 * predicted.sum()  # it learnt its objective: (nearly) all background
+
+
+def test_a_segment_description_becomes_the_config_with_the_preset_filling_the_rest():
+    from wssbench.segmentation.describe import build_segment_config
+
+    config = build_segment_config({"preset": "ccnn", "epochs": "2", "options": ("dataset.preset=tiny",), "device": "cpu"})
+    assert (config.segnet, config.objective, config.crf, config.recipe.lr, config.recipe.epochs) == (
+        "deeplab-largefov", "ccnn", True, 0.001, 2)
+    assert config.options_for("segnet") == {"encoder": "vgg16", "pretrained": True, "fc6_kernel": "4",
+                                            "fc6_dilation": "4", "channels": "4096"}
+    config = build_segment_config({"backbone": "resnet10t", "pretrained": False, "multiscale": True, "device": "cpu"})
+    assert config.options_for("segnet") == {"encoder": "resnet10t", "pretrained": False} and len(config.scales) == 4
+    with pytest.raises(UsageError, match="'saliency' is not an option of preset 'em-adapt'"):
+        build_segment_config({"preset": "em-adapt", "saliency": "gbp"})
+    with pytest.raises(UsageError, match="epochs: expected int"):
+        build_segment_config({"epochs": "two"})
+
+
+def test_deviations_from_the_segment_preset_are_listed():
+    from wssbench.segmentation.describe import build_segment_config
+    from wssbench.segmentation.presets import SEGMENT_PRESETS, segment_deviations
+
+    faithful = build_segment_config({"preset": "em-adapt", "device": "cpu"})
+    assert segment_deviations(faithful) == [dict(d) for d in SEGMENT_PRESETS["em-adapt"].departures]
+    changed = build_segment_config({"preset": "em-adapt", "segnet": "deeplabv3plus", "backbone": "resnet10t",
+                                    "pretrained": False, "lr": 0.01, "device": "cpu"})
+    options = {d["option"]: (d["published"], d["used"]) for d in segment_deviations(changed)}
+    assert options["segnet"] == ("deeplab-largefov", "deeplabv3plus")
+    assert options["segnet.encoder"] == ("vgg16", "resnet10t") and options["segnet.pretrained"] == (True, False)
+    assert options["lr"] == (0.001, 0.01) and "crf" not in options and "objective" not in options
+    # a local checkpoint of the same network is the published start
+    weights = build_segment_config({"preset": "em-adapt", "weights": "vgg16.pth", "pretrained": False, "device": "cpu"})
+    assert "segnet.pretrained" not in {d["option"] for d in segment_deviations(weights)}
+
+
+def test_run_preset_em_adapt_trains_a_network_and_records_its_deviations(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    result = CliRunner().invoke(cli, [
+        "run", "--preset", "em-adapt", "-O", "dataset.preset=tiny", "-O", "segnet.channels=32", "--backbone", "vgg11",
+        "--no-pretrained", "--epochs", "1", "--batch-size", "4", "--crop", "48", "--device", "cpu", "--limit", "4",
+        "--out", "em", "--json",
+    ])
+    assert result.exit_code == 0, result.output
+    record = json.loads(result.stdout)
+    assert record["stage"] == "segmentation" and record["method"] == "em-adapt" and record["split"] == "val"
+    assert record["inference"]["crf"] is True and record["config"]["objective"] == "em-adapt"
+    assert {"segnet.encoder", "segnet.pretrained", "segnet.channels"} <= {d["option"] for d in record["deviations"]}
+    assert "deviations from the published recipe" in result.stderr
+    refused = CliRunner().invoke(cli, ["run", "--preset", "ccnn", "--saliency", "gbp", "--out", "x"])
+    assert refused.exit_code == 2 and "'saliency' is not an option of preset 'ccnn'" in refused.output
+
+
+def test_a_bench_row_can_name_a_segmentation_preset(tiny_dataset, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "b.toml").write_text(
+        '[defaults]\ndataset = "synthetic"\noptions = { "dataset.preset" = "tiny" }\ndevice = "cpu"\n'
+        '[[rows]]\nlabel = "CCNN"\npreset = "ccnn"\nbackbone = "vgg11"\npretrained = false\n'
+        'options = { "segnet.channels" = 32 }\nepochs = 1\ncrop = 48\nbatch_size = 4\nlimit = 4\n'
+        'published = { miou = 34.5, dataset = "voc2012", split = "val", source = "Pathak et al." }\n'
+    )
+    first = CliRunner().invoke(cli, ["bench", "b.toml", "--out", "runs", "--json"])
+    assert first.exit_code == 0, first.output
+    record = json.loads((tmp_path / "runs" / "CCNN" / "result.json").read_text())
+    assert record["stage"] == "segmentation" and record["bench_label"] == "CCNN" and record["published"]["miou"] == 34.5
+    assert record["config"]["options"]["segnet"]["fc6_kernel"] == 4  # the preset's head, kept
+    again = CliRunner().invoke(cli, ["bench", "b.toml", "--out", "runs", "--json"])
+    assert again.exit_code == 0 and "done already" in again.stderr
+    (tmp_path / "b.toml").write_text(
+        '[[rows]]\nlabel = "CCNN"\npreset = "ccnn"\ntune = { "fusion.bg_threshold" = [0.1, 0.2] }\n')
+    refused = CliRunner().invoke(cli, ["bench", "b.toml", "--out", "runs2"])
+    assert refused.exit_code == 2 and "trains a segmentation network" in refused.output

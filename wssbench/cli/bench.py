@@ -33,6 +33,8 @@ from ..cache import fingerprint
 from ..config import RunConfig, build_config, merge
 from ..errors import DataError, UsageError
 from ..io import check_run_dir
+from ..segmentation.config import SegmentConfig
+from ..segmentation.describe import build_segment_config, is_segment_preset
 from .progress import progress_display
 from . import traceback_option
 
@@ -44,6 +46,7 @@ def load_bench(path: Path, registry: Any = None, overrides: dict | None = None) 
     """Read a bench file and check every row (names, options, value types, labels) before
     anything runs; each row's checked config is kept under ``row["_config"]``."""
     from ..pipeline import check
+    from ..segmentation.run import resolve as resolve_segment
 
     try:
         spec = tomllib.loads(path.read_text())
@@ -63,7 +66,11 @@ def load_bench(path: Path, registry: Any = None, overrides: dict | None = None) 
         if row["label"] in labels or slug(row["label"]) in map(slug, labels):
             raise UsageError(f"{where}a label used twice (rows {labels.get(row['label'], '?')} and {i + 1}); each row needs its own")
         labels[row["label"]] = i + 1
-        if registry is not None:
+        if registry is not None and is_segment_preset(row_description(spec, row, where).get("preset")):
+            if row.get("tune"):
+                raise UsageError(f"{where}'tune' searches seed-stage options; this row trains a segmentation network")
+            row["_config"] = resolve_segment(row_config(spec, row, where), registry)[0]
+        elif registry is not None:
             row["_config"] = check(row_config(spec, row, where), registry)
             grid = row.get("tune") or {}
             for values in itertools.product(*grid.values()):
@@ -82,8 +89,12 @@ def row_description(spec: dict, row: dict, where: str = "") -> dict:
     return merge(defaults, own, spec.get("_set", {}))
 
 
-def row_config(spec: dict, row: dict, where: str = "", extra_options: dict | None = None, **overrides: Any) -> RunConfig:
-    """The config of a row (the preset, if any, fills what the row and defaults leave unset)."""
+def row_config(spec: dict, row: dict, where: str = "", extra_options: dict | None = None, **overrides: Any) -> RunConfig | SegmentConfig:
+    """The config of a row (the preset, if any, fills what the row and defaults leave unset);
+    a row naming a segmentation preset (EM-Adapt, CCNN) gets a :class:`SegmentConfig`."""
+    description = row_description(spec, row, where)
+    if is_segment_preset(description.get("preset")):
+        return build_segment_config(merge(description, overrides), where=where)
     return build_config(merge(row_description(spec, row, where), {"options": extra_options or {}}, overrides), where=where)
 
 
@@ -133,9 +144,15 @@ def row_key(spec: dict, row: dict, registry) -> str:
     described = config.to_dict()
     for key in SPEED_ONLY:
         described.pop(key, None)
+    if isinstance(config, SegmentConfig):
+        from ..segmentation.record import describe as describe_segment
+
+        components = describe_segment(config, registry)
+    else:
+        components = describe_components(config, registry)
     return fingerprint({
         "config": described, "tune": row.get("tune"), "tune_split": spec.get("tune_split"),
-        "tune_limit": spec.get("tune_limit"), "components": describe_components(config, registry),
+        "tune_limit": spec.get("tune_limit"), "components": components,
         "versions": versions(),
     })
 
@@ -162,6 +179,10 @@ def run_row(spec: dict, row: dict, out: Path, registry, console: Console, progre
         console.print(f"{row['label']}: replacing the earlier result in {out}", soft_wrap=True)
     console.print(f"{row['label']}: running")
     annotations = {"bench_row": key, "bench_label": row["label"], "tuning": tuning, "published": row.get("published")}
+    if isinstance(config, SegmentConfig):
+        from ..segmentation.run import segment
+
+        return segment(config, registry, out, progress, annotations=annotations)
     return Pipeline(config, registry=registry).run(out, progress, annotations=annotations)
 
 

@@ -17,9 +17,11 @@ from rich.console import Console
 from ..cache import fingerprint
 from ..classifier import POOLINGS
 from ..config import RunConfig, build_config, config_from_record
+from ..errors import UsageError
 from ..io import check_run_dir
 from ..precision import PRECISIONS
 from ..presets import PRESETS
+from ..segmentation.presets import SEGMENT_PRESETS
 from ..training import TrainRecipe
 from . import traceback_option
 from .params import ComponentName
@@ -35,7 +37,7 @@ def default_out(config: RunConfig) -> Path:
 
 
 @click.command("run")
-@click.option("--preset", type=click.Choice(list(PRESETS)), help="A named method (its options; those given here win). See README.")
+@click.option("--preset", type=click.Choice([*PRESETS, *SEGMENT_PRESETS]), help="A named method (its options; those given here win). See README.")
 @click.option("--from", "from_record", type=click.Path(dir_okay=False), help="Re-run the run recorded in this result.json (flags given here win).")
 @click.option("--dataset", type=ComponentName("dataset"), help=f"Dataset.  [default: {D.dataset}]")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder (default: the dataset's own).")
@@ -74,6 +76,13 @@ def run_command(from_record: str | None, out: str | None, as_json: bool, **kw) -
     from ..api import Pipeline
 
     given = description_from_flags(kw)
+    if given.get("preset") in SEGMENT_PRESETS:  # EM-Adapt, CCNN: a segmentation network from image labels
+        if from_record:
+            raise UsageError(f"--from: preset '{given['preset']}' trains a segmentation network; rerun it with its options")
+        from ..segmentation.describe import build_segment_config
+        from .segment import run_segmentation
+
+        return run_segmentation(build_segment_config(given), out, as_json)
     config = config_from_record(from_record, **given) if from_record else build_config(given)
     pipe = Pipeline(config)
     config = pipe.config

@@ -14,6 +14,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from ..cache import fingerprint
 from ..errors import UsageError
+from ..io import check_run_dir
 from ..precision import PRECISIONS
 from ..registry import default_registry
 from ..segmentation.config import BN_MODES, MULTI_SCALES, SegmentConfig, SegRecipe
@@ -65,7 +66,7 @@ def config_from_options(kw: dict, explicit: set[str]) -> SegmentConfig:
 @click.option("--train-split", default="train", show_default=True, help="Split the network trains on.")
 @click.option("--segnet", type=ComponentName("segnet"), default="deeplabv3plus", show_default=True, help="Segmentation network.")
 @click.option("--backbone", help="The network's encoder (a timm model; a VGG for deeplab-largefov).")
-@click.option("--pretrained", is_flag=True, help="Start the encoder from ImageNet weights (downloads them).")
+@click.option("--pretrained/--no-pretrained", default=None, help="Start the encoder from ImageNet weights (downloads them; presets: yes).")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Local ImageNet weights of the encoder (offline use).")
 @click.option("--objective", type=ComponentName("objective"), default="pseudo-masks", show_default=True, help="Training objective.")
 @click.option("--masks", type=click.Path(file_okay=False), help="Pseudo-masks: a 'wssbench run --split train' output folder.")
@@ -97,18 +98,33 @@ def segment_command(ctx: click.Context, **kw) -> None:
     if kw["masks_run"]:
         kw["masks"] = str(make_masks(kw["masks_run"], kw["train_split"], kw["dataset"]))
         explicit.add("masks")
-    config = config_from_options(kw, explicit)
+    run_segmentation(config_from_options(kw, explicit), kw["out"], kw["as_json"])
+
+
+def run_segmentation(config: SegmentConfig, out: str | None, as_json: bool) -> None:
+    """Resolve, train, segment, write and print: ``wssbench segment`` and ``wssbench run --preset
+    em-adapt`` (a preset that trains a network) end here."""
+    from ..segmentation.presets import segment_deviations
+
     registry = default_registry()
     config, parts = resolve(config, registry)
-    out = Path(kw["out"]) if kw["out"] else default_out(config)
+    out = Path(out) if out else default_out(config)
+    replacing = check_run_dir(out)  # refused before any work when it is not a run's folder
     err = Console(stderr=True, quiet=os.environ.get("RANK", "0") != "0")
+    if replacing:
+        err.print(f"replacing the earlier run in {out}", soft_wrap=True, highlight=False)
     err.print(Panel(json.dumps(config.to_dict(), indent=1, default=str), title=f"wssbench segment -> {out}"))
+    changed = segment_deviations(config, registry)
+    if changed:
+        listed = "; ".join(f"{d['option']}: {d['published']} -> {d['used']}" for d in changed)
+        err.print(f"warning: --preset {config.preset}: {len(changed)} deviations from the published recipe (recorded): {listed}",
+                  soft_wrap=True, highlight=False, markup=False)
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     with Progress(*columns, console=err, transient=True) as progress:
         record = segment(config, registry, out, progress, parts)
     if record is None:
         return
-    if kw["as_json"]:
+    if as_json:
         click.echo(json.dumps(record, indent=2))
     else:
         pseudo = record["pseudo_masks"]

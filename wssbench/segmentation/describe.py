@@ -38,6 +38,11 @@ def is_segment_preset(name: Any) -> bool:
     return isinstance(name, str) and name in SEGMENT_PRESETS
 
 
+class dict_hint:  # noqa: N801 - the types of the description keys that are no config field
+    pretrained: bool
+    multiscale: bool
+
+
 def _typed(cls: type, name: str, value: Any, where: str) -> Any:
     import typing
 
@@ -75,8 +80,8 @@ def build_segment_config(description: Mapping[str, Any], *, where: str = "") -> 
     options = list(option_triples(given.get("options")))
     if given.get("backbone"):
         options.append(("segnet", "encoder", str(given["backbone"])))
-    if given.get("pretrained") not in (None, False, "false"):
-        options.append(("segnet", "pretrained", _coerce_scalar(bool, given["pretrained"])))
+    if "pretrained" in given:
+        options.append(("segnet", "pretrained", _typed(dict_hint, "pretrained", given["pretrained"], where)))
     recipe = {k: _typed(SegRecipe, k, given[k], where) for k in RECIPE_KEYS if k in given}
     values = {k: _typed(SegmentConfig, k, given[k], where) for k in CONFIG_KEYS
               if k in given and k not in ("options", "device", "loader_workers")}
@@ -89,7 +94,7 @@ def build_segment_config(description: Mapping[str, Any], *, where: str = "") -> 
         values["loader_workers"] = default_loader_workers(device)
     else:
         values["loader_workers"] = _typed(SegmentConfig, "loader_workers", workers, where)
-    if "scales" not in values and given.get("multiscale") not in (None, False, "false"):
+    if "scales" not in values and "multiscale" in given and _typed(dict_hint, "multiscale", given["multiscale"], where):
         values["scales"] = MULTI_SCALES
     return SegmentConfig(**values, options=tuple(merge({"options": tuple(options)}).get("options", ())),
                          recipe=SegRecipe(**{"seed": seed, **recipe}))

@@ -10,6 +10,7 @@ from ..metrics import ConfusionMatrix
 from ..options import defaults
 from ..record import RECORD_VERSION, versions
 from ..references import SEGMENTATION
+from .presets import segment_deviations
 
 STAGE = "segmentation"
 
@@ -56,6 +57,7 @@ def build_record(config: Any, registry: Any, names: list[str], cm: ConfusionMatr
         "confusion_matrix": cm.matrix.tolist(),
         "inference": {"scales": list(config.scales), "multiscale": len(config.scales) > 1, "flip": config.flip, "crf": config.crf},
         "pseudo_masks": pseudo,
+        "deviations": segment_deviations(config, registry),
         "config": config.to_dict(),
         "components": describe(config, registry),
         "training": training,

@@ -14,7 +14,7 @@ import torch
 from .. import distributed
 from ..cache import file_digest, fingerprint
 from ..distributed import World
-from ..errors import DataError, UsageError
+from ..errors import DataError, OfflineError, UsageError
 from ..io import atomic_dir, write_json, write_mask
 from ..metrics import ConfusionMatrix
 from ..pipeline import Timer, batches, compute_key, rank_dir
@@ -74,7 +74,16 @@ def build_model(config: SegmentConfig, parts: Parts) -> SegModel:
     """The untrained network, its random initialisation drawn from the recipe's seed."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(config.recipe.seed)
-        net = parts.segnet.build(parts.dataset.num_classes, weights=config.weights)
+        try:
+            net = parts.segnet.build(parts.dataset.num_classes, weights=config.weights)
+        except OfflineError as e:
+            if not config.preset:
+                raise
+            encoder = config.options_for("segnet").get("encoder", "its encoder")
+            raise OfflineError(
+                f"--preset {config.preset} starts from ImageNet weights of '{encoder}', which cannot be downloaded here: "
+                f"pass --weights FILE (a local checkpoint of it), or --backbone MODEL --no-pretrained (recorded as deviations)"
+            ) from e
     return SegModel(net, parts.segnet.mean, parts.segnet.std)
 
 
@@ -111,8 +120,11 @@ def training_ids(config: SegmentConfig, parts: Parts) -> list[str]:
     return kept
 
 
-def segment(config: SegmentConfig, registry: Registry, out: Path, progress: Any = None, parts: Parts | None = None) -> dict | None:
+def segment(config: SegmentConfig, registry: Registry, out: Path, progress: Any = None, parts: Parts | None = None,
+            annotations: dict | None = None) -> dict | None:
     """Train (or read back) the network, segment ``config.split``, write ``out`` (record + masks).
+
+    ``annotations`` are added to the record (a bench row's identity and published number).
 
     Under torchrun every rank trains and segments its share; rank 0 writes and returns the record.
     """
@@ -172,6 +184,7 @@ def segment(config: SegmentConfig, registry: Registry, out: Path, progress: Any 
             record = build_record(config, registry, parts.dataset.classes, cm, len(all_ids), training,
                                   parts.masks.summary() if parts.masks else None, timer.seconds, started, world.size, backbone)
             record["training"]["n_images"] = len(train_ids)
+            record.update(annotations or {})
             write_json(tmp / "result.json", record)
     if progress:
         progress.remove_task(task)
