@@ -16,6 +16,14 @@ see :func:`objectness_map` and :func:`smooth` for the choices):
 * smoothed probabilities ``m_l(x) = sum_n w_n [x in P_n] s_n(l) / sum_n w_n [x in P_n]`` with
   ``s_n(l)`` the mean of ``p_l`` over ``P_n``: each pixel takes the weighted mean of the mean
   class probabilities of the proposals covering it.
+
+What could not be checked against Pinheiro & Collobert's text (no code was released): they
+threshold a per-pixel score built from the proposals covering a pixel, with per-class
+thresholds found by grid search. wssbench reads that score as ``O(x) * m_k(x)`` against the
+smoothed background probability, with ONE background threshold (the fusion's, tuned on train):
+the smoothing keeps their "smoothing prior" (as the superpixel prior averages within
+superpixels), the objectness factor keeps "how much proposal mass covers a pixel". Both are
+options of the refiner (``power = 0`` drops the factor), so either reading can be run.
 """
 
 from __future__ import annotations
