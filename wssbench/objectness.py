@@ -29,6 +29,7 @@ options of the refiner (``power = 0`` drops the factor), so either reading can b
 from __future__ import annotations
 
 import hashlib
+import os
 import pickle
 import warnings
 import zlib
@@ -218,7 +219,7 @@ def cached(method: Any, name: str, options: dict, image: np.ndarray) -> Proposal
     proposals = method(image)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp{id(proposals)}")
+        tmp = path.with_name(f".{path.name}.{os.getpid()}-{id(proposals)}")  # per writer: workers may race
         tmp.write_bytes(seal(zlib.compress(pickle.dumps(proposals, protocol=pickle.HIGHEST_PROTOCOL), 1)))
         tmp.replace(path)
     except OSError as e:  # a read-only cache: compute every time, said once per process
