@@ -112,6 +112,21 @@ def register_classmaps(register: Register) -> None:
 
 
 @hookspec
+def register_objectness(register: Register) -> None:
+    """Register objectness methods (object proposals).
+
+    An objectness method is called per image as ``method(image) -> proposals``: ``image``
+    uint8 (H, W, 3); ``proposals`` a :class:`wssbench.objectness.BoxProposals` (boxes
+    ``x0, y0, x1, y1``, half-open) or :class:`wssbench.objectness.SegmentProposals` (segments
+    as unions of the cells of a partition; ``SegmentProposals.from_masks`` builds one from bool
+    masks), each proposal with a non-negative weight (its score, or 1), in rank order. Methods
+    are deterministic. They are not a pipeline stage of their own: the saliency method
+    ``objectness`` and the refiner ``proposals`` take one by name (``-O saliency.method=NAME``,
+    ``-O proposals.method=NAME``) and cache its proposals per image content.
+    """
+
+
+@hookspec
 def register_fusion(register: Register) -> None:
     """Register fusion methods.
 

@@ -78,6 +78,47 @@ PRESETS: dict[str, Preset] = {
             {"option": "head", "published": "fc8 with a bias (shimoda-uec/dcsm test/gdep.prototxt)", "used": "a bias-free 1x1 head"},
         ),
     ),
+    "mil-bb": Preset(
+        "MIL-bb (Pinheiro & Collobert 2015): log-sum-exp pooling, image-level prior, smoothing prior on box proposals (Selective Search for BING)",
+        {**VGG16, "pooling": "lse", "classmap": "fcn", "saliency": "none", "fusion": "image-prior", "refine": "proposals",
+         "options": ("proposals.method=ss-boxes",)},
+        "37.8 val",
+        # how boxes smooth and weight the class probabilities (wssbench.objectness.smooth) and r of the LSE: not checked
+        unverified=("pooling", "refine"),
+        departures=(
+            {"option": "proposals", "published": "BING boxes (Cheng et al. 2014)", "used": "Selective Search boxes (ss-boxes, Uijlings et al. 2013, unscored)"},
+            {"option": "network", "published": "their own network trained on an ImageNet subset", "used": "VGG-16 (ImageNet)"},
+            {"option": "head", "published": "21 outputs with a background class; a per-class threshold found by grid search",
+             "used": "20 foreground outputs, one background threshold (fusion.bg_threshold)"},
+        ),
+    ),
+    "mil-seg": Preset(
+        "MIL-seg (Pinheiro & Collobert 2015): log-sum-exp pooling, image-level prior, smoothing prior on segment proposals (Selective Search for MCG)",
+        {**VGG16, "pooling": "lse", "classmap": "fcn", "saliency": "none", "fusion": "image-prior", "refine": "proposals",
+         "options": ("proposals.method=ss-segments",)},
+        "42.0 val / 40.6 test",
+        unverified=("pooling", "refine"),
+        departures=(
+            {"option": "proposals", "published": "MCG segments (Arbelaez et al. 2014; ranking trained on segmentation masks, the poster's 'additional data')",
+             "used": "Selective Search hierarchical-grouping regions (ss-segments, unsupervised, unscored)"},
+            {"option": "network", "published": "their own network trained on an ImageNet subset", "used": "VGG-16 (ImageNet)"},
+            {"option": "head", "published": "21 outputs with a background class; a per-class threshold found by grid search",
+             "used": "20 foreground outputs, one background threshold (fusion.bg_threshold)"},
+        ),
+    ),
+    "fcn-mcg": Preset(
+        "Poster FCN+MCG: FCN class maps (global max pooling) + an objectness map from segment proposals (Selective Search for MCG), image-level prior, superpixel CRF",
+        {**VGG16, "pooling": "gmp", "classmap": "fcn", "saliency": "objectness", "fusion": "image-prior", "refine": "sppxl-crf",
+         "options": ("saliency.method=ss-segments",)},
+        "33.8 val / 33.1 test",
+        # the poster says only "MCG-based objectness map" enhancing the FCN output: the map's formula, and that it is
+        # unified with the class maps as FCN+GBP's saliency maps are, are readings
+        unverified=("saliency", "fusion", "refine"),
+        departures=(
+            {"option": "proposals", "published": "MCG segments (Arbelaez et al. 2014)",
+             "used": "Selective Search hierarchical-grouping regions (ss-segments, unsupervised, unscored)"},
+        ),
+    ),
 }
 
 

@@ -41,6 +41,7 @@ KINDS = {
     "backbone": "register_backbones",
     "saliency": "register_saliency",
     "classmap": "register_classmaps",
+    "objectness": "register_objectness",
     "fusion": "register_fusion",
     "refiner": "register_refiners",
     "segnet": "register_segnets",

@@ -19,6 +19,7 @@ SECTIONS = {
     "classifiers": "trained classifiers (one .pt per configuration)",
     "classmaps": "fitted class-map producers (e.g. zoom-out mi-SVMs)",
     "maps": "class and saliency maps, per classifier and method",
+    "proposals": "object proposals per image, per objectness method and options",
 }
 SIDECAR = ".json"  # beside a file entry (a checkpoint, a fitted producer): what it is; part of the entry
 
@@ -103,6 +104,9 @@ def describe(section: str, path: Path) -> dict:
             return {"what": f"synthetic, {spec.get('n_train')} train + {spec.get('n_val')} val images of "
                             f"{spec.get('size')} px, seed {spec.get('seed')}", "dataset": "synthetic"}
         return {"what": "dataset folder"}
+    if section == "proposals":
+        method = path.name.rpartition("-")[0]
+        return {"what": f"{method} proposals of {sum(1 for _ in path.glob('*.pkl'))} images", "method": f"objectness:{method}"}
     return {"what": ""}
 
 
