@@ -27,9 +27,51 @@ from .precision import autocast, grad_scaler
 CHECKPOINT_VERSION = 1
 
 
+def soft_margin_loss(model: Classifier, maps: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """CAM/IRN's loss: multilabel soft margin on the pooled scores of every output (B, N)."""
+    return F.multilabel_soft_margin_loss(model.pool(maps), targets)
+
+
+def mil_loss(model: Classifier, maps: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Pathak et al. 2015's multi-class MIL loss: for each label ``l`` of the image (the present
+    classes and, with a background output, background), the location ``(x_l, y_l)`` where the
+    per-pixel softmax ``p_l`` is highest; there ``-log p_l``; the mean over the image's labels,
+    then over the batch: ``L = -1/|L_I| sum_{l in L_I} log p_l(x_l, y_l)``,
+    ``(x_l, y_l) = argmax_(x, y) p_l(x, y)``. The pooling of the classifier plays no part."""
+    log_p = torch.log_softmax(maps.flatten(2), dim=1)  # (B, N, h*w)
+    top = log_p.amax(dim=2)  # (B, N): log p_l at its own argmax (log is monotone)
+    per_image = -(top * targets).sum(1) / targets.sum(1).clamp(min=1)  # (B,)
+    return per_image.mean()
+
+
+def softmax_loss(model: Classifier, maps: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """Pinheiro & Collobert 2015's loss: a softmax over the pooled (log-sum-exp) scores of
+    every output, cross-entropy against the image's labels. Their training images had one
+    label each (ImageNet, background images included); with several, the target is spread
+    evenly over the image's labels (background included when the head has it): a choice, not
+    in the paper."""
+    log_p = torch.log_softmax(model.pool(maps), dim=1)  # (B, N)
+    target = targets / targets.sum(1, keepdim=True).clamp(min=1)  # (B, N)
+    return -(target * log_p).sum(1).mean()
+
+
+# The classifier's training losses: loss(model, maps (B, N, h, w) every head output, targets (B, N)) -> scalar.
+LOSSES: dict[str, Callable[[Classifier, torch.Tensor, torch.Tensor], torch.Tensor]] = {
+    "soft-margin": soft_margin_loss, "mil": mil_loss, "softmax": softmax_loss,
+}
+
+
+def head_targets(model: Classifier, labels: torch.Tensor) -> torch.Tensor:
+    """Image labels (B, C) -> targets (B, N) over the head's outputs: background (output 0,
+    when the head has one) is in every image."""
+    if getattr(model, "background", False):
+        return torch.cat([torch.ones_like(labels[:, :1]), labels], dim=1)
+    return labels
+
+
 @dataclass(frozen=True)
 class TrainRecipe:
-    """How the classifier is trained (multilabel soft-margin loss, SGD with momentum, poly decay)."""
+    """How the classifier is trained (a loss of ``LOSSES``, SGD with momentum, poly decay)."""
 
     epochs: int = 24
     batch_size: int = 16
@@ -40,6 +82,13 @@ class TrainRecipe:
     crop: int = 128  # square random crop (padded when the image is smaller)
     scale: tuple[float, float] = (0.75, 1.25)  # random rescaling before the crop
     seed: int = 0
+    loss: str = "soft-margin"  # soft-margin (CAM/IRN), mil (Pathak et al. 2015) or softmax (Pinheiro & Collobert 2015)
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            from .errors import UsageError
+
+            raise UsageError(f"--loss: unknown loss '{self.loss}'; available: {', '.join(LOSSES)}")
 
 
 def _augment(image: np.ndarray, recipe: TrainRecipe, rng: np.random.Generator) -> np.ndarray:
@@ -100,7 +149,8 @@ def train(
             idx = order[b * recipe.batch_size : (b + 1) * recipe.batch_size]
             batch = model.preprocess(np.stack([_augment(next(images), recipe, rng) for _ in idx]))
             with autocast(device, precision):
-                loss = F.multilabel_soft_margin_loss(model(batch).float(), labels[idx].to(device))
+                maps = model.head_maps(model.features(batch)).float()  # (B, N, h, w): every output
+                loss = LOSSES[recipe.loss](model, maps, head_targets(model, labels[idx].to(device)))
             for group, base in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base * (1 - step / total) ** 0.9  # poly decay
             optimizer.zero_grad(set_to_none=True)
@@ -191,7 +241,12 @@ def _damaged_checkpoint(path: Path, why: str) -> None:
 
 
 def recipe_dict(recipe: TrainRecipe) -> dict:
-    return dataclasses.asdict(recipe)
+    """The recipe as a cache key holds it: the default loss is left out, so that the keys of
+    classifiers trained before the loss was an option stay as they were."""
+    data = dataclasses.asdict(recipe)
+    if data["loss"] == TrainRecipe.loss:
+        del data["loss"]
+    return data
 
 
 def timed(fn: Callable, *args: Any, **kwargs: Any) -> tuple[Any, float]:
