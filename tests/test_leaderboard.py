@@ -218,7 +218,7 @@ def test_label_of_a_preset_with_component_options():
     from wssbench.leaderboard import method_label
 
     config = {
-        "preset": "dcsm", "backbone": "vgg16", "pretrained": True, "pooling": "gmp", "classmap": None, "saliency": "dcsm",
+        "preset": "dcsm", "backbone": "vgg16", "pretrained": True, "pooling": "gmp", "head_bias": True, "classmap": None, "saliency": "dcsm",
         "fusion": "threshold", "refine": ["densecrf"], "detect_by": "saliency", "max_classes": None, "top1": False,
         "options": {"saliency": {"signal": "map"}, "fusion": {"bg_threshold": 0.15}},
     }
