@@ -169,3 +169,13 @@ def test_mil_fcn_recipe_runs_end_to_end(tiny_dataset):
     record = pipe.run()
     assert record["n_images"] == 3 and 0.0 <= record["miou"] <= 1.0
     assert record["config"]["background"] is True and record["config"]["recipe"]["loss"] == "mil"
+
+
+def test_cam_of_a_background_classifier_reads_the_foreground_rows():
+    from wssbench_plugins.cam import cam_from_features
+
+    model = tiny_classifier(background=True)
+    features = model.features(torch.randn(1, 3, 8, 8))
+    classes = torch.tensor([[0, 2]])
+    expected = torch.einsum("kf,bfhw->bkhw", model.head.weight[1:, :, 0, 0][classes[0]], features).clamp(min=0)
+    torch.testing.assert_close(cam_from_features(model, features, classes), expected.detach())
