@@ -179,3 +179,42 @@ def test_cam_of_a_background_classifier_reads_the_foreground_rows():
     classes = torch.tensor([[0, 2]])
     expected = torch.einsum("kf,bfhw->bkhw", model.head.weight[1:, :, 0, 0][classes[0]], features).clamp(min=0)
     torch.testing.assert_close(cam_from_features(model, features, classes), expected.detach())
+
+
+def test_losses_ignore_the_crop_padding():
+    """A crop's zero padding is no instance: the MIL argmax and the pooling skip it."""
+    maps = torch.tensor([[[[5.0, 0.0]], [[0.0, 1.0]], [[0.0, 0.0]]]])  # (1, 3, 1, 2): background peaks on the padding
+    targets = torch.tensor([[1.0, 1.0, 0.0]])
+    valid = torch.tensor([[[False, True]]])  # (1, 1, 2): position 0 is padding
+    p1 = [math.exp(v) / (1 + math.e + 1) for v in (0, 1, 0)]  # softmax at position 1 only
+    expected = -(math.log(p1[0]) + math.log(p1[1])) / 2
+    assert LOSSES["mil"](None, maps, targets, valid).item() == pytest.approx(expected, rel=1e-6)
+    assert LOSSES["mil"](None, maps, targets).item() < expected  # with the padding, background is easy
+    model = tiny_classifier(background=True, pooling="lse")
+    r = model.lse_r
+    pooled = model.pool(maps, valid)  # one valid position: LSE = its value
+    torch.testing.assert_close(pooled, torch.tensor([[0.0, 1.0, 0.0]]))
+    two = torch.tensor([[[[1.0, 2.0, 9.0]]]])  # (1, 1, 1, 3), last position padding
+    keep = torch.tensor([[[True, True, False]]])
+    assert model.pool(two, keep).item() == pytest.approx(math.log((math.exp(r) + math.exp(2 * r)) / 2) / r)
+    assert masked_gap_and_gmp(two, keep) == (1.5, 2.0)
+
+
+def masked_gap_and_gmp(maps, valid):
+    from wssbench.classifier import POOLINGS
+
+    return POOLINGS["gap"](maps, 0.0, valid).item(), POOLINGS["gmp"](maps, 0.0, valid).item()
+
+
+def test_augment_reports_where_the_image_is():
+    from wssbench.training import _augment, valid_cells
+
+    rng = np.random.default_rng(0)
+    image = np.full((20, 30, 3), 200, np.uint8)
+    crop, inside = _augment(image, TrainRecipe(crop=48, scale=(1.0, 1.0)), rng)
+    assert crop.shape == (48, 48, 3) and inside.shape == (48, 48) and inside.sum() == 20 * 30
+    assert (crop[~inside] == 0).all() and (crop[inside] > 0).all()
+    cells = valid_cells(torch.from_numpy(inside)[None], (6, 6))  # 8 x 8 px cells
+    expected = torch.from_numpy(inside.reshape(6, 8, 6, 8).mean(axis=(1, 3)) >= 0.5)[None]
+    torch.testing.assert_close(cells, expected)
+    assert valid_cells(torch.zeros(1, 8, 8, dtype=torch.bool), (2, 2)).all()  # nothing inside: every cell

@@ -30,20 +30,30 @@ from torch import nn
 from .errors import UsageError
 
 
-def _gap(maps: torch.Tensor, r: float) -> torch.Tensor:
-    return maps.mean(dim=(2, 3))
+def _gap(maps: torch.Tensor, r: float, valid: torch.Tensor | None = None) -> torch.Tensor:
+    if valid is None:
+        return maps.mean(dim=(2, 3))
+    w = valid[:, None].to(maps.dtype)  # (B, 1, h, w)
+    return (maps * w).sum(dim=(2, 3)) / w.sum(dim=(2, 3))
 
 
-def _gmp(maps: torch.Tensor, r: float) -> torch.Tensor:
-    return maps.amax(dim=(2, 3))
+def _gmp(maps: torch.Tensor, r: float, valid: torch.Tensor | None = None) -> torch.Tensor:
+    if valid is None:
+        return maps.amax(dim=(2, 3))
+    return maps.masked_fill(~valid[:, None], -torch.inf).amax(dim=(2, 3))
 
 
-def _lse(maps: torch.Tensor, r: float) -> torch.Tensor:
+def _lse(maps: torch.Tensor, r: float, valid: torch.Tensor | None = None) -> torch.Tensor:
     flat = maps.flatten(2)  # (B, C, h*w)
-    return (torch.logsumexp(r * flat, dim=2) - math.log(flat.shape[2])) / r
+    if valid is None:
+        return (torch.logsumexp(r * flat, dim=2) - math.log(flat.shape[2])) / r
+    keep = valid.flatten(1)[:, None]  # (B, 1, h*w)
+    count = keep.sum(dim=2).to(maps.dtype)  # (B, 1)
+    return (torch.logsumexp((r * flat).masked_fill(~keep, -torch.inf), dim=2) - count.log()) / r
 
 
-POOLINGS: dict[str, Callable[[torch.Tensor, float], torch.Tensor]] = {"gap": _gap, "gmp": _gmp, "lse": _lse}
+# pooling(maps (B, C, h, w), r, valid (B, h, w) bool or None: the positions to pool) -> (B, C)
+POOLINGS: dict[str, Callable[..., torch.Tensor]] = {"gap": _gap, "gmp": _gmp, "lse": _lse}
 
 
 class Classifier(nn.Module):
@@ -88,9 +98,10 @@ class Classifier(nn.Module):
         bias = None if self.head.bias is None else self.head.bias[:1]
         return F.conv2d(features, self.head.weight[:1], bias)  # (B, 1, h, w)
 
-    def pool(self, maps: torch.Tensor) -> torch.Tensor:
-        """Global pooling of score maps (B, N, h, w) -> (B, N)."""
-        return POOLINGS[self.pooling](maps, self.lse_r)
+    def pool(self, maps: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+        """Global pooling of score maps (B, N, h, w) -> (B, N), over the ``valid`` positions
+        (B, h, w) bool only when given (training crops: not the zero padding)."""
+        return POOLINGS[self.pooling](maps, self.lse_r, valid)
 
     def score_maps(self, images: torch.Tensor) -> torch.Tensor:
         return self.head(self.features(images))[:, int(self.background):]  # (B, C, h, w)
