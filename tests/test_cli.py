@@ -204,11 +204,11 @@ def test_interrupted_run_leaves_no_result(tiny_run, tmp_path, monkeypatch):
 
     calls = []
 
-    def interrupt(self, *args):
+    def interrupt(self, *args, **kwargs):
         calls.append(1)
         if len(calls) == 5:
             raise KeyboardInterrupt
-        return original(self, *args)
+        return original(self, *args, **kwargs)
 
     original = fusion.ThresholdFusion.__call__
     monkeypatch.setattr(fusion.ThresholdFusion, "__call__", interrupt)
