@@ -66,7 +66,7 @@ def cam_raw(model, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
 
 def cam_from_features(model, features: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     """ReLU'd CAM (B, K, h, w) of the backbone's features (B, F, h, w)."""
-    weight = model.head.weight[:, :, 0, 0].detach()  # (C, F)
+    weight = model.head.weight[int(getattr(model, "background", False)):, :, 0, 0].detach()  # (C, F): foreground rows
     return class_activation_maps(features.detach(), weight, classes).clamp(min=0)
 
 

@@ -13,7 +13,15 @@ if TYPE_CHECKING:  # torch is imported where it is used, so listing the plugins 
 
 @dataclass(frozen=True)
 class FCNScoreMaps:
-    """Class score maps before global pooling, upsampled to the image (FCN; equal to CAM here)."""
+    """Class score maps before global pooling, upsampled to the image (FCN; equal to CAM here).
+
+    Without a background output: each requested class's score map, bilinearly upsampled,
+    negatives clipped, divided by its maximum. With one (``model.background``, MIL-FCN and
+    MIL-sppxl): the per-pixel softmax over all C + 1 outputs of the upsampled score maps
+    (``wssbench.classifier.pixel_probabilities``), the requested classes' rows: probabilities,
+    not max-normalised, so that with the background row (which the pipeline hands to fusions
+    that use it) their per-pixel argmax is MIL-FCN's inference.
+    """
 
     name = "fcn"
     uses_forward = True  # capability: maps from the pipeline's shared forward pass (``from_forward``)
@@ -22,10 +30,16 @@ class FCNScoreMaps:
         import torch
 
         with torch.no_grad():
+            if getattr(model, "background", False):
+                features = model.features(images)  # (B, F, h, w)
+                return self.probabilities(model, features, model.head_maps(features)[:, 1:], classes, images.shape[-2:])
             return self.maps(model.score_maps(images), classes, images.shape[-2:])
 
     def from_forward(self, model, forward, classes: torch.Tensor) -> torch.Tensor:
         """The same maps from the pipeline's shared forward pass (its score maps)."""
+        if getattr(model, "background", False):
+            return self.probabilities(model, forward.features.detach(), forward.score_maps.detach(), classes,
+                                      forward.images.shape[-2:])
         return self.maps(forward.score_maps.detach(), classes, forward.images.shape[-2:])
 
     @staticmethod
@@ -38,6 +52,18 @@ class FCNScoreMaps:
         classes = torch.as_tensor(classes).to(score_maps.device)
         maps = select(score_maps, classes)  # (B, K, h, w)
         return max_normalise(upsample(maps, size))  # (B, K, H, W)
+
+    @staticmethod
+    def probabilities(model, features: torch.Tensor, score_maps: torch.Tensor, classes: torch.Tensor, size) -> torch.Tensor:
+        """A background classifier's per-pixel probabilities of the requested classes (B, K, H, W)."""
+        import torch
+
+        from wssbench.classifier import pixel_probabilities
+        from wssbench.maps import select
+
+        with torch.no_grad():
+            probs = pixel_probabilities(model, features, score_maps, size)  # (B, C+1, H, W)
+            return select(probs[:, 1:], torch.as_tensor(classes).to(probs.device))  # (B, K, H, W)
 
 
 @wssbench.hookimpl

@@ -19,6 +19,7 @@ class ThresholdFusion(ThresholdRule):
     """
 
     name = "threshold"
+    uses_background = True  # capability: called with the classifier's ``background`` probability (or None)
 
 
 @dataclass(frozen=True)
@@ -27,23 +28,35 @@ class ImagePriorFusion(ThresholdRule):
 
     MIL-ILP multiplies each pixel's class probability by the image-level probability of the
     class and takes the argmax: ``p'_k(x) = p_k(x) * P_k`` (their ``P`` is the softmax of the
-    log-sum-exp pooled scores over 21 classes, background included). Here the pixel
-    probabilities ``p_k(x)`` are the threshold rule's (:class:`wssbench.fusion_rules.ThresholdRule`,
-    background at ``bg_threshold``) and the image-level probability of a detected class is the
-    sigmoid of its classifier score, ``P_k = sigmoid(S_k)``: wssbench's classifiers are
-    multi-label with no background output, so background's prior is 1 (it is in every image).
-    The products are renormalised per pixel. Choice, not verified against their code: the
-    paper's background prior and any threshold on ``P`` (none is applied here).
+    log-sum-exp pooled scores over 21 classes, background included). The pixel probabilities
+    ``p_k(x)`` are the threshold rule's (:class:`wssbench.fusion_rules.ThresholdRule`).
+
+    * A classifier with a background output (``--background``, the ``mil-sppxl`` preset): the
+      rule's background row is the classifier's per-pixel background probability, and
+      ``P = softmax(S_bg, S_1 .. S_K)`` over the pooled background score and the candidates'
+      scores, as the paper; with ``--classes-from all`` (every class a candidate, the preset)
+      and ``fcn`` class maps this is exactly ``argmax_k p_k(x) P_k`` over all 21 classes.
+    * Without one (wssbench's multi-label classifiers, the poster presets): background at
+      ``bg_threshold``, ``P_k = sigmoid(S_k)`` for a detected class and background's prior 1
+      (it is in every image): a choice, as the paper's prior needs a background output.
+
+    The products are renormalised per pixel. No threshold on ``P`` is applied (none verified).
     """
 
     name = "image-prior"
     needs_scores = True  # capability: called with ``scores``, the classifier scores (K,) of ``labels``
+    uses_background = True  # capability: called with ``background`` (H, W) and ``background_score`` (or None)
 
-    def __call__(self, image, labels, class_maps, saliency_maps, scores=None) -> np.ndarray:
+    def __call__(self, image, labels, class_maps, saliency_maps, scores=None, background=None, background_score=None) -> np.ndarray:
         if scores is None:
             raise ValueError("image-prior fusion needs the image-level scores of the labels (scores=...)")
-        probs = super().__call__(image, labels, class_maps, saliency_maps)  # (K+1, H, W)
-        prior = np.r_[1.0, 1.0 / (1.0 + np.exp(-np.asarray(scores, np.float64)))].astype(np.float32)  # (K+1,)
+        probs = super().__call__(image, labels, class_maps, saliency_maps, background)  # (K+1, H, W)
+        if background_score is not None:
+            from scipy.special import softmax
+
+            prior = softmax(np.r_[background_score, np.asarray(scores, np.float64)]).astype(np.float32)  # (K+1,)
+        else:
+            prior = np.r_[1.0, 1.0 / (1.0 + np.exp(-np.asarray(scores, np.float64)))].astype(np.float32)  # (K+1,)
         weighted = probs * prior[:, None, None]
         return weighted / weighted.sum(0, keepdims=True)  # (K+1, H, W)
 

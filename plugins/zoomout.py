@@ -1,28 +1,40 @@
 """Class map ``zoomout``: zoom-out superpixel features (Mostajabi et al. 2015) scored by one mi-SVM per class.
 
-Per image, SLIC superpixels; per superpixel, a feature made of zoom levels, each L2-normalised
-and all concatenated (S, D):
+Per image, SLIC superpixels (``n_segments`` 500 as the paper, "about 500 per image"); per
+superpixel, a feature made of zoom-out levels, each L2-normalised and all concatenated (S, D),
+in this order:
 
-* one level per chosen layer of the backbone: the mean of the layer's feature maps over the
-  superpixel. Each pixel takes the feature of the layer cell its centre falls in (nearest
-  neighbour), so a superpixel's feature is the coverage-weighted mean of the cells it overlaps:
-  one ``bincount`` per layer gives the (S, h*w) weights. This is much cheaper than upsampling
-  every channel to the image (960 channels x H x W for ResNet-18) and differs from it only in
-  how a cell is spread over its neighbours;
-* optionally (``global_level=true``) Mostajabi's "global" level: the mean of the last feature
-  maps over the whole image. Off by default: under multiple-instance learning this level is the
-  same for every instance of a bag, so it separates positive from negative bags on its own and
-  the mi-SVM stops at "every superpixel of a positive image is positive" (background included).
+* local and proximal levels, one block per chosen layer: the mean of the layer's feature maps
+  over the superpixel. Each pixel takes the feature of the layer cell its centre falls in
+  (nearest neighbour), so a superpixel's feature is the coverage-weighted mean of the cells it
+  overlaps: a sparse (S, h*w) weight matrix per layer. Default layers: on a VGG-style backbone
+  (a plain ``features`` sequence of convolutions, VGG-16 in the presets) the output (after
+  its ReLU) of every convolution, the paper's 13 layers of VGG-16 (4,224 dimensions: shallow
+  layers see the superpixel itself, "local"; deeper ones its surroundings, "proximal");
+  elsewhere the end of each stage at stride 4 or more in timm's ``feature_info``
+  (``layer1``..``layer4`` for ResNets). Option ``layers`` takes comma-separated module names.
+* ``distant`` (on by default): the paper's "subscene" level, the mean of the backbone's last
+  feature maps (fc7 on timm's VGG-16, whose ``pre_logits`` are fc6/fc7 as convolutions) over
+  the superpixel's bounding box grown ``distant_scale`` times about its centre. The paper runs
+  the network again on that window; here it is pooled from the one whole-image pass (cheaper;
+  the box size is a choice, not verified).
+* ``global_level`` (on by default, the paper's "global" level): the mean of the last feature
+  maps over the whole image (the paper: fc7 of the whole image). Caveat under
+  multiple-instance learning: this level is the same for every instance of a bag, so it
+  separates positive from negative bags on its own, and the mi-SVM tends to "every superpixel
+  of a positive image is positive" (background included); ``-O classmap.global_level=false``
+  turns it off.
 
-Default layers: the modules in the backbone's timm ``feature_info`` at stride 4 or more (the
-end of each stage: ``layer1``..``layer4`` for ResNets), else the top-level children of
-``model.features``; option ``layers`` takes comma-separated module names.
+Which of the paper's layers form "local" and which "proximal", and the subscene window, are
+read from the paper's description as recalled (12,416 dimensions = 4,224 from the 13
+convolutional layers + 4,096 subscene + 4,096 global), not checked against the authors' code.
 
-``fit`` trains one mi-SVM (Andrews et al. 2002, :mod:`wssbench.misvm`) per foreground class on
-up to ``max_images`` training images spread evenly over the split: bags are images labelled by
-the image labels, instances their superpixels. A class without both a positive and a negative
-training image gets no SVM and zero maps. The fitted SVMs are cached per classifier and options
-(a checksum detects a damaged entry; a lock makes a second run wait for the first one's fit).
+``fit`` trains one mi-SVM (Andrews et al. 2002, :mod:`wssbench.misvm`, standard hinge loss)
+per foreground class on the whole training split by default (``max_images`` caps it, spread
+evenly over the split, for CPU runs): bags are images labelled by the image labels, instances
+their superpixels. A class without both a positive and a negative training image gets no SVM
+and zero maps. The fitted SVMs are cached per classifier and options (a checksum detects a
+damaged entry; a lock makes a second run wait for the first one's fit).
 
 Maps: the SVM decision value of each superpixel painted onto its pixels; like CAM's class
 scores, negative values (the SVM's "absent" side) are clipped and each map is divided by its
@@ -54,11 +66,22 @@ if TYPE_CHECKING:  # torch and scikit-learn are imported where they are used, so
 
     from wssbench.misvm import MISVM
 
-FIT_VERSION = 2  # bump when a change alters the fitted SVMs or their file (2: sealed with a checksum)
+FIT_VERSION = 3  # bump when a change alters the fitted SVMs or their file (2: sealed with a checksum; 3: hinge loss, levels)
 
 
 def default_layers(features: nn.Module) -> list[str]:
-    """The ends of the stages at stride >= 4 per timm's ``feature_info``, else the top-level children."""
+    """On a VGG-style backbone (a plain ``features`` sequence of convolutions) the module after
+    each convolution (its ReLU), the paper's layers; else the ends of the stages at stride >= 4
+    per timm's ``feature_info``, else the top-level children."""
+    from torch import nn
+
+    trunk = getattr(features, "features", None)
+    if isinstance(trunk, nn.Sequential):
+        children = list(trunk.named_children())
+        convs = [children[i + 1][0] if i + 1 < len(children) else name
+                 for i, (name, module) in enumerate(children) if isinstance(module, nn.Conv2d)]
+        if convs:
+            return [f"features.{name}" for name in convs]
     info = getattr(features, "feature_info", None) or []
     names = [f["module"] for f in info if f.get("reduction", 1) >= 4]
     return names or [name for name, _ in features.named_children()]
@@ -96,15 +119,54 @@ def layer_maps(model, images: torch.Tensor, names: list[str]) -> tuple[list[torc
     return [captured[name] for name in names], last
 
 
-def coverage(segments: np.ndarray, h: int, w: int) -> np.ndarray:
-    """Fraction of each superpixel's pixels whose centre lies in each cell of an h x w grid -> (S, h*w)."""
+def sparse_coverage(segments: np.ndarray, h: int, w: int):
+    """Fraction of each superpixel's pixels whose centre lies in each cell of an h x w grid, as a
+    sparse (S, h*w) matrix (a full-resolution layer has as many cells as the image has pixels)."""
+    from scipy.sparse import coo_matrix
+
     height, width = segments.shape
     rows = (2 * np.arange(height) + 1) * h // (2 * height)  # (H,) cell row of each pixel centre
     cols = (2 * np.arange(width) + 1) * w // (2 * width)  # (W,)
     cells = rows[:, None] * w + cols[None, :]  # (H, W)
     n = int(segments.max()) + 1
-    counts = np.bincount((segments * (h * w) + cells).ravel(), minlength=n * h * w).reshape(n, h * w)
-    return counts / counts.sum(axis=1, keepdims=True)
+    counts = coo_matrix((np.ones(segments.size), (segments.ravel(), cells.ravel())), shape=(n, h * w)).tocsr()  # duplicates summed
+    sizes = np.asarray(counts.sum(axis=1)).ravel()  # (S,)
+    return counts.multiply(1.0 / sizes[:, None]).tocsr()
+
+
+def coverage(segments: np.ndarray, h: int, w: int) -> np.ndarray:
+    """``sparse_coverage`` as a dense (S, h*w) array."""
+    return sparse_coverage(segments, h, w).toarray()
+
+
+def box_means(segments: np.ndarray, maps: np.ndarray, scale: float) -> np.ndarray:
+    """Mean of ``maps`` (F, h, w) over each superpixel's bounding box grown ``scale`` times about
+    its centre (clipped to the image), over the cells whose centres fall in the box (at least
+    the cell of the box's centre) -> (S, F)."""
+    from scipy.ndimage import find_objects
+
+    height, width = segments.shape
+    f, h, w = maps.shape
+    integral = np.zeros((f, h + 1, w + 1))
+    integral[:, 1:, 1:] = maps.cumsum(1).cumsum(2)  # (F, h+1, w+1)
+    out = np.zeros((int(segments.max()) + 1, f))
+    for s, box in enumerate(find_objects(segments + 1)):
+        if box is None:
+            continue
+        cy, cx = (box[0].start + box[0].stop) / 2, (box[1].start + box[1].stop) / 2
+        hy, hx = scale * (box[0].stop - box[0].start) / 2, scale * (box[1].stop - box[1].start) / 2
+        y0, y1 = max(0.0, cy - hy), min(height, cy + hy)
+        x0, x1 = max(0.0, cx - hx), min(width, cx + hx)
+        # cells whose centre (i + 0.5) * height / h lies in [y0, y1)
+        r0, r1 = int(np.ceil(y0 * h / height - 0.5)), int(np.ceil(y1 * h / height - 0.5))
+        c0, c1 = int(np.ceil(x0 * w / width - 0.5)), int(np.ceil(x1 * w / width - 0.5))
+        if r1 <= r0:
+            r0 = min(h - 1, int(cy * h / height)); r1 = r0 + 1
+        if c1 <= c0:
+            c0 = min(w - 1, int(cx * w / width)); c1 = c0 + 1
+        total = integral[:, r1, c1] - integral[:, r0, c1] - integral[:, r1, c0] + integral[:, r0, c0]  # (F,)
+        out[s] = total / ((r1 - r0) * (c1 - c0))
+    return out
 
 
 def l2_normalise(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
@@ -125,21 +187,25 @@ class ZoomOut:
 
     name = "zoomout"
     needs_fit = True
-    n_segments: int = 100  # SLIC superpixels per image (approximate)
+    n_segments: int = 500  # SLIC superpixels per image (approximate; the paper's ~500)
     compactness: float = 10.0  # SLIC compactness
-    layers: str = ""  # comma-separated backbone modules, one zoom level each; "" = the end of each stage
-    max_images: int = 200  # training images used by fit
+    layers: str = ""  # comma-separated backbone modules, one zoom level each; "" = the paper's (see the module docstring)
+    max_images: int | None = None  # training images used by fit: None = the whole split; a cap for CPU runs
     svm_c: float = 1.0  # the SVM's C
     max_iter: int = 10  # mi-SVM relabelling rounds
-    global_level: bool = False  # add the whole-image level (see the module docstring)
+    distant: bool = True  # the subscene level (see the module docstring)
+    distant_scale: float = 2.0  # the subscene box: the superpixel's bounding box grown this many times
+    global_level: bool = True  # the whole-image level (see the module docstring)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "_svms", [])  # what fit() learns: state beside the (frozen) options
         for option in ("n_segments", "max_images", "max_iter"):
-            if getattr(self, option) < 1:
+            if getattr(self, option) is not None and getattr(self, option) < 1:
                 raise ValueError(f"{option} must be at least 1, got {getattr(self, option)}")
         if self.compactness <= 0 or self.svm_c <= 0:
             raise ValueError("compactness and svm_c must be positive")
+        if self.distant_scale < 1:
+            raise ValueError(f"distant_scale must be at least 1, got {self.distant_scale}")
 
     def superpixel_features(self, model, images: torch.Tensor) -> tuple[list[np.ndarray], list[np.ndarray]]:
         """SLIC segments [(H, W)] and zoom-out features [(S, D) float32] of each image of the batch."""
@@ -147,9 +213,12 @@ class ZoomOut:
         maps, last = layer_maps(model, images, resolve_layers(model.features, self.layers))
         features = []
         for b, seg in enumerate(segments):
-            levels = [coverage(seg, *m.shape[-2:]) @ m[b].flatten(1).T.double().cpu().numpy() for m in maps]  # [(S, F_l)]
+            levels = [sparse_coverage(seg, *m.shape[-2:]) @ m[b].flatten(1).T.double().cpu().numpy() for m in maps]  # [(S, F_l)]
+            top = last[b].double().cpu().numpy()  # (F, h, w)
+            if self.distant:
+                levels.append(box_means(seg, top, self.distant_scale))  # (S, F)
             if self.global_level:
-                levels.append(np.repeat(last[b].mean(dim=(1, 2)).double().cpu().numpy()[None], len(levels[0]), axis=0))  # (S, F)
+                levels.append(np.repeat(top.mean(axis=(1, 2))[None], len(levels[0]), axis=0))  # (S, F)
             features.append(np.concatenate([l2_normalise(level) for level in levels], axis=1).astype(np.float32))  # (S, D)
         return segments, features
 
@@ -202,7 +271,8 @@ class ZoomOut:
         from wssbench.misvm import MISVM
 
         ids = dataset.ids(split)
-        picked = sorted(set(np.linspace(0, len(ids) - 1, min(self.max_images, len(ids))).round().astype(int)))
+        wanted = len(ids) if self.max_images is None else min(self.max_images, len(ids))
+        picked = sorted(set(np.linspace(0, len(ids) - 1, wanted).round().astype(int)))  # the whole split by default
         bags, labels = [], []
         for done, i in enumerate(picked, 1):
             _, (instances,) = self.superpixel_features(model, model.preprocess([dataset.load_image(ids[i])]))

@@ -118,8 +118,10 @@ def test_method_label():
     assert method_label(CONFIG) == "fcn+gbp/threshold/densecrf"
     assert method_label({**CONFIG, "saliency": None, "refine": ["sppxl", "densecrf"]}) == "fcn/threshold/sppxl+densecrf"
     assert method_label({**CONFIG, "options": {"fusion": {"bg_threshold": "0.3"}}}) == "fcn+gbp/threshold/densecrf [fusion.bg_threshold=0.3]"
-    mil_fcn = {**CONFIG, "preset": "mil-fcn", "backbone": "vgg16", "pretrained": True, "pooling": "gmp", "saliency": None, "refine": ["none"]}
+    mil_fcn = {**CONFIG, "preset": "mil-fcn", "backbone": "vgg16", "pretrained": True, "pooling": "gmp", "saliency": None, "refine": ["none"],
+               "background": True, "classes_from": "all", "recipe": {"loss": "mil"}}
     assert method_label(mil_fcn) == "mil-fcn"
+    assert method_label({**mil_fcn, "recipe": {}}) == "fcn/threshold/none (from mil-fcn)"  # trained with another loss
     assert method_label({**mil_fcn, "refine": ["densecrf"]}) == "fcn/threshold/densecrf (from mil-fcn)"
 
 
@@ -216,7 +218,7 @@ def test_label_of_a_preset_with_component_options():
     from wssbench.leaderboard import method_label
 
     config = {
-        "preset": "dcsm", "backbone": "vgg16", "pretrained": True, "pooling": "gmp", "classmap": None, "saliency": "dcsm",
+        "preset": "dcsm", "backbone": "vgg16", "pretrained": True, "pooling": "gmp", "head_bias": True, "classmap": None, "saliency": "dcsm",
         "fusion": "threshold", "refine": ["densecrf"], "detect_by": "saliency", "max_classes": None, "top1": False,
         "options": {"saliency": {"signal": "map"}, "fusion": {"bg_threshold": 0.15}},
     }

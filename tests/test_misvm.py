@@ -74,3 +74,15 @@ def test_errors():
         MISVM().fit([*bags[:3], np.zeros((0, 2))], bag_labels)
     with pytest.raises(ValueError, match="bag labels"):
         MISVM().fit(bags, bag_labels[:3])
+
+
+def test_each_svm_is_the_standard_hinge_loss_svm():
+    """Andrews et al.'s SVM: hinge loss (scikit-learn's LinearSVC default is the squared hinge)."""
+    bags, bag_labels, _ = toy(4)
+    x = np.concatenate(bags)
+    model = MISVM().fit(bags, bag_labels)
+    assert model.svm_.loss == "hinge"
+    reference = LinearSVC(loss="hinge", dual=True, random_state=0, max_iter=10000).fit(x, model.instance_labels_)
+    np.testing.assert_allclose(model.svm_.decision_function(x), reference.decision_function(x), rtol=1e-6, atol=1e-8)
+    squared = MISVM(loss="squared_hinge").fit(bags, bag_labels)
+    assert squared.svm_.loss == "squared_hinge"

@@ -13,9 +13,9 @@ from torch import nn
 
 from wssbench.errors import UsageError
 from wssbench.superpixels import segment_means, slic_segments
-from wssbench_plugins.zoomout import ZoomOut, coverage, default_layers, resolve_layers, to_uint8
+from wssbench_plugins.zoomout import ZoomOut, box_means, coverage, default_layers, resolve_layers, to_uint8
 
-LEVELS = [64, 128, 256, 512, 512]  # layer1..layer4 of ResNet-18, then the global level
+LEVELS = [64, 128, 256, 512, 512, 512]  # layer1..layer4 of ResNet-18, then the distant and the global level
 
 
 @pytest.fixture(scope="module")
@@ -74,17 +74,73 @@ def test_layers(model):
 
 
 def test_features_are_l2_normalised_levels(model, images):
-    segments, features = ZoomOut(n_segments=40, global_level=True).superpixel_features(model, images)
+    segments, features = ZoomOut(n_segments=40).superpixel_features(model, images)  # the default: every level
     for seg, feat in zip(segments, features):
         assert seg.shape == (64, 64) and feat.dtype == np.float32
         assert feat.shape == (seg.max() + 1, sum(LEVELS))
         for level in np.split(feat, np.cumsum(LEVELS)[:-1], axis=1):
             np.testing.assert_allclose(np.linalg.norm(level, axis=1), 1.0, rtol=1e-5)
         np.testing.assert_array_equal(feat[:, -512:], np.repeat(feat[:1, -512:], len(feat), axis=0))  # global level
-    _, (last_only,) = ZoomOut(n_segments=40, layers="layer4", global_level=True).superpixel_features(model, images[:1])
-    np.testing.assert_allclose(last_only, features[0][:, -1024:], rtol=1e-5, atol=1e-6)
-    _, (local,) = ZoomOut(n_segments=40).superpixel_features(model, images[:1])  # the default: no global level
-    np.testing.assert_allclose(local, features[0][:, :-512], rtol=1e-5, atol=1e-6)
+    _, (last_only,) = ZoomOut(n_segments=40, layers="layer4").superpixel_features(model, images[:1])
+    np.testing.assert_allclose(last_only, features[0][:, -3 * 512:], rtol=1e-5, atol=1e-6)
+    _, (local,) = ZoomOut(n_segments=40, distant=False, global_level=False).superpixel_features(model, images[:1])
+    np.testing.assert_allclose(local, features[0][:, :-1024], rtol=1e-5, atol=1e-6)
+    _, (no_distant,) = ZoomOut(n_segments=40, distant=False).superpixel_features(model, images[:1])
+    np.testing.assert_allclose(no_distant, np.delete(features[0], np.s_[-1024:-512], axis=1), rtol=1e-5, atol=1e-6)
+
+
+def test_distant_level_box_means_by_hand():
+    segments = np.array([
+        [0, 0, 1, 1],
+        [0, 0, 1, 1],
+        [2, 2, 2, 2],
+        [2, 2, 2, 2],
+    ])
+    maps = np.arange(16, dtype=float).reshape(1, 4, 4)  # one channel, one cell per pixel
+    # scale 1: each superpixel's own bounding box
+    np.testing.assert_allclose(box_means(segments, maps, 1.0)[:, 0], [(0 + 1 + 4 + 5) / 4, (2 + 3 + 6 + 7) / 4, np.mean(np.arange(8, 16))])
+    # scale 2: superpixel 0's box (rows 0-2, cols 0-2, centre (1, 1)) grows to rows/cols [0, 3) clipped at 0
+    grown = box_means(segments, maps, 2.0)[:, 0]
+    assert grown[0] == pytest.approx(np.mean([0, 1, 2, 4, 5, 6, 8, 9, 10]))
+    assert grown[2] == pytest.approx(np.mean(np.arange(4, 16)))  # rows 2-3 (centre 3) grown 2x: rows 1-3
+    # a coarse 2 x 2 map: cell (0, 0) holds pixels rows/cols 0-1
+    coarse = np.array([[[1.0, 2.0], [3.0, 4.0]]])
+    np.testing.assert_allclose(box_means(segments, coarse, 1.0)[:, 0], [1.0, 2.0, 3.5])
+
+
+def test_default_layers_on_a_vgg_style_backbone_are_every_convolution():
+    class VggLike(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.features = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.Conv2d(4, 4, 3), nn.ReLU(), nn.MaxPool2d(2),
+                                          nn.Conv2d(4, 8, 3), nn.ReLU(), nn.MaxPool2d(2))
+            self.pre_logits = nn.Conv2d(8, 8, 1)
+
+    assert default_layers(VggLike()) == ["features.1", "features.3", "features.6"]  # each convolution's ReLU
+
+
+def test_fit_uses_the_whole_training_split_by_default_and_max_images_caps_it(model, dataset, monkeypatch):
+    from wssbench_plugins import zoomout
+
+    seen = []
+
+    class Recorder:
+        def __init__(self, **options):
+            pass
+
+        def fit(self, bags, labels):
+            seen.append(len(bags))
+            return self
+
+    monkeypatch.setattr("wssbench.misvm.MISVM", Recorder)
+    n = len(dataset.ids("train"))
+    totals = []
+    ZoomOut(n_segments=20)._train(model, dataset, "train", lambda done, total: totals.append(total))
+    assert totals[-1] == n and set(seen) == {n}
+    seen.clear(), totals.clear()
+    ZoomOut(n_segments=20, max_images=3)._train(model, dataset, "train", lambda done, total: totals.append(total))
+    assert totals[-1] == 3 and set(seen) == {3}
+    assert zoomout.ZoomOut.max_images is None
 
 
 class FixedScores:

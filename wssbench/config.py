@@ -37,7 +37,7 @@ from .training import TrainRecipe
 STAGES = ("dataset", "backbone", "saliency", "classmap", "fusion")
 OPTIONAL_STAGES = ("saliency", "classmap")
 # Flat description keys that set a field of the training recipe.
-RECIPE_KEYS = ("epochs", "lr", "crop")
+RECIPE_KEYS = ("epochs", "lr", "crop", "loss")
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,8 @@ class RunConfig:
     train_split: str = "train"
     backbone: str = "resnet10t"  # [PROVIDER:]MODEL, provider "timm" by default
     pooling: str = "gap"
+    background: bool = False  # the head has a background output (MIL-FCN, MIL-sppxl); see ``Classifier``
+    head_bias: bool = False  # the 1x1 head has a bias (the authors' fc8); bias-free as in CAM/IRN by default
     pretrained: bool = False
     weights: str | None = None
     recipe: TrainRecipe = field(default_factory=TrainRecipe)
@@ -58,7 +60,7 @@ class RunConfig:
     refine: tuple[str, ...] = ("densecrf",)  # () = no refinement
     # (stage or refiner name, key, value), sorted; see ``options_for``
     options: tuple[tuple[str, str, Any], ...] = ()
-    classes_from: str = "predicted"  # "predicted" (segmentation) or "labels" (seed quality)
+    classes_from: str = "predicted"  # "predicted" (segmentation), "labels" (seed quality) or "all" (every class a candidate)
     score_threshold: float = 0.5  # sigmoid score for a class to count as present
     max_classes: int | None = 3  # at most this many classes per image (the top-scoring ones); None: no cap
     top1: bool = True  # the top-scoring class counts as detected even below the threshold
@@ -75,8 +77,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         from .precision import check_precision  # torch: only when a run is really described
 
-        if self.classes_from not in ("predicted", "labels"):
-            raise UsageError(f"--classes-from: expected 'predicted' or 'labels', got '{self.classes_from}'")
+        if self.classes_from not in ("predicted", "labels", "all"):
+            raise UsageError(f"--classes-from: expected 'predicted', 'labels' or 'all', got '{self.classes_from}'")
         if self.detect_by not in ("classifier", "saliency"):
             raise UsageError(f"--detect-by: expected 'classifier' or 'saliency', got '{self.detect_by}'")
         if not 0.0 < self.score_threshold < 1.0:

@@ -34,7 +34,11 @@ class ThresholdRule:
     For detected class k, with the class map ``C_k`` in [0, 1] and the normalised saliency map
     ``S_k`` (see ``normalise_saliency``), the foreground evidence is
     ``F_k = weight * C_k + (1 - weight) * S_k`` (just ``C_k`` or ``S_k`` when the other stage is
-    off). Background evidence is the constant ``bg_threshold``. A pixel takes the label with
+    off). Background evidence is the constant ``bg_threshold``, or, when the classifier has a
+    background output and the pipeline passes its per-pixel probability ``background`` (H, W)
+    (fusions that declare ``uses_background``), that probability: with ``fcn`` class maps (then
+    the classifier's per-pixel softmax) and every class a candidate, the argmax is MIL-FCN's
+    per-pixel argmax over all outputs. A pixel takes the label with
     the largest evidence; the probabilities are the evidences divided by their sum, so a
     refiner sees how sure the rule was. Defaults were chosen on the synthetic train split for
     the main job (fcn + gbp + densecrf: ``benchmarks/tune_fusion.py --refine densecrf``),
@@ -54,7 +58,7 @@ class ThresholdRule:
         if not 0.0 < self.quantile <= 1.0:
             raise ValueError(f"quantile must be in (0, 1], got {self.quantile}")
 
-    def __call__(self, image, labels, class_maps, saliency_maps) -> np.ndarray:
+    def __call__(self, image, labels, class_maps, saliency_maps, background=None, background_score=None) -> np.ndarray:
         h, w = image.shape[:2]
         evidence = []
         if class_maps is not None:
@@ -63,5 +67,6 @@ class ThresholdRule:
             s = normalise_saliency(saliency_maps, self.sigma, self.quantile)
             evidence.append((1.0 - self.weight if class_maps is not None else 1.0, s))
         fg = sum(wt * m for wt, m in evidence) if evidence else np.zeros((len(labels), h, w), np.float32)
-        scores = np.concatenate([np.full((1, h, w), self.bg_threshold, np.float32), fg.astype(np.float32)])
-        return scores / scores.sum(0, keepdims=True)  # (K+1, H, W)
+        bg = np.full((1, h, w), self.bg_threshold, np.float32) if background is None else np.asarray(background, np.float32)[None]
+        scores = np.concatenate([bg, fg.astype(np.float32)])  # (K+1, H, W)
+        return scores / np.maximum(scores.sum(0, keepdims=True), np.finfo(np.float32).tiny)  # (K+1, H, W)

@@ -139,7 +139,10 @@ def register_fusion(register: Register) -> None:
 
     Capabilities: ``needs_maps = False`` says the method reads no maps (the pipeline then
     computes none); ``needs_scores = True`` has it called with a keyword ``scores``, the
-    classifier scores (K,) of ``labels`` (an image-level prior needs them).
+    classifier scores (K,) of ``labels`` (an image-level prior needs them);
+    ``uses_background = True`` has it called with keywords ``background``, the classifier's
+    per-pixel background probability (H, W), and ``background_score``, its pooled background
+    score, both None unless the classifier has a background output (MIL-FCN, MIL-sppxl).
     """
 
 

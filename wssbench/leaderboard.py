@@ -381,10 +381,14 @@ def _follows_preset(config: dict, preset: str) -> bool:
     known = PRESETS.get(preset)
     if known is None:
         return False
+    from .config import RECIPE_KEYS
+    from .training import TrainRecipe
+
     for key, value in known.options.items():
         if key == "options":
             continue  # component options: those the command line changed are listed in the label
-        if recorded_value(key, config.get(key)) != recorded_value(key, value):
+        used = (config.get("recipe") or {}).get(key, getattr(TrainRecipe, key)) if key in RECIPE_KEYS else config.get(key)
+        if recorded_value(key, used) != recorded_value(key, value):
             return False
     return True
 

@@ -11,7 +11,9 @@ bag is negative; the instances of positive bags start positive and are relabelle
         the highest-scoring instance of a positive bag left without a positive becomes positive
     until no label changes (or max_iter)
 
-The SVM is scikit-learn's ``LinearSVC`` (squared hinge loss, L2 penalty).
+The SVM is scikit-learn's ``LinearSVC`` with the standard hinge loss of Andrews et al.'s SVM
+(``loss="hinge"``, solved in the dual; L2 penalty); ``loss="squared_hinge"`` is scikit-learn's
+default, kept as an option.
 """
 
 from __future__ import annotations
@@ -26,10 +28,11 @@ from sklearn.svm import LinearSVC
 class MISVM:
     """Instance-level multiple-instance SVM; ``decision_function`` scores single instances."""
 
-    def __init__(self, C: float = 1.0, max_iter: int = 10, random_state: int = 0):
+    def __init__(self, C: float = 1.0, max_iter: int = 10, random_state: int = 0, loss: str = "hinge"):
         self.C = C
         self.max_iter = max_iter
         self.random_state = random_state
+        self.loss = loss
 
     def fit(self, bags: Sequence[np.ndarray], bag_labels: np.ndarray) -> MISVM:
         """Fit on bags (n_i, D) with labels bool (N,); needs a positive and a negative bag.
@@ -52,7 +55,7 @@ class MISVM:
         in_positive = np.repeat(bag_labels, sizes)  # (n,)
         labels = in_positive.copy()
         for iteration in range(1, self.max_iter + 1):
-            svm = LinearSVC(C=self.C, random_state=self.random_state).fit(x, labels)
+            svm = self._svm().fit(x, labels)
             scores = svm.decision_function(x)  # (n,)
             relabelled = in_positive & (scores > 0)
             for start, size in zip(starts[bag_labels], sizes[bag_labels]):
@@ -63,6 +66,11 @@ class MISVM:
             labels = relabelled
         self.svm_, self.instance_labels_, self.n_iter_ = svm, labels, iteration
         return self
+
+    def _svm(self) -> LinearSVC:
+        """One SVM of the loop (liblinear solves the hinge loss in the dual only)."""
+        dual = {"dual": True} if self.loss == "hinge" else {}
+        return LinearSVC(C=self.C, loss=self.loss, random_state=self.random_state, max_iter=10000, **dual)
 
     def decision_function(self, x: np.ndarray) -> np.ndarray:
         """Signed distance of instances (n, D) to the hyperplane -> (n,); positive = positive instance."""

@@ -137,8 +137,9 @@ class Timer:
 
 
 def create_classifier(provider: Any, model_name: str, num_classes: int, pooling: str = "gap", pretrained: bool = False,
-                      weights: str | None = None, seed: int = 0) -> Classifier:
-    """A classifier (backbone + 1x1 head + global pooling) over a backbone provider's model.
+                      weights: str | None = None, seed: int = 0, background: bool = False, bias: bool = False) -> Classifier:
+    """A classifier (backbone + 1x1 head + global pooling) over a backbone provider's model;
+    ``background`` adds a background output to the head, ``bias`` a bias (see ``Classifier``).
 
     Its random initialisation (the head, and the backbone when not pretrained) is drawn from
     ``seed``, so that training from scratch gives the same weights in every process.
@@ -151,7 +152,7 @@ def create_classifier(provider: Any, model_name: str, num_classes: int, pooling:
             out = features(torch.zeros(1, 3, 64, 64))
         if out.ndim != 4:
             raise UsageError(f"backbone '{model_name}' does not produce feature maps (output shape {tuple(out.shape)})")
-        return Classifier(features, out.shape[1], num_classes, pooling, **preprocess)
+        return Classifier(features, out.shape[1], num_classes, pooling, bias=bias, background=background, **preprocess)
 
 
 def build_classifier(config: RunConfig, dataset: Any, provider: Any) -> Classifier:
@@ -165,7 +166,7 @@ def build_classifier(config: RunConfig, dataset: Any, provider: Any) -> Classifi
                              f"has {dataset.num_classes - 1}")
         return model
     return create_classifier(provider, model_name, dataset.num_classes - 1, config.pooling, config.pretrained,
-                             config.weights, config.recipe.seed)
+                             config.weights, config.recipe.seed, config.background, config.head_bias)
 
 
 def classifier_key(config: RunConfig, dataset: Any) -> dict:
@@ -185,6 +186,9 @@ def classifier_key(config: RunConfig, dataset: Any) -> dict:
         "pretrained": config.pretrained,
         "weights": file_digest(config.weights) if config.weights else None,
         "recipe": recipe_dict(config.recipe),
+        # the head's shape, only when not the default, so that earlier keys stay as they were
+        **({"background": True} if config.background else {}),
+        **({"head_bias": True} if config.head_bias else {}),
         **compute_key(config),
     }
 
@@ -267,12 +271,15 @@ def select_classes(scores: torch.Tensor, gt: torch.Tensor | None, config: RunCon
                    detected: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """(B, C) scores -> (B, K) class indices, -1 padded: ground-truth labels or the detected ones.
 
-    Detected: those whose sigmoid passes ``score_threshold``, at least the top one (unless
+    ``classes_from="all"``: every class, in index order (MIL-FCN's and MIL-sppxl's inference:
+    the per-pixel argmax over all outputs). Detected: those whose sigmoid passes ``score_threshold``, at least the top one (unless
     ``top1`` is off: an image with no detection is then all background), at most
     ``max_classes`` (no cap when None), in decreasing score order. ``detected`` (present,
     evidence), when given, replaces the threshold on the scores (a saliency method's own
     detection, e.g. DCSM's union over scales) and orders the classes by its evidence.
     """
+    if config.classes_from == "all":
+        return torch.arange(scores.shape[1], device=scores.device).expand(len(scores), -1).clone()  # (B, C)
     if config.classes_from == "labels":
         present = gt.to(scores.device).bool()
     elif detected is not None:
@@ -318,6 +325,8 @@ class ImageMaps:
     saliency_maps: np.ndarray | None  # (K, H, W) raw
     scores: np.ndarray  # (C,) classifier scores
     image_labels: np.ndarray  # (C,) ground-truth image labels
+    background: np.ndarray | None = None  # (H, W) the classifier's background probability, when it has that output
+    background_score: float | None = None  # its pooled background score
 
 
 @dataclass
@@ -399,6 +408,7 @@ def compute_maps(config: RunConfig, parts: Components, model: Classifier, ids: l
                 scores = forward.scores.detach().float()  # (B, C)
                 classes = select_classes(scores, gt_labels, config, detect(config, parts, model, x)).cpu().numpy()  # (B, K)
                 kept = [c[c >= 0] for c in classes]  # (K_b,) each
+                background = background_of(model, forward)
                 scores = scores.cpu().numpy()  # one device sync per batch
             maps = {
                 stage: stage_maps(stage, producer, caches.get(stage), model, x, classes, kept, batch_ids, timer,
@@ -410,7 +420,23 @@ def compute_maps(config: RunConfig, parts: Components, model: Classifier, ids: l
             yield ImageMaps(
                 image_id, images[b], masks[b], kept[b] + 1,
                 maps["classmap"][0][b], maps["saliency"][0][b], scores[b], gt_labels[b].numpy(),
+                *((background[0][b], float(background[1][b])) if background else ()),
             )
+
+
+def background_of(model: Classifier, forward: Any) -> tuple[np.ndarray, np.ndarray] | None:
+    """For a classifier with a background output (``model.background``): its per-pixel
+    probability (B, H, W) (``pixel_probabilities``, row 0) and its pooled score (B,), from the
+    batch's shared forward pass; else None."""
+    if not getattr(model, "background", False):
+        return None
+    from .classifier import pixel_probabilities
+
+    with torch.no_grad():
+        features, maps = forward.features.detach(), forward.score_maps.detach()
+        probs = pixel_probabilities(model, features, maps, forward.images.shape[-2:])[:, 0]  # (B, H, W)
+        pooled = model.pool(model.background_maps(features).float())[:, 0]  # (B,)
+    return probs.cpu().numpy(), pooled.cpu().numpy()
 
 
 def map_caches(config: RunConfig, registry: Registry, classifier: str) -> dict[str, MapCache]:

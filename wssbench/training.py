@@ -27,9 +27,57 @@ from .precision import autocast, grad_scaler
 CHECKPOINT_VERSION = 1
 
 
+def soft_margin_loss(model: Classifier, maps: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """CAM/IRN's loss: multilabel soft margin on the pooled scores of every output (B, N),
+    pooled over the whole crop, padding included (as wssbench always trained it)."""
+    return F.multilabel_soft_margin_loss(model.pool(maps), targets)
+
+
+def mil_loss(model: Classifier, maps: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Pathak et al. 2015's multi-class MIL loss: for each label ``l`` of the image (the present
+    classes and, with a background output, background), the location ``(x_l, y_l)`` where the
+    per-pixel softmax ``p_l`` is highest; there ``-log p_l``; the mean over the image's labels,
+    then over the batch: ``L = -1/|L_I| sum_{l in L_I} log p_l(x_l, y_l)``,
+    ``(x_l, y_l) = argmax_(x, y) p_l(x, y)``, over the ``valid`` positions (B, h, w) when given:
+    the paper trains on whole images, and a crop's zero padding would otherwise be a trivial
+    background instance. The pooling of the classifier plays no part."""
+    log_p = torch.log_softmax(maps.flatten(2), dim=1)  # (B, N, h*w)
+    if valid is not None:
+        log_p = log_p.masked_fill(~valid.flatten(1)[:, None], -torch.inf)
+    top = log_p.amax(dim=2)  # (B, N): log p_l at its own argmax (log is monotone)
+    per_image = -(top * targets).sum(1) / targets.sum(1).clamp(min=1)  # (B,)
+    return per_image.mean()
+
+
+def softmax_loss(model: Classifier, maps: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Pinheiro & Collobert 2015's loss: a softmax over the pooled (log-sum-exp) scores of
+    every output, cross-entropy against the image's labels. Their training images had one
+    label each (ImageNet, background images included); with several, the target is spread
+    evenly over the image's labels (background included when the head has it): a choice, not
+    in the paper. Pooled over the ``valid`` positions when given (not a crop's padding)."""
+    log_p = torch.log_softmax(model.pool(maps, valid), dim=1)  # (B, N)
+    target = targets / targets.sum(1, keepdim=True).clamp(min=1)  # (B, N)
+    return -(target * log_p).sum(1).mean()
+
+
+# The classifier's training losses: loss(model, maps (B, N, h, w) every head output, targets (B, N),
+# valid (B, h, w) bool: the positions of the maps inside the image, not the crop's padding) -> scalar.
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "soft-margin": soft_margin_loss, "mil": mil_loss, "softmax": softmax_loss,
+}
+
+
+def head_targets(model: Classifier, labels: torch.Tensor) -> torch.Tensor:
+    """Image labels (B, C) -> targets (B, N) over the head's outputs: background (output 0,
+    when the head has one) is in every image."""
+    if getattr(model, "background", False):
+        return torch.cat([torch.ones_like(labels[:, :1]), labels], dim=1)
+    return labels
+
+
 @dataclass(frozen=True)
 class TrainRecipe:
-    """How the classifier is trained (multilabel soft-margin loss, SGD with momentum, poly decay)."""
+    """How the classifier is trained (a loss of ``LOSSES``, SGD with momentum, poly decay)."""
 
     epochs: int = 24
     batch_size: int = 16
@@ -40,10 +88,18 @@ class TrainRecipe:
     crop: int = 128  # square random crop (padded when the image is smaller)
     scale: tuple[float, float] = (0.75, 1.25)  # random rescaling before the crop
     seed: int = 0
+    loss: str = "soft-margin"  # soft-margin (CAM/IRN), mil (Pathak et al. 2015) or softmax (Pinheiro & Collobert 2015)
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            from .errors import UsageError
+
+            raise UsageError(f"--loss: unknown loss '{self.loss}'; available: {', '.join(LOSSES)}")
 
 
-def _augment(image: np.ndarray, recipe: TrainRecipe, rng: np.random.Generator) -> np.ndarray:
-    """Random rescale, horizontal flip and crop (zero padding) to ``recipe.crop``: uint8 (S, S, 3)."""
+def _augment(image: np.ndarray, recipe: TrainRecipe, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Random rescale, horizontal flip and crop (zero padding) to ``recipe.crop``: uint8 (S, S, 3)
+    and where the image is (not padding), bool (S, S)."""
     t = torch.from_numpy(image).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
     s = rng.uniform(*recipe.scale)
     h, w = image.shape[:2]
@@ -53,10 +109,21 @@ def _augment(image: np.ndarray, recipe: TrainRecipe, rng: np.random.Generator) -
     c = recipe.crop
     _, _, h, w = t.shape
     out = torch.zeros(1, 3, max(h, c), max(w, c))
+    inside = np.zeros((max(h, c), max(w, c)), bool)
     oy, ox = rng.integers(0, max(h, c) - h + 1), rng.integers(0, max(w, c) - w + 1)
     out[:, :, oy : oy + h, ox : ox + w] = t
+    inside[oy : oy + h, ox : ox + w] = True
     y, x = rng.integers(0, out.shape[2] - c + 1), rng.integers(0, out.shape[3] - c + 1)
-    return out[0, :, y : y + c, x : x + c].permute(1, 2, 0).clamp(0, 255).round().byte().numpy()
+    crop = out[0, :, y : y + c, x : x + c].permute(1, 2, 0).clamp(0, 255).round().byte().numpy()
+    return crop, inside[y : y + c, x : x + c]
+
+
+def valid_cells(inside: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Pixel masks (B, S, S) -> (B, h, w): the cells of the score maps at least half inside the
+    image (every cell of an image that has none)."""
+    frac = F.adaptive_avg_pool2d(inside[:, None].float(), size)[:, 0]  # (B, h, w)
+    valid = frac >= 0.5
+    return valid | ~valid.flatten(1).any(1)[:, None, None]
 
 
 def train(
@@ -98,9 +165,12 @@ def train(
         losses = []
         for b in range(steps_per_epoch):
             idx = order[b * recipe.batch_size : (b + 1) * recipe.batch_size]
-            batch = model.preprocess(np.stack([_augment(next(images), recipe, rng) for _ in idx]))
+            crops, inside = zip(*[_augment(next(images), recipe, rng) for _ in idx])
+            batch = model.preprocess(np.stack(crops))
             with autocast(device, precision):
-                loss = F.multilabel_soft_margin_loss(model(batch).float(), labels[idx].to(device))
+                maps = model.head_maps(model.features(batch)).float()  # (B, N, h, w): every output
+                valid = valid_cells(torch.from_numpy(np.stack(inside)).to(device), maps.shape[-2:])  # (B, h, w)
+                loss = LOSSES[recipe.loss](model, maps, head_targets(model, labels[idx].to(device)), valid)
             for group, base in zip(optimizer.param_groups, base_lrs):
                 group["lr"] = base * (1 - step / total) ** 0.9  # poly decay
             optimizer.zero_grad(set_to_none=True)
@@ -191,7 +261,12 @@ def _damaged_checkpoint(path: Path, why: str) -> None:
 
 
 def recipe_dict(recipe: TrainRecipe) -> dict:
-    return dataclasses.asdict(recipe)
+    """The recipe as a cache key holds it: the default loss is left out, so that the keys of
+    classifiers trained before the loss was an option stay as they were."""
+    data = dataclasses.asdict(recipe)
+    if data["loss"] == TrainRecipe.loss:
+        del data["loss"]
+    return data
 
 
 def timed(fn: Callable, *args: Any, **kwargs: Any) -> tuple[Any, float]:

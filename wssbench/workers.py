@@ -31,6 +31,8 @@ def predict_one(maps: Any, fusion: Any, refiners: list[tuple[str, Any]]) -> tupl
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     extra = {"scores": maps.scores[maps.labels - 1]} if getattr(fusion, "needs_scores", False) else {}
+    if getattr(fusion, "uses_background", False):
+        extra.update(background=maps.background, background_score=maps.background_score)
     probs = fusion(maps.image, maps.labels, maps.class_maps, maps.saliency_maps, **extra)  # (K+1, H, W)
     seconds["fusion"] = time.perf_counter() - start
     for name, refiner in refiners:
