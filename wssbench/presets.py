@@ -85,31 +85,32 @@ PRESETS: dict[str, Preset] = {
         "44.1 val / 45.1 test",  # fc8 with a bias: shimoda-uec/dcsm test/gdep.prototxt
     ),
     "mil-bb": Preset(
-        "MIL-bb (Pinheiro & Collobert 2015): log-sum-exp pooling, image-level prior, smoothing prior on box proposals (Selective Search for BING)",
-        {**VGG16, "pooling": "lse", "classmap": "fcn", "saliency": "none", "fusion": "image-prior", "refine": "proposals",
-         "options": ("proposals.method=ss-boxes",)},
+        "MIL-bb (Pinheiro & Collobert 2015): log-sum-exp pooling, background output, image-level prior, smoothing prior on box proposals (Selective Search for BING)",
+        {**VGG16, "pooling": "lse", "background": True, "loss": "softmax", "classmap": "fcn", "saliency": "none",
+         "fusion": "image-prior", "refine": "proposals", "classes_from": "all", "options": ("proposals.method=ss-boxes",)},
         "37.8 val",
-        # how boxes smooth and weight the class probabilities (wssbench.objectness.smooth) and r of the LSE: not checked
-        unverified=("pooling", "refine"),
+        # how boxes smooth and weight the class probabilities (wssbench.objectness.smooth), r of the LSE and the
+        # softmax loss's target for several labels: as MIL-sppxl's, not checked
+        unverified=("pooling", "loss", "refine"),
         departures=(
             {"option": "proposals", "published": "BING boxes (Cheng et al. 2014)", "used": "Selective Search boxes (ss-boxes, Uijlings et al. 2013, unscored)"},
             {"option": "network", "published": "their own network trained on an ImageNet subset", "used": "VGG-16 (ImageNet)"},
-            {"option": "head", "published": "21 outputs with a background class; a per-class threshold found by grid search",
-             "used": "20 foreground outputs, one background threshold (fusion.bg_threshold)"},
+            {"option": "thresholds", "published": "a per-class threshold found by grid search",
+             "used": "per-pixel argmax over the 21 outputs after the priors (no threshold)"},
         ),
     ),
     "mil-seg": Preset(
-        "MIL-seg (Pinheiro & Collobert 2015): log-sum-exp pooling, image-level prior, smoothing prior on segment proposals (Selective Search for MCG)",
-        {**VGG16, "pooling": "lse", "classmap": "fcn", "saliency": "none", "fusion": "image-prior", "refine": "proposals",
-         "options": ("proposals.method=ss-segments",)},
+        "MIL-seg (Pinheiro & Collobert 2015): log-sum-exp pooling, background output, image-level prior, smoothing prior on segment proposals (Selective Search for MCG)",
+        {**VGG16, "pooling": "lse", "background": True, "loss": "softmax", "classmap": "fcn", "saliency": "none",
+         "fusion": "image-prior", "refine": "proposals", "classes_from": "all", "options": ("proposals.method=ss-segments",)},
         "42.0 val / 40.6 test",
-        unverified=("pooling", "refine"),
+        unverified=("pooling", "loss", "refine"),
         departures=(
             {"option": "proposals", "published": "MCG segments (Arbelaez et al. 2014; ranking trained on segmentation masks, the poster's 'additional data')",
              "used": "Selective Search hierarchical-grouping regions (ss-segments, unsupervised, unscored)"},
             {"option": "network", "published": "their own network trained on an ImageNet subset", "used": "VGG-16 (ImageNet)"},
-            {"option": "head", "published": "21 outputs with a background class; a per-class threshold found by grid search",
-             "used": "20 foreground outputs, one background threshold (fusion.bg_threshold)"},
+            {"option": "thresholds", "published": "a per-class threshold found by grid search",
+             "used": "per-pixel argmax over the 21 outputs after the priors (no threshold)"},
         ),
     ),
     "fcn-mcg": Preset(
