@@ -61,6 +61,9 @@ def resolve(config: SegmentConfig, registry: Registry) -> tuple[SegmentConfig, P
     needs_masks = getattr(objective, "needs_masks", False)
     if schedule is not None and config.masks:
         raise UsageError(f"--masks: schedule '{config.schedule}' makes its own masks")
+    if schedule is not None and not needs_masks:
+        raise UsageError(f"schedule '{config.schedule}' trains on the masks it makes; objective '{config.objective}' takes none "
+                         f"(use pseudo-masks)")
     if needs_masks and not config.masks and schedule is None:
         raise UsageError(f"objective '{config.objective}' trains on pseudo-masks: give --masks RUN_DIR (or --masks-run)")
     if config.masks and not needs_masks:

@@ -19,7 +19,10 @@ single-label images of the training split itself (the paper: 40K Flickr images),
 ones its other images (the paper: VOC's train_aug, all of it), and the saliency detector is a
 published bottom-up one implemented here (the paper: DRFI).
 
-Chosen where the paper could not be checked here (listed ``unverified`` in the preset): each
+Only the paper's abstract could be read while writing this (no public code exists): the soft
+targets and loss of step 1 and the label constraint of steps 2-3 follow the paper's method as
+described above, but their details (e.g. no CRF on the masks, softmax rather than per-class
+sigmoids) were not checked against its text. Chosen likewise (listed ``unverified`` in the preset): each
 network starts from the same (ImageNet) initialisation, not from the previous step's weights;
 the Powerful-DCNN also trains on the simple images (``step3_simple``); masks are predicted at
 one scale without CRF; each step trains with the run's recipe (epochs, lr, crop).
@@ -45,7 +48,7 @@ import torch.nn.functional as F
 
 from ..cache import cache_dir, file_digest, fingerprint
 from ..distributed import World
-from ..errors import DataError, UsageError
+from ..errors import DataError
 from ..io import atomic_dir, read_mask, write_mask
 from .batch import IGNORE, SegBatch, per_image_mean
 from .data import TrainSamples
@@ -160,8 +163,6 @@ def train_stc(schedule: StcSchedule, config: Any, parts: Any, world: World, devi
     if len(simple) < config.recipe.batch_size:
         raise DataError(f"STC: only {len(simple)} of the {len(ids)} '{config.train_split}' images have a single class, "
                         f"fewer than a batch of {config.recipe.batch_size}")
-    if parts.objective is None or not getattr(parts.objective, "needs_masks", False):
-        raise UsageError(f"schedule 'stc': steps 2 and 3 train on masks; objective '{config.objective}' does not take them")
     step3_ids = ids if schedule.step3_simple else complex_
     if not step3_ids:
         raise DataError(f"STC: the '{config.train_split}' images have no complex (multi-class) image")
