@@ -17,7 +17,7 @@ from ..errors import UsageError
 from ..io import check_run_dir
 from ..precision import PRECISIONS
 from ..registry import default_registry
-from ..segmentation.config import BN_MODES, MULTI_SCALES, SegmentConfig, SegRecipe
+from ..segmentation.config import BN_MODES, MULTI_SCALES, SCHEDULES, SegmentConfig, SegRecipe
 from ..segmentation.describe import build_segment_config
 from ..segmentation.presets import SEGMENT_PRESETS
 from ..segmentation.run import resolve, segment
@@ -69,6 +69,7 @@ def config_from_options(kw: dict, explicit: set[str]) -> SegmentConfig:
 @click.option("--pretrained/--no-pretrained", default=None, help="Start the encoder from ImageNet weights (downloads them; presets: yes).")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Local ImageNet weights of the encoder (offline use).")
 @click.option("--objective", type=ComponentName("objective"), default="pseudo-masks", show_default=True, help="Training objective.")
+@click.option("--schedule", type=click.Choice(SCHEDULES), default="single", show_default=True, help="One network, or STC's three (simple to complex; -O schedule.KEY=VALUE).")
 @click.option("--masks", type=click.Path(file_okay=False), help="Pseudo-masks: a 'wssbench run --split train' output folder.")
 @click.option("--masks-run", metavar="'RUN OPTIONS'", help="Make the pseudo-masks first: 'wssbench run' options, e.g. '--preset dcsm'.")
 @click.option("--epochs", type=click.IntRange(min=1), default=SegRecipe.epochs, show_default=True, help="Training epochs.")
@@ -80,7 +81,7 @@ def config_from_options(kw: dict, explicit: set[str]) -> SegmentConfig:
 @click.option("--scales", type=float, multiple=True, help="Inference scales (repeatable; overrides --multiscale).")
 @click.option("--flip", is_flag=True, help="Average with the mirrored image.")
 @click.option("--crf", is_flag=True, help="Dense-CRF post-processing (DeepLab's parameters; -O crf.KEY=VALUE).")
-@click.option("-O", "--option", "options", multiple=True, metavar="KIND.KEY=VALUE", help="A component option: dataset, segnet, objective or crf.")
+@click.option("-O", "--option", "options", multiple=True, metavar="KIND.KEY=VALUE", help="A component option: dataset, segnet, objective, crf or schedule.")
 @click.option("--precision", type=click.Choice(list(PRECISIONS)), default="fp32", show_default=True, help="Autocast precision (fp16 needs CUDA).")
 @click.option("--loader-workers", default="auto", show_default=True, help="Processes reading images ahead (auto: 0 on the CPU, up to 8 on a GPU).")
 @click.option("--limit", type=click.IntRange(min=1), help="Score only the first N images of the split.")

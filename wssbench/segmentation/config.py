@@ -11,6 +11,10 @@ from ..precision import check_precision
 
 BN_MODES = ("train", "frozen", "sync")
 MULTI_SCALES = (0.5, 1.0, 1.5, 2.0)  # --multiscale: the scales of IRN/SEAM-style inference
+# how the network is trained: one network on the given supervision, or STC's three steps
+# (wssbench.segmentation.stc; its options are ``-O schedule.KEY=VALUE``)
+SCHEDULES = ("single", "stc")
+OPTION_KINDS = ("dataset", "segnet", "objective", "crf", "schedule")
 
 
 @dataclass(frozen=True)
@@ -51,10 +55,11 @@ class SegmentConfig:
     train_split: str = "train"
     segnet: str = "deeplabv3plus"
     objective: str = "pseudo-masks"
+    schedule: str = "single"
     masks: str | None = None  # a ``wssbench run`` folder whose masks/ are the pseudo-masks
     weights: str | None = None  # local ImageNet weights of the encoder
     recipe: SegRecipe = field(default_factory=SegRecipe)
-    # (kind, key, value) for kind in dataset, segnet, objective, crf; sorted
+    # (kind, key, value) for kind in OPTION_KINDS; sorted
     options: tuple[tuple[str, str, Any], ...] = ()
     scales: tuple[float, ...] = (1.0,)
     flip: bool = False
@@ -70,9 +75,11 @@ class SegmentConfig:
         check_precision(self.precision, self.device)
         if not self.scales or min(self.scales) <= 0:
             raise UsageError("--scales: expected positive scales")
+        if self.schedule not in SCHEDULES:
+            raise UsageError(f"unknown schedule '{self.schedule}'; available: {', '.join(SCHEDULES)}")
         for kind, key, _ in self.options:
-            if kind not in ("dataset", "segnet", "objective", "crf"):
-                raise UsageError(f"-O {kind}.{key}: '{kind}' is not one of dataset, segnet, objective, crf")
+            if kind not in OPTION_KINDS:
+                raise UsageError(f"-O {kind}.{key}: '{kind}' is not one of {', '.join(OPTION_KINDS)}")
         object.__setattr__(self, "options", tuple(sorted(self.options, key=lambda o: (o[0], o[1]))))
 
     def options_for(self, kind: str) -> dict[str, Any]:

@@ -5,14 +5,14 @@ from image labels), and a bench row naming such a preset all give a flat mapping
 names, as :func:`wssbench.config.build_config` takes for the seed pipeline; this module turns it
 into the frozen config, the preset filling what the description leaves unset. Keys:
 
-* the ``SegmentConfig`` fields (``dataset``, ``split``, ``segnet``, ``objective``, ``masks``,
+* the ``SegmentConfig`` fields (``dataset``, ``split``, ``segnet``, ``objective``, ``schedule``, ``masks``,
   ``scales``, ``flip``, ``crf``, ``precision``, ``device``, ``seed``, ...);
 * the training recipe's (``epochs``, ``lr``, ``crop``, ``bn``; ``batch_size`` is the training
   batch, as on ``wssbench run``);
 * ``backbone`` (the network's encoder, ``segnet.encoder``) and ``pretrained``
   (``segnet.pretrained``), spelled as for the classifier;
 * ``multiscale`` (the scales of :data:`MULTI_SCALES`) and ``options`` (``KIND.KEY=VALUE`` for
-  dataset, segnet, objective, crf).
+  dataset, segnet, objective, crf, schedule).
 
 A ``wssbench run`` option that has no meaning for a network trained from labels (saliency,
 fusion, pooling, ...) is refused by name.

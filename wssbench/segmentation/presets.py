@@ -1,4 +1,4 @@
-"""The methods of the poster's table that train a segmentation network from image labels only.
+"""The methods of the poster's table that train segmentation networks from image labels only.
 
 Each preset sets segmentation-run options (``wssbench run --preset em-adapt`` or
 ``wssbench segment --preset em-adapt``; keys as :mod:`wssbench.segmentation.describe` takes
@@ -55,6 +55,27 @@ SEGMENT_PRESETS: dict[str, Preset] = {
             VGG16_WEIGHTS,
             {"option": "solver", "published": "batch 1, lr 1e-6, momentum 0.99, 35k iterations, step decay (pathak22/ccnn src/train.py)",
              "used": "DeepLab's SGD recipe of the EM-Adapt row, so that the two rows differ by objective and network only"},
+        ),
+    ),
+    "stc": Preset(
+        "STC (Wei et al., TPAMI 2016): simple to complex; an Initial-DCNN on saliency maps of simple images, an "
+        "Enhanced-DCNN on its label-constrained masks of them, a Powerful-DCNN on the Enhanced-DCNN's masks of the "
+        "complex images",
+        {
+            "segnet": "deeplab-largefov", "backbone": "vgg16", "pretrained": True, "objective": "pseudo-masks",
+            "schedule": "stc", **DEEPLAB, "crf": True,
+            "options": ("schedule.saliency=frequency-tuned", "schedule.step3_simple=true"),
+        },
+        "49.8 val / 51.2 test",
+        # DeepLab-LargeFOV's recipe for every step, CRF on val, the Powerful-DCNN also on the simple
+        # images, and each step from ImageNet weights: the paper's text could not be checked here
+        unverified=("batch_size", "epochs", "lr", "crf", "schedule.step3_simple"),
+        departures=(
+            VGG16_WEIGHTS, SOLVER,
+            {"option": "simple images", "published": "40K Flickr images of the 20 VOC classes (one class, clean background)",
+             "used": "the single-label images of the training split; the complex ones are its other images"},
+            {"option": "saliency detector", "published": "DRFI (Jiang et al., CVPR 2013; MATLAB, trained on MSRA-B)",
+             "used": "a bottom-up detector implemented in wssbench (schedule.saliency: frequency-tuned, Achanta et al. CVPR 2009)"},
         ),
     ),
 }

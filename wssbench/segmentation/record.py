@@ -20,7 +20,8 @@ def _nan_to_none(x: float) -> float | None:
 
 
 def describe(config: Any, registry: Any) -> dict:
-    """Each component (dataset, segnet, objective, crf) with its plugin and full options."""
+    """Each component (dataset, segnet, objective, crf, and a schedule other than ``single``)
+    with its plugin and full options."""
     chosen = [("dataset", "dataset", config.dataset), ("segnet", "segnet", config.segnet),
               ("objective", "objective", config.objective)]
     if config.crf:
@@ -30,12 +31,18 @@ def describe(config: Any, registry: Any) -> dict:
         entry = registry.get(kind, name)
         options = {**defaults(entry.factory), **config.options_for(stage)}
         out[stage] = {"kind": kind, "name": name, "plugin": entry.plugin, "options": options}
+    if config.schedule != "single":
+        from .stc import SCHEDULES
+
+        options = {**defaults(SCHEDULES[config.schedule]), **config.options_for("schedule")}
+        out["schedule"] = {"kind": "schedule", "name": config.schedule, "plugin": "wssbench", "options": options}
     return out
 
 
 def method(config: Any, pseudo: dict | None) -> str:
-    """The row label: the preset, else ``segnet/objective``, and the pseudo-masks' method."""
-    label = config.preset or f"{config.segnet}/{config.objective}"
+    """The row label: the preset, else ``segnet/objective[/schedule]``, and the pseudo-masks' method."""
+    schedule = "" if config.schedule == "single" else f"/{config.schedule}"
+    label = config.preset or f"{config.segnet}/{config.objective}{schedule}"
     return f"{label} on {pseudo['method']}" if pseudo else label
 
 

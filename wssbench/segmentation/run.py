@@ -39,6 +39,7 @@ class Parts:
     objective: Any
     crf: Any
     masks: PseudoMaskRun | None
+    schedule: Any = None  # a multi-step trainer (``train(config, parts, world, device, progress)``), or None
 
 
 def resolve(config: SegmentConfig, registry: Registry) -> tuple[SegmentConfig, Parts]:
@@ -48,6 +49,8 @@ def resolve(config: SegmentConfig, registry: Registry) -> tuple[SegmentConfig, P
     for kind, name in (("dataset", config.dataset), ("segnet", config.segnet), ("objective", config.objective)):
         for key, value in registry.parse_options(kind, name, config.options_for(kind)).items():
             converted.append((kind, key, value))
+    schedule, schedule_options = make_schedule(config)
+    converted += [("schedule", k, v) for k, v in schedule_options.items()]
     if config.options_for("crf") and not config.crf:
         raise UsageError("-O crf.*: the CRF is off (add --crf)")
     crf_options = {**CRF_DEFAULTS, **registry.parse_options("refiner", "densecrf", config.options_for("crf"))}
@@ -56,7 +59,12 @@ def resolve(config: SegmentConfig, registry: Registry) -> tuple[SegmentConfig, P
     config = dataclasses.replace(config, options=tuple(converted))
     objective = registry.create("objective", config.objective, **config.options_for("objective"))
     needs_masks = getattr(objective, "needs_masks", False)
-    if needs_masks and not config.masks:
+    if schedule is not None and config.masks:
+        raise UsageError(f"--masks: schedule '{config.schedule}' makes its own masks")
+    if schedule is not None and not needs_masks:
+        raise UsageError(f"schedule '{config.schedule}' trains on the masks it makes; objective '{config.objective}' takes none "
+                         f"(use pseudo-masks)")
+    if needs_masks and not config.masks and schedule is None:
         raise UsageError(f"objective '{config.objective}' trains on pseudo-masks: give --masks RUN_DIR (or --masks-run)")
     if config.masks and not needs_masks:
         raise UsageError(f"--masks: objective '{config.objective}' trains from image labels only")
@@ -66,8 +74,27 @@ def resolve(config: SegmentConfig, registry: Registry) -> tuple[SegmentConfig, P
         objective=objective,
         crf=registry.create("refiner", "densecrf", **crf_options) if config.crf else None,
         masks=open_mask_run(config.masks, config.dataset, config.train_split) if config.masks else None,
+        schedule=schedule,
     )
     return config, parts
+
+
+def make_schedule(config: SegmentConfig) -> tuple[Any, dict[str, Any]]:
+    """The schedule's trainer (None for a single network) and its parsed ``-O schedule.*`` options."""
+    from ..options import parse_option
+    from .stc import SCHEDULES
+
+    given = config.options_for("schedule")
+    factory = SCHEDULES.get(config.schedule)
+    if factory is None:
+        if given:
+            raise UsageError(f"-O schedule.*: schedule '{config.schedule}' has no options")
+        return None, {}
+    options = {k: parse_option(factory, k, v, f"schedule '{config.schedule}'") for k, v in given.items()}
+    try:
+        return factory(**options), options
+    except (TypeError, ValueError) as e:
+        raise UsageError(f"schedule '{config.schedule}': {e}") from e
 
 
 def build_model(config: SegmentConfig, parts: Parts) -> SegModel:
@@ -120,9 +147,33 @@ def training_ids(config: SegmentConfig, parts: Parts) -> list[str]:
     return kept
 
 
+def train_single(config: SegmentConfig, parts: Parts, world: World, device: str, progress: Any = None) -> tuple[SegModel, dict]:
+    """One network on the run's supervision (pseudo-masks or image labels), cached."""
+    train_ids = training_ids(config, parts)
+    model = build_model(config, parts).to(device)
+    samples = TrainSamples(parts.dataset, train_ids, parts.masks.path if parts.masks else None)
+    task = progress.add_task("training network", total=None) if progress else None
+
+    def on_step(step: int, total: int, loss: float) -> None:
+        if progress:
+            progress.update(task, completed=step, total=total, description=f"training {config.segnet} (loss {loss:.3f})")
+
+    def fit() -> list[float]:
+        return train(model, samples, parts.objective, config.recipe, torch.device(device), world, on_step,
+                     config.precision, config.loader_workers)
+
+    training = load_or_train(model, network_key(config, parts, train_ids, world), fit, world)
+    if progress:
+        progress.remove_task(task)
+    return model, {**training, "n_images": len(train_ids)}
+
+
 def segment(config: SegmentConfig, registry: Registry, out: Path, progress: Any = None, parts: Parts | None = None,
             annotations: dict | None = None) -> dict | None:
     """Train (or read back) the network, segment ``config.split``, write ``out`` (record + masks).
+
+    A schedule (``config.schedule``, e.g. STC's three steps) trains the network in its own way
+    and says so in the record's ``training``; otherwise one network is trained (:func:`train_single`).
 
     ``annotations`` are added to the record (a bench row's identity and published number).
 
@@ -137,23 +188,9 @@ def segment(config: SegmentConfig, registry: Registry, out: Path, progress: Any 
     timer = Timer()
     with timer("data"), world.main_first():
         parts.dataset.prepare()
-    train_ids = training_ids(config, parts)
-    model = build_model(config, parts).to(device)
-    samples = TrainSamples(parts.dataset, train_ids, parts.masks.path if parts.masks else None)
-    task = progress.add_task("training network", total=None) if progress else None
-
-    def on_step(step: int, total: int, loss: float) -> None:
-        if progress:
-            progress.update(task, completed=step, total=total, description=f"training {config.segnet} (loss {loss:.3f})")
-
-    def fit() -> list[float]:
-        return train(model, samples, parts.objective, config.recipe, torch.device(device), world, on_step,
-                     config.precision, config.loader_workers)
-
+    trainer = parts.schedule.train if parts.schedule is not None else train_single
     with timer("train"):
-        training = load_or_train(model, network_key(config, parts, train_ids, world), fit, world)
-    if progress:
-        progress.remove_task(task)
+        model, training = trainer(config, parts, world, device, progress)
     model.to(device).eval()
     all_ids = parts.dataset.ids(config.split)[: config.limit]
     if not all_ids:
@@ -183,7 +220,6 @@ def segment(config: SegmentConfig, registry: Registry, out: Path, progress: Any 
             backbone = getattr(parts.segnet, "encoder", None)
             record = build_record(config, registry, parts.dataset.classes, cm, len(all_ids), training,
                                   parts.masks.summary() if parts.masks else None, timer.seconds, started, world.size, backbone)
-            record["training"]["n_images"] = len(train_ids)
             record.update(annotations or {})
             write_json(tmp / "result.json", record)
     if progress:
