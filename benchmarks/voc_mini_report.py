@@ -94,6 +94,35 @@ def eval_table(record: dict) -> list[str]:
     return lines
 
 
+def detection_lines(data_root: str, weights: str) -> list[str]:
+    """Per input size of the network: images of val whose top VOC class is a true label, and
+    (label, detection) counts at the pipeline's sigmoid > 0.5."""
+    import numpy as np
+    import torch
+
+    from wssbench.data.voc2012 import VOC2012
+    from wssbench.imagenet import VOC_CLASSES, imagenet_classifier
+
+    dataset = VOC2012(data_root)
+    dataset.prepare()
+    ids = dataset.ids("val")
+    lines = ["| network input | top VOC class is a true one | true detections (p > 0.5) | false detections | top class 'dog' wrongly |",
+             "|---|---:|---:|---:|---:|"]
+    for size in ("native", "auto"):
+        model = imagenet_classifier("tf_efficientnet_lite0", weights, head="voc", input_size=size)
+        top, true, false, dog = 0, 0, 0, 0
+        for image_id in ids:
+            labels = dataset.image_labels(image_id)  # (20,) bool
+            with torch.no_grad():
+                p = torch.sigmoid(model(model.preprocess([dataset.load_image(image_id)])))[0].numpy()  # (20,)
+            top += bool(labels[p.argmax()])
+            true, false = true + int((labels & (p > 0.5)).sum()), false + int((~labels & (p > 0.5)).sum())
+            dog += VOC_CLASSES[int(np.argmax(p))] == "dog" and not labels[VOC_CLASSES.index("dog")]
+        shown = "own size" if size == "native" else f"{model.input_size} x {model.input_size} (default)"
+        lines.append(f"| {shown} | {top} / {len(ids)} | {true} / {sum(int(dataset.image_labels(i).sum()) for i in ids)} | {false} | {dog} |")
+    return lines
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data-root", required=True, help="A VOCdevkit folder (e.g. ../shared/voc-mini).")
@@ -101,6 +130,7 @@ def main() -> None:
     parser.add_argument("--sanity-images", type=int, default=8, help="Images of the sanity check (the first N of val).")
     parser.add_argument("--skip-bench", action="store_true", help="Only the saliency evaluation.")
     parser.add_argument("--skip-eval", action="store_true", help="Only the bench.")
+    parser.add_argument("--skip-detection", action="store_true", help="Leave out the detection table (native size vs 224).")
     args = parser.parse_args()
     weights = lite0_weights()
     bench_dir, eval_file = args.out / "bench", args.out / "saliency-eval.json"
@@ -112,6 +142,9 @@ def main() -> None:
         wssbench("saliency-eval", *methods, "--metrics", "pointing,energy,sanity", "--dataset", "voc2012",
                  "--data-root", args.data_root, "--split", "val", "--backbone", "imagenet:tf_efficientnet_lite0",
                  "--weights", weights, "--sanity-images", str(args.sanity_images), "--out", str(eval_file))
+    if not args.skip_detection:
+        print("## image-level detection by the VOC head, per network input size\n")
+        print("\n".join(detection_lines(args.data_root, weights)) + "\n")
     records = {}
     for path in sorted(bench_dir.glob("*/result.json")):
         rec = json.loads(path.read_text())
