@@ -85,17 +85,23 @@ class ImageNetBackbones:
     provides_classifier = True  # the pipeline calls classifier() and skips training (model.trained)
     head: str = "voc"  # "imagenet": the 1,000 ImageNet classes; "voc": VOC's 20 through the WordNet mapping
     output_stride: int = 32  # the network's own; 16 or 8 dilates it (timm), its logits then differ
+    input_size: str = "auto"  # what the network sees: N x N ("auto": its pretrained input size, 224 for Lite0) or "native"
 
     def __post_init__(self) -> None:
         if self.head not in HEADS:
             raise UsageError(f"backbone imagenet: head must be one of {', '.join(HEADS)}, got '{self.head}'")
         if self.output_stride not in (8, 16, 32):
             raise UsageError(f"backbone imagenet: output_stride must be 8, 16 or 32, got {self.output_stride}")
+        size = str(self.input_size).strip().lower()
+        if size not in ("auto", "native") and not (size.isdigit() and int(size) >= 32):
+            raise UsageError(f"backbone imagenet: input_size must be 'auto', 'native' or a size in pixels >= 32, got '{self.input_size}'")
 
     def classifier(self, model_name: str, pretrained: bool = False, weights: str | None = None) -> Classifier:
         from wssbench.imagenet import imagenet_classifier
 
-        return imagenet_classifier(model_name, weights, head=self.head, output_stride=self.output_stride, pretrained=pretrained)
+        return imagenet_classifier(
+            model_name, weights, head=self.head, output_stride=self.output_stride, pretrained=pretrained, input_size=self.input_size,
+        )
 
     def build(self, model_name: str, pretrained: bool = False, weights: str | None = None) -> tuple[nn.Module, dict]:
         """The feature extractor alone, for a pipeline that trains its own head on it."""

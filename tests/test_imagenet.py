@@ -183,3 +183,56 @@ def test_imagenet_backbone_provider(weights):
     assert isinstance(voc.head, VocHead) and voc.num_classes == 20 and voc.trained
     with pytest.raises(UsageError, match="head must be one of imagenet, voc"):
         wssbench.create("backbone", "imagenet", head="coco")
+
+
+# ----------------------------------------------------------------------------------------
+# Input size: photos at their own size (VOC's ~500 x 375) are shown to the network at 224
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def voc_native(weights):
+    return imagenet_classifier("tf_efficientnet_lite0", weights, head="voc", input_size="native")
+
+
+def test_photo_at_its_own_size_is_classified_at_the_networks_input_size(voc_model, voc_native):
+    """chelsea (451 x 300) at its own size: Lite0's softmax goes flat (cat 0.30) and the coffee
+    photo, which holds no VOC class, gets 'dog' at 0.12 (118 breeds of a flat softmax); resized
+    to 224 x 224 (the default), cat 0.95 and dog 0.003. The default equals the network on the
+    photo resized by hand (bilinear, antialiased)."""
+    import torch.nn.functional as F
+
+    cat, dog = VOC_CLASSES.index("cat"), VOC_CLASSES.index("dog")
+    assert voc_model.input_size == 224 and voc_native.input_size is None
+    x = voc_model.preprocess([skimage_data.chelsea()])  # (1, 3, 300, 451)
+    by_hand = F.interpolate(x, size=(224, 224), mode="bilinear", align_corners=False, antialias=True)
+    with torch.no_grad():
+        resized, native, reference = torch.sigmoid(voc_model(x))[0], torch.sigmoid(voc_native(x))[0], torch.sigmoid(voc_native(by_hand))[0]
+        coffee = voc_model.preprocess([skimage_data.coffee()])
+        coffee_resized, coffee_native = torch.sigmoid(voc_model(coffee))[0, dog], torch.sigmoid(voc_native(coffee))[0, dog]
+    assert torch.allclose(resized, reference, atol=1e-5)
+    assert resized[cat] > 0.9 and native[cat] < 0.5
+    assert coffee_resized < 0.01 < 0.1 < coffee_native
+
+
+def test_input_gradients_come_back_at_the_photos_own_size(voc_model):
+    x = voc_model.preprocess([skimage_data.chelsea()])  # (1, 3, 300, 451)
+    maps = wssbench.create("saliency", "gbp")(voc_model, x, torch.tensor([[VOC_CLASSES.index("cat")]]))
+    assert maps.shape == (1, 1, 300, 451)
+    y, xx = divmod(int(maps[0, 0].argmax()), 451)
+    assert xx <= BOXES["chelsea"][2] * 451 / 224  # on the cat, not the wall on the right
+
+
+def test_a_copy_keeps_the_resize_and_bad_sizes_are_refused(voc_model, weights):
+    import copy
+
+    x = voc_model.preprocess([skimage_data.chelsea()])
+    twin = copy.deepcopy(voc_model)  # what the sanity check's cascading randomisation starts from
+    with torch.no_grad():
+        assert torch.equal(twin(x), voc_model(x))
+    for bad in ("big", "16", "-1"):
+        with pytest.raises(UsageError, match="input_size must be 'auto', 'native' or a size"):
+            wssbench.create("backbone", "imagenet", input_size=bad)
+        with pytest.raises(UsageError, match="input_size must be 'auto', 'native' or a size"):
+            imagenet_classifier("tf_efficientnet_lite0", weights, input_size=bad)
+    assert wssbench.create("backbone", "imagenet", input_size="320").classifier("tf_efficientnet_lite0", weights=weights).input_size == 320

@@ -16,6 +16,18 @@ Both carry ``class_names``, ``trained = True`` (nothing to train) and ``probabil
 (softmax over the ImageNet logits; the VOC class's share of that softmax for the VOC head).
 The input normalisation is the architecture's own, from timm's ``pretrained_cfg`` (mean and
 std 0.5 for ``tf_efficientnet_lite*``).
+
+``input_size``: the network sees its input resized to ``N x N`` (``"auto"``: the architecture's
+own ``pretrained_cfg`` input size, 224 for Lite0; ``"native"``: the image as it is). A forward
+pre-hook of the network (:class:`ResizeInput`) does it inside the graph, so every stage gets it
+(scores, score maps, layer taps, Grad-CAM) and input gradients (``bp``, ``gbp``) come back at
+the image's own size through the resize's backward. Why: these networks were trained on
+224 px crops (RandomResizedCrop, aspect ratio 3/4 to 4/3, so a whole VOC photo squashed to
+224 x 224 is within what they saw); at VOC's own ~500 x 375 their softmax goes flat (Lite0
+gives ``airliner`` 0.02 on a VOC aeroplane photo, 0.77 at 224 x 224), and the VOC head, which
+sums probability over members, then picks ``dog`` (118 breeds) for most images: on voc-mini
+val the top VOC class is a true one for 7 of 43 images at native size, 35 of 43 at 224 x 224
+(``benchmarks/README.md``). ``dcsm`` resizes its canvas per scale: give it ``"native"``.
 """
 
 from __future__ import annotations
@@ -27,6 +39,7 @@ from pathlib import Path
 
 import timm
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .classifier import POOLINGS, Classifier
@@ -177,6 +190,38 @@ class VocClassifier(Classifier):
         return torch.sigmoid(scores)
 
 
+class ResizeInput:
+    """Forward pre-hook: the module's input (B, 3, H, W) resized to (size, size), bilinear with
+    antialiasing (PIL's and timm's eval resize filter when shrinking); an input of that size
+    already passes unchanged, bit for bit. Differentiable: gradients reach the full-size input.
+    A plain object (no closure), so a ``copy.deepcopy`` of the model keeps it."""
+
+    def __init__(self, size: int):
+        self.size = int(size)
+
+    def __call__(self, module: nn.Module, args: tuple) -> tuple | None:
+        x = args[0]
+        if tuple(x.shape[-2:]) == (self.size, self.size):
+            return None
+        return (F.interpolate(x, size=(self.size, self.size), mode="bilinear", align_corners=False, antialias=True), *args[1:])
+
+    def __repr__(self) -> str:
+        return f"ResizeInput({self.size})"
+
+
+def resolve_input_size(input_size: int | str, own: int) -> int | None:
+    """``"auto"`` -> ``own`` (the architecture's ``pretrained_cfg`` input size); ``"native"`` ->
+    None (no resize); an integer (or its string) >= 32 -> itself. UsageError otherwise."""
+    text = str(input_size).strip().lower()
+    if text == "auto":
+        return own
+    if text == "native":
+        return None
+    if text.isdigit() and int(text) >= 32:
+        return int(text)
+    raise UsageError(f"input_size must be 'auto', 'native' or a size in pixels >= 32, got '{input_size}'")
+
+
 def _create(model_name: str, output_stride: int, pretrained: bool = False) -> nn.Module:
     if not timm.is_model(model_name):
         import difflib
@@ -197,14 +242,18 @@ def _create(model_name: str, output_stride: int, pretrained: bool = False) -> nn
 
 def imagenet_classifier(
     model_name: str, weights: str | Path | None, head: str = "imagenet", output_stride: int = 32, pretrained: bool = False,
+    input_size: int | str = "auto",
 ) -> ImageNetClassifier | VocClassifier:
     """A timm ImageNet network with its own classifier, in eval mode, on the CPU (see the module docstring).
 
     ``weights``: a local checkpoint (any layout ``load_weights`` matches); without one,
     ``pretrained=True`` downloads timm's (OfflineError when that cannot be done).
+    ``input_size``: what the network sees (``"auto"``, ``"native"`` or N; see :class:`ResizeInput`);
+    the resolved size is ``model.input_size`` (None: native).
     """
     if head not in HEADS:
         raise UsageError(f"unknown head '{head}'; available: {', '.join(HEADS)}")
+    resolve_input_size(input_size, 224)  # a bad value fails before the network is built
     if weights is None and not pretrained:
         raise UsageError(f"an ImageNet classifier needs its weights: pass --weights FILE for '{model_name}'")
     net = _create(model_name, output_stride, pretrained=weights is None)
@@ -234,12 +283,16 @@ def imagenet_classifier(
                 f"timm model '{model_name}': its classifier is not a linear map of average-pooled feature maps, "
                 f"so its ImageNet classes have no score maps"
             )
+    model.input_size = resolve_input_size(input_size, int(cfg.get("input_size", (3, 224, 224))[-1]))
+    if model.input_size is not None:
+        net.register_forward_pre_hook(ResizeInput(model.input_size))
     return voc_classifier(model) if head == "voc" else model
 
 
 def voc_classifier(model: ImageNetClassifier) -> VocClassifier:
     """The VOC view of an ImageNet classifier; shares its modules (and so its weights and device)."""
     voc = VocClassifier(nn.Identity(), 1, 1, "gap", mean=tuple(model.mean.flatten().tolist()), std=tuple(model.std.flatten().tolist()))
-    voc.features = model.features
+    voc.features = model.features  # with its ResizeInput hook, if any
     voc.head = VocHead(model.head, voc_groups())
+    voc.input_size = getattr(model, "input_size", None)
     return voc.to(model.mean.device).train(model.training)
