@@ -22,8 +22,22 @@ def _normalisation(encoder: str) -> tuple[tuple[float, ...], tuple[float, ...]]:
             tuple(getattr(cfg, "std", None) or (0.229, 0.224, 0.225)))
 
 
+class EncoderNormalisation:
+    """``mean`` and ``std``: the normalisation of the ``encoder``'s ImageNet weights (timm's)."""
+
+    encoder: str
+
+    @property
+    def mean(self) -> tuple[float, float, float]:
+        return _normalisation(self.encoder)[0]
+
+    @property
+    def std(self) -> tuple[float, float, float]:
+        return _normalisation(self.encoder)[1]
+
+
 @dataclass(frozen=True)
-class DeepLabLargeFOV:
+class DeepLabLargeFOV(EncoderNormalisation):
     """DeepLab-LargeFOV (Chen et al., ICLR 2015) on a timm VGG: stride 8, fc6 3x3 dilation 12, 1024 ch.
 
     The network EM-Adapt and CCNN-era work trained. conv5 dilated by 2 and pool4/pool5 at
@@ -48,14 +62,6 @@ class DeepLabLargeFOV:
         if not self.encoder.startswith("vgg"):
             raise ValueError(f"encoder must be a timm VGG (vgg11, vgg16, vgg16_bn, ...), got '{self.encoder}'")
 
-    @property
-    def mean(self) -> tuple[float, float, float]:
-        return _normalisation(self.encoder)[0]
-
-    @property
-    def std(self) -> tuple[float, float, float]:
-        return _normalisation(self.encoder)[1]
-
     def build(self, num_classes: int, weights: str | None = None) -> nn.Module:
         from wssbench.segmentation.nets import LargeFOV, decimate, densify_vgg
         from wssbench_plugins.backbones import TimmBackbones
@@ -69,7 +75,7 @@ class DeepLabLargeFOV:
 
 
 @dataclass(frozen=True)
-class DeepLabV3Plus:
+class DeepLabV3Plus(EncoderNormalisation):
     """DeepLabV3+ (Chen et al., ECCV 2018) from segmentation-models-pytorch on any timm encoder.
 
     ``encoder`` is a timm model name (smp's ``tu-`` encoders), output stride 16 by default,
@@ -90,14 +96,6 @@ class DeepLabV3Plus:
             raise ValueError(f"output_stride must be 8 or 16, got {self.output_stride}")
         if not timm.is_model(self.encoder):
             raise ValueError(f"unknown timm encoder '{self.encoder}'")
-
-    @property
-    def mean(self) -> tuple[float, float, float]:
-        return _normalisation(self.encoder)[0]
-
-    @property
-    def std(self) -> tuple[float, float, float]:
-        return _normalisation(self.encoder)[1]
 
     def build(self, num_classes: int, weights: str | None = None) -> nn.Module:
         import segmentation_models_pytorch as smp

@@ -191,9 +191,13 @@ def merge(*descriptions: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _coerce(name: str, value: Any, where: str) -> Any:
-    """``value`` as the type a RunConfig or TrainRecipe field declares (strings converted)."""
-    hint = typing.get_type_hints(RunConfig).get(name) or typing.get_type_hints(TrainRecipe).get(name, Any)
+def _coerce(name: str, value: Any, where: str, owner: type | None = None) -> Any:
+    """``value`` as the type a RunConfig or TrainRecipe field declares (strings converted); with
+    ``owner``, the type that class declares for ``name``."""
+    if owner is not None:
+        hint = typing.get_type_hints(owner)[name]
+    else:
+        hint = typing.get_type_hints(RunConfig).get(name) or typing.get_type_hints(TrainRecipe).get(name, Any)
     args = [a for a in typing.get_args(hint) if a is not type(None)]
     optional = type(None) in typing.get_args(hint)
     if value is None or (optional and value in ("none", "None", "")):

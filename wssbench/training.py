@@ -171,12 +171,7 @@ def train(
                 maps = model.head_maps(model.features(batch)).float()  # (B, N, h, w): every output
                 valid = valid_cells(torch.from_numpy(np.stack(inside)).to(device), maps.shape[-2:])  # (B, h, w)
                 loss = LOSSES[recipe.loss](model, maps, head_targets(model, labels[idx].to(device)), valid)
-            for group, base in zip(optimizer.param_groups, base_lrs):
-                group["lr"] = base * (1 - step / total) ** 0.9  # poly decay
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            poly_sgd_step(optimizer, scaler, loss, base_lrs, step, total)
             value = loss.item()  # one device sync per step
             losses.append(value)
             step += 1
@@ -185,6 +180,19 @@ def train(
         history.append(float(np.mean(losses)))
     model.eval()
     return history
+
+
+def poly_sgd_step(optimizer: torch.optim.Optimizer, scaler: Any, loss: torch.Tensor, base_lrs: list[float],
+                  step: int, total: int) -> None:
+    """One optimiser step at the poly-decayed learning rate ``base * (1 - step/total)^0.9`` per
+    parameter group, through the AMP grad scaler (a pass-through at fp32/bf16). Shared by the
+    classifier's training and the segmentation networks'."""
+    for group, base in zip(optimizer.param_groups, base_lrs):
+        group["lr"] = base * (1 - step / total) ** 0.9  # poly decay
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
 
 
 def mean_average_precision(scores: np.ndarray, labels: np.ndarray) -> float:

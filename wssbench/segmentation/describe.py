@@ -23,7 +23,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from ..config import _coerce_scalar, merge, option_triples, resolve_device
+from ..config import _coerce, merge, option_triples, resolve_device
 from ..errors import UsageError
 from .config import MULTI_SCALES, SegmentConfig, SegRecipe
 
@@ -38,26 +38,9 @@ def is_segment_preset(name: Any) -> bool:
     return isinstance(name, str) and name in SEGMENT_PRESETS
 
 
-class dict_hint:  # noqa: N801 - the types of the description keys that are no config field
+class _ExtraKeys:  # the types of the description keys that are no field of the config
     pretrained: bool
     multiscale: bool
-
-
-def _typed(cls: type, name: str, value: Any, where: str) -> Any:
-    import typing
-
-    hint = typing.get_type_hints(cls)[name]
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    if type(None) in typing.get_args(hint) and value in (None, "none", ""):
-        return None
-    target = args[0] if args and typing.get_origin(hint) is not tuple else hint
-    try:
-        if typing.get_origin(target) is tuple:
-            items = value.split(",") if isinstance(value, str) else list(value)
-            return tuple(float(v) for v in items)
-        return _coerce_scalar(target, value)
-    except (TypeError, ValueError):
-        raise UsageError(f"{where}{name}: expected {getattr(target, '__name__', target)}, got {value!r}") from None
 
 
 def build_segment_config(description: Mapping[str, Any], *, where: str = "") -> SegmentConfig:
@@ -81,9 +64,9 @@ def build_segment_config(description: Mapping[str, Any], *, where: str = "") -> 
     if given.get("backbone"):
         options.append(("segnet", "encoder", str(given["backbone"])))
     if "pretrained" in given:
-        options.append(("segnet", "pretrained", _typed(dict_hint, "pretrained", given["pretrained"], where)))
-    recipe = {k: _typed(SegRecipe, k, given[k], where) for k in RECIPE_KEYS if k in given}
-    values = {k: _typed(SegmentConfig, k, given[k], where) for k in CONFIG_KEYS
+        options.append(("segnet", "pretrained", _coerce("pretrained", given["pretrained"], where, _ExtraKeys)))
+    recipe = {k: _coerce(k, given[k], where, SegRecipe) for k in RECIPE_KEYS if k in given}
+    values = {k: _coerce(k, given[k], where, SegmentConfig) for k in CONFIG_KEYS
               if k in given and k not in ("options", "device", "loader_workers")}
     seed = values.get("seed", 0)
     values["device"] = device = resolve_device(str(values.get("device", "auto")))
@@ -93,8 +76,8 @@ def build_segment_config(description: Mapping[str, Any], *, where: str = "") -> 
 
         values["loader_workers"] = default_loader_workers(device)
     else:
-        values["loader_workers"] = _typed(SegmentConfig, "loader_workers", workers, where)
-    if "scales" not in values and "multiscale" in given and _typed(dict_hint, "multiscale", given["multiscale"], where):
+        values["loader_workers"] = _coerce("loader_workers", workers, where, SegmentConfig)
+    if "scales" not in values and "multiscale" in given and _coerce("multiscale", given["multiscale"], where, _ExtraKeys):
         values["scales"] = MULTI_SCALES
     return SegmentConfig(**values, options=tuple(merge({"options": tuple(options)}).get("options", ())),
                          recipe=SegRecipe(**{"seed": seed, **recipe}))

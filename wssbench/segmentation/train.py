@@ -24,6 +24,7 @@ from ..distributed import World
 from ..errors import UsageError
 from ..io import atomic_path
 from ..precision import autocast, grad_scaler
+from ..training import poly_sgd_step
 from .batch import SegBatch
 from .config import SegRecipe
 from .data import TrainSamples, augment, epoch_order, sample_rng
@@ -122,12 +123,7 @@ def train(model: SegModel, samples: TrainSamples, objective: Callable, recipe: S
             with autocast(device, precision):
                 logits = wrapped(batch.images)  # (B, N, h, w)
             loss = objective(logits.float(), batch)
-            for group, base in zip(optimizer.param_groups, base_lrs):
-                group["lr"] = base * (1 - step / total) ** 0.9  # poly decay
-            optimizer.zero_grad(set_to_none=True)
-            scaler.scale(loss).backward()
-            scaler.step(optimizer)
-            scaler.update()
+            poly_sgd_step(optimizer, scaler, loss, base_lrs, step, total)
             value = float(world.sum(np.array([loss.item()], dtype=np.float64))[0]) / world.size
             losses.append(value)
             step += 1
