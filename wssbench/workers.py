@@ -122,12 +122,15 @@ class PredictPool:
         self._pending.add(self._executor.submit(_work, maps))
 
     def results(self, finish: bool = False) -> Iterator[tuple[Any, np.ndarray, dict[str, float]]]:
-        """What is done so far; with ``finish``, wait for everything submitted."""
+        """What is done so far; with ``finish``, everything submitted, each as soon as it is done
+        (so that the caller writes and reports it then, not after the last one)."""
         self._collect(block=False)
-        while finish and self._pending:
+        while True:
+            done, self._done = self._done, []
+            yield from done
+            if not (finish and self._pending):
+                return
             self._collect(block=True)
-        done, self._done = self._done, []
-        yield from done
 
     def stats(self) -> dict[str, dict]:
         if self._executor is None:
