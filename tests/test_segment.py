@@ -278,3 +278,15 @@ def test_a_bench_row_can_name_a_segmentation_preset(tiny_dataset, tmp_path, monk
         '[[rows]]\nlabel = "CCNN"\npreset = "ccnn"\ntune = { "fusion.bg_threshold" = [0.1, 0.2] }\n')
     refused = CliRunner().invoke(cli, ["bench", "b.toml", "--out", "runs2"])
     assert refused.exit_code == 2 and "trains a segmentation network" in refused.output
+
+
+def test_run_segnet_flag_reaches_the_segmentation_preset_and_is_refused_without_one(monkeypatch):
+    from wssbench.cli import segment as segment_cli
+
+    seen = []
+    monkeypatch.setattr(segment_cli, "run_segmentation", lambda config, out, as_json: seen.append(config))
+    chosen = CliRunner().invoke(cli, ["run", "--preset", "stc", "--segnet", "deeplab-largefov", "--device", "cpu"])
+    assert chosen.exit_code == 0, chosen.output
+    assert seen[0].segnet == "deeplab-largefov" and seen[0].schedule == "stc"
+    refused = CliRunner().invoke(cli, ["run", "--segnet", "deeplabv3plus"])
+    assert refused.exit_code == 2 and "--segnet: only with a preset that trains a segmentation network" in refused.output

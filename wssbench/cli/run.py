@@ -53,6 +53,7 @@ def default_out(config: RunConfig) -> Path:
 @click.option("--epochs", type=click.IntRange(min=1), help=f"Classifier training epochs.  [default: {TrainRecipe.epochs}]")
 @click.option("--crop", type=click.IntRange(min=16), help=f"Training crop size (e.g. 448 for VOC).  [default: {TrainRecipe.crop}]")
 @click.option("--lr", type=click.FloatRange(min=0, min_open=True), help=f"Classifier learning rate.  [default: {TrainRecipe.lr}]")
+@click.option("--segnet", type=ComponentName("segnet"), help="Segmentation network (--preset em-adapt, ccnn or stc only).  [default: the preset's]")
 @click.option("--saliency", type=ComponentName("saliency", optional=True), help=f"Saliency method, or none.  [default: {D.saliency}]")
 @click.option("--classmap", type=ComponentName("classmap", optional=True), help=f"Class-map producer, or none.  [default: {D.classmap}]")
 @click.option("--fusion", type=ComponentName("fusion"), help=f"Fusion method.  [default: {D.fusion}]")
@@ -86,6 +87,9 @@ def run_command(from_record: str | None, out: str | None, as_json: bool, **kw) -
         from .segment import run_segmentation
 
         return run_segmentation(build_segment_config(given), out, as_json)
+    if "segnet" in given:
+        raise UsageError(f"--segnet: only with a preset that trains a segmentation network ({', '.join(SEGMENT_PRESETS)}); "
+                         "the seed pipeline has no segmentation network")
     config = config_from_record(from_record, **given) if from_record else build_config(given)
     pipe = Pipeline(config)
     config = pipe.config
