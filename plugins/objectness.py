@@ -18,16 +18,33 @@ import wssbench
 from wssbench.objectness import cached, objectness_map, smooth
 
 
+def parse_proposer(text: str) -> dict[str, str]:
+    """``"max_proposals=500,scale=200"`` -> ``{"max_proposals": "500", "scale": "200"}``."""
+    options = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, eq, value = item.partition("=")
+        if not (eq and key.strip()):
+            raise ValueError(f"proposer: expected KEY=VALUE[,KEY=VALUE...], e.g. max_proposals=500; got '{item}'")
+        options[key.strip()] = value.strip()
+    return options
+
+
 @dataclass(frozen=True)
 class _UsesObjectness:
+    """``method``: the objectness method (``register_objectness``), looked up in the registry
+    that creates this component, so a third party's method is found wherever its plugin is
+    registered; ``proposer``: that method's own options, ``KEY=VALUE`` pairs separated by commas
+    (``-O proposals.proposer=max_proposals=500,scale=200``; ``wssbench list objectness --options``)."""
+
     method: str = "ss-segments"
+    proposer: str = ""
     cache: bool = True  # proposals cached under $WSSBENCH_HOME/proposals/
 
     def __post_init__(self) -> None:
-        from wssbench.registry import default_registry
+        from wssbench.registry import creating_registry
 
-        entry = default_registry().get("objectness", self.method)  # unknown: UsageError naming those that exist
-        object.__setattr__(self, "_proposer", entry.factory())
+        registry = creating_registry()  # unknown names and options: UsageError naming those that exist
+        object.__setattr__(self, "_proposer", registry.create("objectness", self.method, **parse_proposer(self.proposer)))
 
     def proposals(self, image: np.ndarray) -> Any:
         proposer = self._proposer

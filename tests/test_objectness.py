@@ -15,7 +15,6 @@ import pytest
 import torch
 
 import wssbench
-from wssbench import registry as registry_module
 from wssbench.config import build_config
 from wssbench.errors import UsageError
 from wssbench.objectness import BoxProposals, SegmentProposals, cached, coverage, objectness_map, smooth
@@ -208,10 +207,10 @@ class FakeObjectness:
 
 
 @pytest.fixture
-def with_fixed_boxes(monkeypatch):
-    """The default registry with the fake objectness method added (the consumers look names up there)."""
-    monkeypatch.setattr(registry_module, "_default", build_registry(plugins=[FakeObjectness()]))
-    return registry_module._default
+def with_fixed_boxes():
+    """A registry with the fake objectness method added; the default registry lacks it (the
+    consumers look names up in the registry that creates them)."""
+    return build_registry(plugins=[FakeObjectness()])
 
 
 def test_image_prior_then_proposals_on_a_tiny_case(with_fixed_boxes):
@@ -246,6 +245,23 @@ def test_objectness_saliency_is_the_map_of_the_images_pixels(resnet18_classifier
 def test_unknown_objectness_method_lists_the_known_ones():
     with pytest.raises(UsageError, match="unknown objectness 'bing'; available: .*ss-boxes"):
         wssbench.create("refiner", "proposals", method="bing")
+    with pytest.raises(UsageError, match="unknown objectness 'fixed-boxes'"):  # a third party's: only where registered
+        wssbench.create("refiner", "proposals", method="fixed-boxes")
+
+
+def test_proposer_options_reach_the_objectness_method_and_are_checked(with_fixed_boxes):
+    refiner = wssbench.create("refiner", "proposals", method="ss-boxes", proposer="max_proposals=7, scale=50")
+    assert (refiner._proposer.max_proposals, refiner._proposer.scale) == (7, 50.0)
+    assert len(refiner.proposals(scene()).boxes) <= 7
+    with pytest.raises(UsageError, match="unknown option 'k' for objectness 'ss-boxes'; options: .*max_proposals"):
+        wssbench.create("saliency", "objectness", method="ss-boxes", proposer="k=3")
+    with pytest.raises(UsageError, match="bad value 'many' for option 'max_proposals'"):
+        wssbench.create("refiner", "proposals", proposer="max_proposals=many")
+    with pytest.raises(UsageError, match="proposer: expected KEY=VALUE"):
+        wssbench.create("refiner", "proposals", proposer="max_proposals")
+    with pytest.raises(UsageError, match="color_space must be hsv, lab or rgb"):
+        wssbench.create("refiner", "proposals", proposer="color_space=xyz")
+    assert with_fixed_boxes.create("saliency", "objectness", method="fixed-boxes")._proposer == FixedBoxes()
 
 
 # --- presets -----------------------------------------------------------------------------

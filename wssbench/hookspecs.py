@@ -122,7 +122,8 @@ def register_objectness(register: Register) -> None:
     masks), each proposal with a non-negative weight (its score, or 1), in rank order. Methods
     are deterministic. They are not a pipeline stage of their own: the saliency method
     ``objectness`` and the refiner ``proposals`` take one by name (``-O saliency.method=NAME``,
-    ``-O proposals.method=NAME``) and cache its proposals per image content.
+    ``-O proposals.method=NAME``; its options as ``-O proposals.proposer=KEY=VALUE,...``), looking
+    it up in the registry that creates them, and cache its proposals per image content and options.
     """
 
 

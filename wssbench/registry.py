@@ -14,6 +14,7 @@ wssbench's own bugs.
 
 from __future__ import annotations
 
+import contextvars
 import importlib.metadata
 import inspect
 import os
@@ -179,10 +180,13 @@ class Registry:
     def create(self, kind: str, name: str, **options: Any) -> Any:
         factory = self.get(kind, name).factory
         options = self.parse_options(kind, name, options)
+        token = _creating.set(self)
         try:
             return factory(**options)
         except (ValueError, TypeError) as e:
             raise UsageError(f"{kind} '{name}': {e}") from e
+        finally:
+            _creating.reset(token)
 
     def distributions_of(self, components: Iterable[tuple[str, str]]) -> dict[str, str | None]:
         """Distribution name -> version of the plugins that registered ``components`` ((kind, name) pairs).
@@ -317,6 +321,7 @@ def _load_entry_point(ep: Any, plugin_name: str, dist: str, failures: list[LoadF
 
 
 _default: Registry | None = None
+_creating: contextvars.ContextVar[Registry | None] = contextvars.ContextVar("wssbench_creating", default=None)
 
 
 def default_registry() -> Registry:
@@ -325,6 +330,13 @@ def default_registry() -> Registry:
     if _default is None:
         _default = build_registry()
     return _default
+
+
+def creating_registry() -> Registry:
+    """The registry whose ``create`` is running now (a component that builds another by name,
+    such as an objectness consumer building its proposal method, finds it in the same registry,
+    third-party plugins included); the default registry outside ``create``."""
+    return _creating.get() or default_registry()
 
 
 def loaded_registry() -> Registry | None:

@@ -69,7 +69,10 @@ def list_command(kind: str, with_options: bool, as_json: bool) -> None:
             for o in describe_options(e.factory):
                 default = "" if o.default is REQUIRED else f" = {_show(o.default)}"
                 help_text = f"  # {o.help}" if o.help else ""
-                click.echo(f"    -O {stage}.{o.name}: {o.type}{default}{help_text}")
+                if kind == "objectness":  # no stage of its own: options of the consumer's ``proposer``
+                    click.echo(f"    -O proposals.proposer={o.name}=VALUE (or saliency.proposer=...): {o.type}{default}{help_text}")
+                else:
+                    click.echo(f"    -O {stage}.{o.name}: {o.type}{default}{help_text}")
 
 
 def _show(value) -> str:
