@@ -119,3 +119,20 @@ def test_two_rows_with_one_label_are_an_error(tmp_path):
     path.write_text('[[rows]]\nlabel = "fcn"\n[[rows]]\nlabel = "fcn"\nrefine = "none"\n')
     result = bench(path, "--out", tmp_path / "o")
     assert result.exit_code == 2 and "a label used twice" in result.stderr
+
+
+def test_the_table_marks_a_preset_row_that_departs_from_its_recipe(tmp_path):
+    path = tmp_path / "p.toml"
+    path.write_text(
+        '[defaults]\noptions = { "dataset.preset" = "tiny" }\nepochs = 1\nbackbone = "resnet10t"\npretrained = false\n'
+        '[[rows]]\nlabel = "MIL-FCN"\npreset = "mil-fcn"\n'
+        'published = { miou = 25.7, dataset = "voc2012", split = "val", source = "Pathak et al." }\n'
+        '[[rows]]\nlabel = "plain"\nclassmap = "fcn"\nsaliency = "none"\nrefine = ["none"]\n'
+    )
+    table = bench(path, "--out", tmp_path / "runs")
+    assert table.exit_code == 0, table.output
+    assert "MIL-FCN †" in table.stdout and "plain †" not in table.stdout
+    assert "† MIL-FCN: backbone, pretrained" in table.stdout
+    rows = {r["label"]: r for r in json.loads(bench(path, "--out", tmp_path / "runs", "--json").stdout)["rows"]}
+    assert {"option": "backbone", "published": "vgg16", "used": "resnet10t"} in rows["MIL-FCN"]["deviations"]
+    assert rows["plain"]["deviations"] == []

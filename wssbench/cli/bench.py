@@ -33,6 +33,7 @@ from ..cache import fingerprint
 from ..config import RunConfig, build_config, merge
 from ..errors import DataError, UsageError
 from ..io import check_run_dir
+from ..leaderboard import DEVIATION_MARK
 from ..segmentation.config import SegmentConfig
 from ..segmentation.describe import build_segment_config, is_segment_preset
 from .progress import progress_display
@@ -220,6 +221,7 @@ def bench_command(file: Path, out: Path | None, settings: tuple[str, ...], as_js
             "label": row["label"], "miou": rec["miou"], "pixel_accuracy": rec["pixel_accuracy"],
             "dataset": rec["dataset"], "split": rec["split"], "protocol": rec["protocol"],
             "tuned": rec.get("tuning", {}) and rec["tuning"]["chosen"], "published": row.get("published"),
+            "deviations": rec.get("deviations") or [],
         }
         for row, rec in records
     ]
@@ -230,15 +232,22 @@ def bench_command(file: Path, out: Path | None, settings: tuple[str, ...], as_js
     first = records[0][1]
     table = Table(title=spec.get("title", file.stem), caption=(
         f"measured: {first['dataset']} {first['split']}, {first['protocol']}, mIoU % from one confusion matrix; "
-        "published: the paper's number, on the dataset and split named; best measured in bold"))
+        "published: the paper's number, on the dataset and split named; best measured in bold; "
+        f"{DEVIATION_MARK}: the run departs from the published recipe (listed below the table)"))
     for col, justify in (("row", "left"), ("mIoU", "right"), ("pixel acc.", "right"), ("tuned on " + spec.get("tune_split", "train"), "left"), ("published", "left")):
         table.add_column(col, justify=justify)
     for r in rows:
         miou = _pct(r["miou"])
         pub = r["published"]
         table.add_row(
-            r["label"], f"[bold]{miou}[/bold]" if r["miou"] == best else miou, _pct(r["pixel_accuracy"]),
+            r["label"] + (f" {DEVIATION_MARK}" if r["deviations"] else ""),
+            f"[bold]{miou}[/bold]" if r["miou"] == best else miou, _pct(r["pixel_accuracy"]),
             ", ".join(f"{k}={v}" for k, v in (r["tuned"] or {}).items()) or "-",
             f"{pub['miou']} ({pub.get('dataset', '')} {pub.get('split', '')}; {pub.get('source', '')})" if pub else "-",
         )
     Console().print(table)
+    for r in rows:
+        if r["deviations"]:
+            listed = ", ".join(str(d.get("option")) for d in r["deviations"])
+            click.echo(f"{DEVIATION_MARK} {r['label']}: {listed} (each with what was published and used: "
+                       f"wssbench leaderboard {out})")
