@@ -61,7 +61,7 @@ def test_strings_are_converted_like_the_command_line():
 
 
 def test_description_round_trip():
-    config = build_config(preset="fcn-gbp", epochs=2, seed=3, options={"fusion.bg_threshold": 0.2}, device="cpu", workers=2)
+    config = build_config(preset="fcn-gbp", epochs=2, crop=64, seed=3, options={"fusion.bg_threshold": 0.2}, device="cpu", workers=2)
     again = build_config(description_of(config))
     assert dataclasses_equal(again, config, ignore=("preset",))
     assert again.recipe.seed == 3

@@ -17,7 +17,8 @@ from wssbench.config import RunConfig, build_config
 from wssbench.errors import UsageError
 from wssbench.forward import plain_forward
 from wssbench.pipeline import background_of, classifier_key, select_classes
-from wssbench.presets import PRESETS, deviations
+from wssbench.presets import PRESETS, deviations, unverified
+from wssbench.registry import default_registry
 from wssbench.training import LOSSES, TrainRecipe, head_targets, recipe_dict
 from wssbench_plugins.classmaps import FCNScoreMaps
 from wssbench_plugins.fusion import ImagePriorFusion, ThresholdFusion
@@ -218,3 +219,21 @@ def test_augment_reports_where_the_image_is():
     expected = torch.from_numpy(inside.reshape(6, 8, 6, 8).mean(axis=(1, 3)) >= 0.5)[None]
     torch.testing.assert_close(cells, expected)
     assert valid_cells(torch.zeros(1, 8, 8, dtype=torch.bool), (2, 2)).all()  # nothing inside: every cell
+
+
+def test_presets_pin_a_training_recipe_and_flag_the_chosen_values():
+    faithful = build_config(preset="dcsm", device="cpu", workers=1)
+    assert (faithful.recipe.epochs, faithful.recipe.crop, faithful.recipe.lr) == (5, 448, 0.01)
+    assert faithful.options_for("fusion") == {"sigma": "0", "quantile": "1"}  # the maps as dcsm.m leaves them
+    small = build_config(preset="dcsm", crop=64, epochs=1, device="cpu", workers=1)
+    assert deviations(small) == [
+        {"option": "epochs", "published": 5, "used": 1, "unverified": True},
+        {"option": "crop", "published": 448, "used": 64, "unverified": True},
+    ]
+    assert unverified(small) == ["fusion", "refine", "epochs", "crop", "lr"] and unverified(build_config(device="cpu")) == []
+    # a threshold a bench tuned on train is its protocol, not a departure; set by hand, it is one
+    tuned = build_config(preset="fcn-gbp", options={"fusion.bg_threshold": 0.1}, device="cpu", workers=1)
+    assert [d["option"] for d in deviations(tuned, default_registry())] == ["fusion.bg_threshold"]
+    assert deviations(tuned, default_registry(), tuned={"fusion.bg_threshold": 0.1}) == []
+    pinned = build_config(preset="dcsm", options={"fusion.sigma": 0.03}, device="cpu", workers=1)  # the preset's own: always
+    assert [d["option"] for d in deviations(pinned, default_registry(), tuned={"fusion.sigma": 0.03})] == ["fusion.sigma"]

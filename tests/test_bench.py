@@ -124,7 +124,7 @@ def test_two_rows_with_one_label_are_an_error(tmp_path):
 def test_the_table_marks_a_preset_row_that_departs_from_its_recipe(tmp_path):
     path = tmp_path / "p.toml"
     path.write_text(
-        '[defaults]\noptions = { "dataset.preset" = "tiny" }\nepochs = 1\nbackbone = "resnet10t"\npretrained = false\n'
+        '[defaults]\noptions = { "dataset.preset" = "tiny" }\nepochs = 1\ncrop = 64\nbackbone = "resnet10t"\npretrained = false\n'
         '[[rows]]\nlabel = "MIL-FCN"\npreset = "mil-fcn"\n'
         'published = { miou = 25.7, dataset = "voc2012", split = "val", source = "Pathak et al." }\n'
         '[[rows]]\nlabel = "plain"\nclassmap = "fcn"\nsaliency = "none"\nrefine = ["none"]\n'

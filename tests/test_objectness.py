@@ -284,7 +284,7 @@ def test_presets_resolve(preset, refine, saliency, method):
 
 @pytest.mark.parametrize("preset", ["mil-bb", "mil-seg", "fcn-mcg"])
 def test_presets_run_end_to_end(preset, tiny_dataset):
-    pipe = wssbench.Pipeline(preset=preset, backbone="resnet10t", pretrained=False, epochs=1, limit=3, workers=1,
+    pipe = wssbench.Pipeline(preset=preset, backbone="resnet10t", pretrained=False, epochs=1, crop=64, limit=3, workers=1,
                              device="cpu", options={"dataset.preset": "tiny"})
     record = pipe.run()
     assert 0.0 <= record["miou"] <= 1.0

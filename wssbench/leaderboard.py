@@ -385,8 +385,8 @@ def _follows_preset(config: dict, preset: str) -> bool:
     from .training import TrainRecipe
 
     for key, value in known.options.items():
-        if key == "options":
-            continue  # component options: those the command line changed are listed in the label
+        if key in ("options", "epochs", "crop", "lr"):
+            continue  # component options are listed in the label; a changed schedule is a deviation (†)
         used = (config.get("recipe") or {}).get(key, getattr(TrainRecipe, key)) if key in RECIPE_KEYS else config.get(key)
         if recorded_value(key, used) != recorded_value(key, value):
             return False

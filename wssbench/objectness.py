@@ -20,10 +20,12 @@ see :func:`objectness_map` and :func:`smooth` for the choices):
 What could not be checked against Pinheiro & Collobert's text (no code was released): they
 threshold a per-pixel score built from the proposals covering a pixel, with per-class
 thresholds found by grid search. wssbench reads that score as ``O(x) * m_k(x)`` against the
-smoothed background probability, with ONE background threshold (the fusion's, tuned on train):
-the smoothing keeps their "smoothing prior" (as the superpixel prior averages within
-superpixels), the objectness factor keeps "how much proposal mass covers a pixel". Both are
-options of the refiner (``power = 0`` drops the factor), so either reading can be run.
+smoothed background probability (the classifier's background output in the MIL-bb / MIL-seg
+presets) and takes the per-pixel argmax, with no threshold (the presets list the per-class
+thresholds as a departure): the smoothing keeps their "smoothing prior" (as the superpixel
+prior averages within superpixels), the objectness factor keeps "how much proposal mass covers
+a pixel". Both are options of the refiner (``power = 0`` drops the factor), so either reading
+can be run.
 """
 
 from __future__ import annotations

@@ -9,7 +9,7 @@ from typing import Any
 from .cache import package_version
 from .metrics import ConfusionMatrix
 from .options import defaults
-from .presets import deviations
+from .presets import deviations, unverified
 
 RECORD_VERSION = 1
 PACKAGES = ("wssbench", "torch", "timm", "numpy", "scikit-image", "scikit-learn", "pydensecrf2", "pulp", "pluggy")
@@ -65,7 +65,9 @@ def build_record(config, parts, registry, cm: ConfusionMatrix, ids, classifier, 
         "pixel_accuracy": _nan_to_none(result.pixel_accuracy),
         "confusion_matrix": cm.matrix.tolist(),
         "config": config.to_dict(),
-        "deviations": deviations(config, registry),  # from the preset's published recipe (empty without a preset)
+        # from the preset's published recipe (empty without a preset); options a bench tuned are its protocol
+        "deviations": deviations(config, registry, tuned=((annotations or {}).get("tuning") or {}).get("chosen") or {}),
+        "unverified": unverified(config),  # the preset's options chosen where the source could not be checked
         "components": components,
         "classifier": classifier,
         "component_stats": stats,

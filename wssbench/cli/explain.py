@@ -190,7 +190,7 @@ def save_maps(path: Path, maps: dict[str, np.ndarray]) -> None:
 @click.option("--classes", "class_names", metavar="NAME,...", help="Classes to explain (default: the detected ones); ImageNet classes by any synonym or index.")
 @click.option("--score-threshold", type=float, default=0.5, show_default=True, help="Probability for a class to count as detected (sigmoid; softmax for an ImageNet head).")
 @click.option("--max-classes", type=click.IntRange(min=1), default=3, show_default=True, help="At most this many detected classes.")
-@click.option("-O", "--option", "options", multiple=True, metavar="STAGE.KEY=VALUE", help="A component option, e.g. -O saliency.distinct=true or -O dataset.preset=tiny (saliency and classmap options go to every method of the stage).")
+@click.option("-O", "--option", "options", multiple=True, metavar="STAGE.KEY=VALUE", help="A component option, e.g. -O saliency.signal=map or -O dataset.preset=tiny (saliency and classmap options go to every method of the stage).")
 @click.option("--device", default="auto", show_default=True, help="cpu, cuda, cuda:N or auto.")
 @click.option("--out", type=click.Path(dir_okay=False, path_type=Path), help="PNG to write (default: <image>-<saliency>.png here).")
 @click.option("--save-maps", type=click.Path(dir_okay=False, path_type=Path), help="Also write the maps at the image's own size to this .npz, one (H, W) float32 array per METHOD/CLASS (saliency raw, class maps in [0, 1]).")
