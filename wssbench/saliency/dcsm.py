@@ -159,6 +159,12 @@ def contrast_classes(classes: torch.Tensor, evidence: torch.Tensor, count: int) 
 
     Per image: its distinct requested classes (in order), padded up to ``count`` with the other
     classes of highest ``evidence (B, C)`` (ties: lower index first, as MATLAB's stable sort).
+
+    ``dcsm.m`` pads with the *undetected* classes: the same thing when the requested classes are
+    exactly the detected ones (``--detect-by saliency``, the ``dcsm`` preset). When the classes
+    come from elsewhere (``--classes-from labels``, the classifier's detection), a class detected
+    at some scale but not requested can be among the padding: it is contrasted against, as an
+    undetected class would be, and gets no map of its own.
     """
     batch, num_classes = evidence.shape
     rows, where = [], torch.full(classes.shape, -1, dtype=torch.long)
