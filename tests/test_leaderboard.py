@@ -270,7 +270,8 @@ def test_stage_groups_and_deviations_are_marked_with_a_note(tmp_path):
     deviation = {"option": "fusion.bg_threshold", "published": 0.25, "used": 0.3}
     voc = {"dataset": "voc2012", "options": {}, "n_images": 1449}
     write_record(tmp_path, "seed", extra={"stage": "seed"}, miou=0.40, **voc)
-    write_record(tmp_path, "mask", extra={"stage": "pseudo-mask", "deviations": [deviation]}, miou=0.45, **voc)
+    chosen = {"option": "crop", "published": 448, "used": 128, "unverified": True}  # the preset's value was a choice
+    write_record(tmp_path, "mask", extra={"stage": "pseudo-mask", "deviations": [deviation, chosen]}, miou=0.45, **voc)
     write_record(tmp_path, "plain", extra={"stage": "pseudo-mask", "deviations": []}, miou=0.42, **voc)
     write_record(tmp_path, "old", miou=0.30, **voc)  # a record from before stages: its own group
     groups = groups_of(tmp_path)
@@ -280,11 +281,11 @@ def test_stage_groups_and_deviations_are_marked_with_a_note(tmp_path):
     marked = [row for row in masks.rows if row.cells["method"].endswith(" †")]
     assert [row.cells["source"] for row in marked] == ["mask"]  # beside published rows, with its mark
     assert any(row.published for row in masks.rows)
-    assert masks.notes == ("† mask: fusion.bg_threshold published 0.25, used 0.3",)
-    assert "† mask: fusion.bg_threshold published 0.25, used 0.3" in to_markdown(groups)
+    assert masks.notes == ("† mask: fusion.bg_threshold published 0.25, used 0.3; crop published 448 (unverified), used 128",)
+    assert "† mask: fusion.bg_threshold published 0.25, used 0.3; crop published 448 (unverified)" in to_markdown(groups)
     assert r"\dag{} mask: fusion.bg\_threshold published 0.25, used 0.3" in to_latex(groups)
     row = next(r for r in csv.DictReader(io.StringIO(to_csv(groups))) if r["source"] == "mask")
-    assert (row["stage"], row["deviations"]) == ("pseudo-mask", "fusion.bg_threshold: published 0.25, used 0.3")
+    assert (row["stage"], row["deviations"]) == ("pseudo-mask", "fusion.bg_threshold: published 0.25, used 0.3; crop: published 448 (unverified), used 128")
     table = invoke(tmp_path)
     assert table.exit_code == 0 and "† mask: fusion.bg_threshold published 0.25, used 0.3" in " ".join(table.stdout.split())
 

@@ -100,7 +100,7 @@ class Group:
         """One line per deviating row: ``† SOURCE: OPTION published P, used U; ...``."""
         return tuple(
             f"{DEVIATION_MARK} {row.cells.get('source')}: "
-            + "; ".join(f"{d.get('option')} published {d.get('published')}, used {d.get('used')}" for d in row.deviations)
+            + "; ".join(f"{d.get('option')} published {d.get('published')}{_chosen(d)}, used {d.get('used')}" for d in row.deviations)
             for row in self.rows
             if row.deviations
         )
@@ -304,7 +304,7 @@ def to_csv(groups: list[Group]) -> str:
             cells = [cell_text(row, c, missing="") for c in columns]
             best = " ".join(c.key for c in columns if c.key in row.best)
             options = " ".join(f"{k}={v}" for k, v in group.dataset_options)
-            deviations = "; ".join(f"{d.get('option')}: published {d.get('published')}, used {d.get('used')}" for d in row.deviations)
+            deviations = "; ".join(f"{d.get('option')}: published {d.get('published')}{_chosen(d)}, used {d.get('used')}" for d in row.deviations)
             writer.writerow([
                 group.dataset, options, group.split, group.protocol, group.n_images, group.precision, group.stage or "",
                 *cells, row.published, best, row.runs, deviations,
@@ -374,6 +374,11 @@ def _pct(value: Any) -> float | None:
     if not _is_score(value) or value is None or math.isnan(value):
         return None
     return round(100.0 * value, 1)
+
+
+def _chosen(deviation: dict) -> str:
+    """`` (unverified)`` where the preset's value was a choice, not checked against the source."""
+    return " (unverified)" if deviation.get("unverified") else ""
 
 
 def _follows_preset(config: dict, preset: str) -> bool:
