@@ -9,6 +9,7 @@ wait and then read it from the cache. gloo on CPU, nccl on CUDA.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -66,8 +67,14 @@ def _device() -> torch.device:
     return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
 
-def init(device: str) -> tuple[World, str]:
-    """Join the process group torchrun describes, if any; returns the world and this rank's device."""
+def init(config: Any) -> tuple[World, Any]:
+    """Join the process group torchrun describes, if any; returns the world and ``config`` (a
+    frozen dataclass with a ``device`` field: a run's or a segmentation run's) on this rank's device."""
+    world, device = _join(config.device)
+    return world, config if device == config.device else dataclasses.replace(config, device=device)
+
+
+def _join(device: str) -> tuple[World, str]:
     size = int(os.environ.get("WORLD_SIZE", "1"))
     if size == 1:
         return World(), device

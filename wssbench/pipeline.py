@@ -540,9 +540,7 @@ def run(config: RunConfig, registry: Registry, out: Path | None = None, progress
     """
     torch.manual_seed(config.seed)
     started = time.time()
-    world, device = distributed.init(config.device)
-    if device != config.device:
-        config = dataclasses.replace(config, device=device)
+    world, config = distributed.init(config)
     if parts is None:
         config, parts = resolve(config, registry)
     timer = Timer()

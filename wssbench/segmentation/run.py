@@ -180,9 +180,7 @@ def segment(config: SegmentConfig, registry: Registry, out: Path, progress: Any 
     Under torchrun every rank trains and segments its share; rank 0 writes and returns the record.
     """
     started = time.time()
-    world, device = distributed.init(config.device)
-    if device != config.device:
-        config = dataclasses.replace(config, device=device)
+    world, config = distributed.init(config)
     if parts is None:
         config, parts = resolve(config, registry)
     timer = Timer()
@@ -190,8 +188,8 @@ def segment(config: SegmentConfig, registry: Registry, out: Path, progress: Any 
         parts.dataset.prepare()
     trainer = parts.schedule.train if parts.schedule is not None else train_single
     with timer("train"):
-        model, training = trainer(config, parts, world, device, progress)
-    model.to(device).eval()
+        model, training = trainer(config, parts, world, config.device, progress)
+    model.to(config.device).eval()
     all_ids = parts.dataset.ids(config.split)[: config.limit]
     if not all_ids:
         raise DataError(f"split '{config.split}' of dataset '{config.dataset}' is empty")
