@@ -28,6 +28,12 @@ class Preset:
     unverified: tuple[str, ...] = ()  # recipe options chosen where the source could not be checked
     departures: tuple[dict[str, str], ...] = ()  # what wssbench's implementation does differently
 
+    def deviations(self, changed: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """A run's ``changed`` options (``{"option", "published", "used"}``), each flagged
+        ``"unverified": True`` where this preset's value was a choice, then the departures."""
+        flagged = [{**d, "unverified": True} if d["option"] in self.unverified else d for d in changed]
+        return flagged + [dict(d) for d in self.departures]
+
 
 VGG16 = {"backbone": "vgg16", "pretrained": True}  # the poster's and the baselines' network
 # How the classifier is fine-tuned on VOC: none of the seed papers' solver settings could be checked
@@ -191,15 +197,13 @@ def deviations(config: RunConfig, registry: Any = None, tuned: Any = ()) -> list
             used = used or config.weights is not None
         if recorded_value(key, used) != recorded_value(key, published):
             out.append({"option": key, "published": recorded_value(key, published), "used": recorded_value(key, used)})
-    for d in out:
-        if d["option"] in preset.unverified:
-            d["unverified"] = True
-    return out + [dict(d) for d in preset.departures]
+    return preset.deviations(out)
 
 
-def unverified(config: RunConfig) -> list[str]:
-    """The options of the run's preset that were chosen where the source could not be checked."""
-    preset = PRESETS.get(config.preset or "")
+def unverified(config: Any, presets: dict[str, Preset] = PRESETS) -> list[str]:
+    """The options of the run's preset (one of ``presets``) that were chosen where the source
+    could not be checked; [] without one."""
+    preset = presets.get(config.preset or "")
     return list(preset.unverified) if preset else []
 
 

@@ -122,13 +122,4 @@ def segment_deviations(config: Any, registry: Any = None) -> list[dict[str, Any]
         used = getattr(config.recipe, key) if hasattr(config.recipe, key) and key != "seed" else getattr(config, key)
         if _text(used) != _text(value):
             out.append({"option": key, "published": value, "used": used})
-    for d in out:
-        if d["option"] in preset.unverified:
-            d["unverified"] = True
-    return out + [dict(d) for d in preset.departures]
-
-
-def segment_unverified(config: Any) -> list[str]:
-    """The options of the run's segmentation preset chosen where the source could not be checked."""
-    preset = SEGMENT_PRESETS.get(config.preset or "")
-    return list(preset.unverified) if preset else []
+    return preset.deviations(out)

@@ -8,9 +8,10 @@ from typing import Any
 
 from ..metrics import ConfusionMatrix
 from ..options import defaults
+from ..presets import unverified
 from ..record import RECORD_VERSION, versions
 from ..references import SEGMENTATION
-from .presets import segment_deviations, segment_unverified
+from .presets import SEGMENT_PRESETS, segment_deviations
 
 STAGE = "segmentation"
 
@@ -65,7 +66,7 @@ def build_record(config: Any, registry: Any, names: list[str], cm: ConfusionMatr
         "inference": {"scales": list(config.scales), "multiscale": len(config.scales) > 1, "flip": config.flip, "crf": config.crf},
         "pseudo_masks": pseudo,
         "deviations": segment_deviations(config, registry),
-        "unverified": segment_unverified(config),  # the preset's options chosen where the source could not be checked
+        "unverified": unverified(config, SEGMENT_PRESETS),  # the preset's options chosen where the source could not be checked
         "config": config.to_dict(),
         "components": describe(config, registry),
         "training": training,
