@@ -39,7 +39,7 @@ from typing import Any, Callable
 from . import references
 from .errors import DataError
 from .config import parse_option_strings, recorded_value
-from .presets import PRESETS
+from .presets import PRESETS, TRAIN
 
 
 @dataclass(frozen=True)
@@ -390,7 +390,7 @@ def _follows_preset(config: dict, preset: str) -> bool:
     from .training import TrainRecipe
 
     for key, value in known.options.items():
-        if key in ("options", "epochs", "crop", "lr"):
+        if key == "options" or key in TRAIN:
             continue  # component options are listed in the label; a changed schedule is a deviation (†)
         used = (config.get("recipe") or {}).get(key, getattr(TrainRecipe, key)) if key in RECIPE_KEYS else config.get(key)
         if recorded_value(key, used) != recorded_value(key, value):
