@@ -18,8 +18,8 @@ import itertools
 import numpy as np
 
 import wssbench
-from wssbench.metrics import ConfusionMatrix
-from wssbench.workers import predict_one
+from wssbench.results.metrics import ConfusionMatrix
+from wssbench.runtime.workers import predict_one
 
 GRID = {
     "bg_threshold": [0.15, 0.2, 0.25, 0.3, 0.35, 0.4, 0.45, 0.5, 0.6],

@@ -101,7 +101,7 @@ def detection_lines(data_root: str, weights: str) -> list[str]:
     import torch
 
     from wssbench.data.voc2012 import VOC2012
-    from wssbench.imagenet import VOC_CLASSES, imagenet_classifier
+    from wssbench.classifier.imagenet import VOC_CLASSES, imagenet_classifier
 
     dataset = VOC2012(data_root)
     dataset.prepare()

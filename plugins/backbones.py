@@ -1,7 +1,7 @@
 """Backbone providers: ``timm`` (any timm model as a fully convolutional feature extractor) and
 ``imagenet`` (a timm ImageNet network with its own classifier, no training).
 
-``--weights FILE`` loads a local checkpoint of any key layout (:mod:`wssbench.weights`) and the
+``--weights FILE`` loads a local checkpoint of any key layout (:mod:`wssbench.classifier.weights`) and the
 input is normalised with the architecture's own ``pretrained_cfg`` mean and std.
 """
 
@@ -19,9 +19,9 @@ from wssbench.errors import DataError, OfflineError, UsageError
 if TYPE_CHECKING:  # torch and timm are imported where they are used, so listing the plugins stays fast
     from torch import nn
 
-    from wssbench.classifier import Classifier
+    from wssbench.classifier.model import Classifier
 
-HEADS = ("imagenet", "voc")  # wssbench.imagenet.HEADS, spelled here without importing torch
+HEADS = ("imagenet", "voc")  # wssbench.classifier.imagenet.HEADS, spelled here without importing torch
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ class TimmBackbones:
             )
         model = self._create(model_name, pretrained and weights is None, kwargs)
         if weights is not None:
-            from wssbench.weights import load_weights
+            from wssbench.classifier.weights import load_weights
 
             load_weights(model, weights)  # a classifier in the checkpoint is left out
         return model, pretrained_normalisation(model)
@@ -97,7 +97,7 @@ class ImageNetBackbones:
             raise UsageError(f"backbone imagenet: input_size must be 'auto', 'native' or a size in pixels >= 32, got '{self.input_size}'")
 
     def classifier(self, model_name: str, pretrained: bool = False, weights: str | None = None) -> Classifier:
-        from wssbench.imagenet import imagenet_classifier
+        from wssbench.classifier.imagenet import imagenet_classifier
 
         return imagenet_classifier(
             model_name, weights, head=self.head, output_stride=self.output_stride, pretrained=pretrained, input_size=self.input_size,

@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Callable
 
 import wssbench
 from wssbench.errors import UsageError
-from wssbench.maps import max_normalise
+from wssbench.methods.maps import max_normalise
 
 if TYPE_CHECKING:  # torch is imported where maps are made, so listing the plugins stays fast
     import torch
@@ -121,7 +121,7 @@ def multiscale(
     import torch
     import torch.nn.functional as F
 
-    from wssbench.classifier import upsample
+    from wssbench.classifier.model import upsample
 
     size = images.shape[-2:]
     total = torch.zeros(images.shape[0], classes.shape[1], *size, device=images.device)  # (B, K, H, W)
@@ -159,7 +159,7 @@ class CAM:
         """The same maps as ``__call__`` from the pipeline's shared forward pass (its features)."""
         import torch
 
-        from wssbench.classifier import upsample
+        from wssbench.classifier.model import upsample
 
         classes = torch.as_tensor(classes).to(forward.features.device)
         raw = cam_from_features(model, forward.features, classes)  # (B, K, h, w)

@@ -18,7 +18,7 @@ class FCNScoreMaps:
     Without a background output: each requested class's score map, bilinearly upsampled,
     negatives clipped, divided by its maximum. With one (``model.background``, MIL-FCN and
     MIL-sppxl): the per-pixel softmax over all C + 1 outputs of the upsampled score maps
-    (``wssbench.classifier.pixel_probabilities``), the requested classes' rows: probabilities,
+    (``wssbench.classifier.model.pixel_probabilities``), the requested classes' rows: probabilities,
     not max-normalised, so that with the background row (which the pipeline hands to fusions
     that use it) their per-pixel argmax is MIL-FCN's inference.
     """
@@ -46,8 +46,8 @@ class FCNScoreMaps:
     def maps(score_maps: torch.Tensor, classes: torch.Tensor, size) -> torch.Tensor:
         import torch
 
-        from wssbench.classifier import upsample
-        from wssbench.maps import max_normalise, select
+        from wssbench.classifier.model import upsample
+        from wssbench.methods.maps import max_normalise, select
 
         classes = torch.as_tensor(classes).to(score_maps.device)
         maps = select(score_maps, classes)  # (B, K, h, w)
@@ -58,8 +58,8 @@ class FCNScoreMaps:
         """A background classifier's per-pixel probabilities of the requested classes (B, K, H, W)."""
         import torch
 
-        from wssbench.classifier import pixel_probabilities
-        from wssbench.maps import select
+        from wssbench.classifier.model import pixel_probabilities
+        from wssbench.methods.maps import select
 
         with torch.no_grad():
             probs = pixel_probabilities(model, features, score_maps, size)  # (B, C+1, H, W)

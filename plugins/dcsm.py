@@ -1,5 +1,5 @@
 """The ``dcsm`` saliency method: DCSM (Shimoda & Yanai, ECCV 2016) as the authors' ``dcsm.m``
-computes it, over the core's machinery (:mod:`wssbench.saliency.dcsm`, where every step and
+computes it, over the core's machinery (:mod:`wssbench_plugins._dcsm`, where every step and
 every choice is documented).
 
 It runs its own forward passes (the image on a canvas at several scales), so it does not share
@@ -37,7 +37,7 @@ class DCSM:
     signal: str = "map"
 
     def __post_init__(self) -> None:
-        from wssbench.saliency import SIGNALS
+        from wssbench.methods.saliency import SIGNALS
 
         scales = tuple(float(s) for s in self.scales)
         if not scales or any(not s > 0 for s in scales):
@@ -56,13 +56,13 @@ class DCSM:
 
     def detect(self, model: Any, images: Any) -> tuple[Any, Any]:
         """The classes ``dcsm.m`` segments with these options' scales, canvas and threshold:
-        ``(present (B, C) bool, evidence (B, C))`` (:func:`wssbench.saliency.dcsm.detect`)."""
-        from wssbench.saliency.dcsm import detect
+        ``(present (B, C) bool, evidence (B, C))`` (:func:`wssbench_plugins._dcsm.detect`)."""
+        from wssbench_plugins._dcsm import detect
 
         return detect(model, images, self.scales, self.canvas, self.threshold)
 
     def __call__(self, model: Any, images: Any, classes: Any) -> Any:
-        from wssbench.saliency.dcsm import dcsm_maps
+        from wssbench_plugins._dcsm import dcsm_maps
 
         return dcsm_maps(
             model, images, classes, scales=self.scales, canvas=self.canvas, layers=self.layers,

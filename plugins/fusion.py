@@ -8,14 +8,14 @@ from dataclasses import dataclass
 import numpy as np
 
 import wssbench
-from wssbench.fusion_rules import ThresholdRule
+from wssbench.methods.fusion_rules import ThresholdRule
 
 
 @dataclass(frozen=True)
 class ThresholdFusion(ThresholdRule):
     """Weighted mean of each class's class map and blurred saliency map; background below a threshold.
 
-    See :class:`wssbench.fusion_rules.ThresholdRule` for the rule and its defaults.
+    See :class:`wssbench.methods.fusion_rules.ThresholdRule` for the rule and its defaults.
     """
 
     name = "threshold"
@@ -29,7 +29,7 @@ class ImagePriorFusion(ThresholdRule):
     MIL-ILP multiplies each pixel's class probability by the image-level probability of the
     class and takes the argmax: ``p'_k(x) = p_k(x) * P_k`` (their ``P`` is the softmax of the
     log-sum-exp pooled scores over 21 classes, background included). The pixel probabilities
-    ``p_k(x)`` are the threshold rule's (:class:`wssbench.fusion_rules.ThresholdRule`).
+    ``p_k(x)`` are the threshold rule's (:class:`wssbench.methods.fusion_rules.ThresholdRule`).
 
     * A classifier with a background output (``--background``, the ``mil-sppxl`` preset): the
       rule's background row is the classifier's per-pixel background probability, and

@@ -38,7 +38,7 @@ class PseudoMasks:
 class EMAdapt:
     """EM-Adapt (Papandreou et al. 2015): hard EM, adaptive biases give bg/fg their share of each image.
 
-    E-step on the network's own scores (``wssbench.segmentation.em_adapt``): background wins at
+    E-step on the network's own scores (``wssbench_plugins._em_adapt``): background wins at
     least ``bg_fraction`` and each present foreground class at least ``fg_fraction`` of the
     image, absent classes never win; M-step: cross-entropy on that segmentation, at the
     network's output resolution. The E-step runs on the fly at every SGD step on the current
@@ -68,7 +68,7 @@ class EMAdapt:
         import torch.nn.functional as F
 
         from wssbench.segmentation.batch import IGNORE, per_image_mean
-        from wssbench.segmentation.em_adapt import em_adapt_labels
+        from wssbench_plugins._em_adapt import em_adapt_labels
 
         valid = batch.valid_at(tuple(logits.shape[-2:]))  # (B, h, w)
         with torch.no_grad():
@@ -85,7 +85,7 @@ class CCNN:
     Per image, the latent distribution P closest in KL to the network's softmax with absent
     classes at 0, each present foreground class >= ``fg_lower`` (soft, ``fg_slack``) and
     ``bg_lower`` <= background <= ``bg_upper``, solved in the dual
-    (``wssbench.segmentation.ccnn``); the loss is KL(P || softmax), per pixel, at the
+    (``wssbench_plugins._ccnn``); the loss is KL(P || softmax), per pixel, at the
     network's output resolution. Defaults: the authors' image-label setting.
     """
 
@@ -106,7 +106,7 @@ class CCNN:
         import torch.nn.functional as F
 
         from wssbench.segmentation.batch import per_image_mean
-        from wssbench.segmentation.ccnn import latent_distribution
+        from wssbench_plugins._ccnn import latent_distribution
 
         b, n, h, w = logits.shape
         valid = batch.valid_at((h, w))  # (B, h, w)

@@ -3,7 +3,7 @@
 
 Both take an objectness method by name (``method``: ``ss-boxes``, ``ss-segments`` or a third
 party's, see ``register_objectness``) and cache its proposals per image content
-(:func:`wssbench.objectness.cached`), so that a bench tuning a threshold computes them once.
+(:func:`wssbench.methods.objectness.cached`), so that a bench tuning a threshold computes them once.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 import wssbench
-from wssbench.objectness import cached, objectness_map, smooth
+from wssbench.methods.objectness import cached, objectness_map, smooth
 
 
 def parse_proposer(text: str) -> dict[str, str]:
@@ -41,7 +41,7 @@ class _UsesObjectness:
     cache: bool = True  # proposals cached under $WSSBENCH_HOME/proposals/
 
     def __post_init__(self) -> None:
-        from wssbench.registry import creating_registry
+        from wssbench.host.registry import creating_registry
 
         registry = creating_registry()  # unknown names and options: UsageError naming those that exist
         object.__setattr__(self, "_proposer", registry.create("objectness", self.method, **parse_proposer(self.proposer)))
@@ -58,7 +58,7 @@ class _UsesObjectness:
 class ObjectnessSaliency(_UsesObjectness):
     """Objectness from object proposals as every requested class's map: class-agnostic (the poster's FCN+MCG).
 
-    The map is :func:`wssbench.objectness.objectness_map` of the proposals of ``method``
+    The map is :func:`wssbench.methods.objectness.objectness_map` of the proposals of ``method``
     (default ``ss-segments``, standing in for MCG): the proposal mass covering each pixel,
     divided by its maximum, in [0, 1]; the same for every requested class of an image (zeros
     for padding). The model is not used except for its ``mean`` and ``std``, which turn the
@@ -84,7 +84,7 @@ class ObjectnessSaliency(_UsesObjectness):
 class ProposalSmoothing(_UsesObjectness):
     """MIL-ILP's smoothing prior on object proposals (SP-bb, SP-seg): class probabilities averaged over the proposals covering each pixel, weighted by objectness.
 
-    :func:`wssbench.objectness.smooth` with the proposals of ``method`` (``ss-boxes`` for
+    :func:`wssbench.methods.objectness.smooth` with the proposals of ``method`` (``ss-boxes`` for
     MIL-bb, ``ss-segments`` for MIL-seg): each pixel takes the weighted mean of the mean
     probabilities of the proposals covering it (every row, background included), then the
     foreground rows are multiplied by the objectness ``O(x) ** power`` and renormalised, so

@@ -3,7 +3,7 @@
 Each is a frozen dataclass whose fields are its options, called as
 ``method(model, images, classes) -> maps (B, K, H, W)`` float32, raw (not normalised) and
 non-negative (``multilayer`` with ``signed=True`` aside), over the core's gradient machinery
-(:mod:`wssbench.saliency`). Option ``signal``: what is back-propagated, ``pooled`` (the class
+(:mod:`wssbench.methods.saliency`). Option ``signal``: what is back-propagated, ``pooled`` (the class
 score the model returns, the default) or ``map`` (1 on every position of the class's score
 map, as the DCSM authors do; needs a model with score maps, a wssbench Classifier).
 
@@ -12,7 +12,7 @@ Shared-forward capability (what the pipeline may use to run one forward pass for
 * ``shares_forward: ClassVar[bool]``: True when the method can work from a forward pass
   recorded by someone else. Such a method also has
 * ``forward_spec(model) -> dict``: the keyword arguments of
-  :func:`wssbench.saliency.record` it needs (``rule``, ``layers``, ``at_input``,
+  :func:`wssbench.methods.saliency.record` it needs (``rule``, ``layers``, ``at_input``,
   ``unsupported``), and
 * ``from_trace(trace, classes) -> maps (B, K, H, W)``: the same maps as
   ``method(model, trace.images, classes)``, taken from a trace recorded with that spec inside
@@ -48,7 +48,7 @@ class _Backprop:
     signal: str = "pooled"  # "pooled": the class score; "map": the sum of its score map (DCSM)
 
     def __post_init__(self) -> None:
-        from wssbench.saliency import RULES, SIGNALS, UNSUPPORTED
+        from wssbench.methods.saliency import RULES, SIGNALS, UNSUPPORTED
 
         _check_choice("signal", self.signal, SIGNALS)
         _check_choice("rule", self.rule, RULES)
@@ -69,12 +69,12 @@ class _Backprop:
         return self.reduce_trace(trace, classes).float()  # (B, K, H, W)
 
     def reduce_trace(self, trace: Any, classes: Any) -> Any:
-        from wssbench.saliency import simonyan, trace_gradients
+        from wssbench.methods.saliency import simonyan, trace_gradients
 
         return trace_gradients(trace, classes, self.signal, lambda grads: simonyan(grads[0]))  # (B, K, H, W)
 
     def __call__(self, model: Any, images: Any, classes: Any) -> Any:
-        from wssbench.saliency import record
+        from wssbench.methods.saliency import record
 
         with record(model, images, **self.forward_spec(model)) as trace:
             return self.from_trace(trace, classes)
@@ -128,7 +128,7 @@ class MultiLayer(_Backprop):
     """Multi-layer saliency (Shimoda & Yanai): summed max-|dS_c/dL_i| maps at intermediate layer inputs.
 
     Options: ``layers`` module names (default: conv3_1 ... conv5_3 for VGG, the last three
-    stages otherwise; see :mod:`wssbench.saliency.multilayer`), ``rule`` (``guided``
+    stages otherwise; see :mod:`wssbench.methods.saliency.multilayer`), ``rule`` (``guided``
     default, ``vanilla``, ``deconv``), ``signed`` (max over channels of the signed derivative
     instead of its absolute value; maps may then be negative), ``unsupported`` and ``signal``.
     DCSM's distinct maps over scales are the separate method ``dcsm``.
@@ -146,12 +146,12 @@ class MultiLayer(_Backprop):
         object.__setattr__(self, "layers", tuple(self.layers))
 
     def layers_for(self, model: Any) -> tuple[str, ...]:
-        from wssbench.saliency import layer_paths
+        from wssbench.methods.saliency import layer_paths
 
         return tuple(layer_paths(model, self.layers))
 
     def reduce_trace(self, trace: Any, classes: Any) -> Any:
-        from wssbench.saliency import layer_maps, trace_gradients
+        from wssbench.methods.saliency import layer_maps, trace_gradients
 
         return trace_gradients(trace, classes, self.signal, layer_maps(tuple(trace.images.shape[-2:]), self.signed))
 

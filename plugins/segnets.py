@@ -63,7 +63,7 @@ class DeepLabLargeFOV(EncoderNormalisation):
             raise ValueError(f"encoder must be a timm VGG (vgg11, vgg16, vgg16_bn, ...), got '{self.encoder}'")
 
     def build(self, num_classes: int, weights: str | None = None) -> nn.Module:
-        from wssbench.segmentation.nets import LargeFOV, decimate, densify_vgg
+        from wssbench_plugins._segnet_modules import LargeFOV, decimate, densify_vgg
         from wssbench_plugins.backbones import TimmBackbones
 
         vgg, _ = TimmBackbones().build(self.encoder, pretrained=self.pretrained, weights=weights)
@@ -100,7 +100,7 @@ class DeepLabV3Plus(EncoderNormalisation):
     def build(self, num_classes: int, weights: str | None = None) -> nn.Module:
         import segmentation_models_pytorch as smp
 
-        from wssbench.segmentation.nets import SmpNet
+        from wssbench_plugins._segnet_modules import SmpNet
         from wssbench_plugins.backbones import _hub_reachable
 
         kwargs: dict = {}

@@ -31,8 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 
 import wssbench
-from wssbench.objectness import BoxProposals, SegmentProposals
-from wssbench.superpixels import adjacency
+from wssbench.methods.objectness import BoxProposals, SegmentProposals
+from wssbench.methods.superpixels import adjacency
 
 COLOUR_BINS = 25
 TEXTURE_BINS = 10

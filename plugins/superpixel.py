@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 import wssbench
-from wssbench.superpixels import adjacency, check_slic, segment_means, slic_segments
+from wssbench.methods.superpixels import adjacency, check_slic, segment_means, slic_segments
 
 
 def mean_field(unary: np.ndarray, edges: np.ndarray, weights: np.ndarray, iterations: int) -> np.ndarray:

@@ -29,7 +29,7 @@ Which of the paper's layers form "local" and which "proximal", and the subscene 
 read from the paper's description as recalled (12,416 dimensions = 4,224 from the 13
 convolutional layers + 4,096 subscene + 4,096 global), not checked against the authors' code.
 
-``fit`` trains one mi-SVM (Andrews et al. 2002, :mod:`wssbench.misvm`, standard hinge loss)
+``fit`` trains one mi-SVM (Andrews et al. 2002, :mod:`wssbench_plugins._misvm`, standard hinge loss)
 per foreground class on the whole training split by default (``max_images`` caps it, spread
 evenly over the split, for CPU runs): bags are images labelled by the image labels, instances
 their superpixels. A class without both a positive and a negative training image gets no SVM
@@ -53,18 +53,18 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 import wssbench
-from wssbench.cache import cache_dir, cannot_write, damaged, fingerprint, seal, unseal
+from wssbench.storage.cache import cache_dir, cannot_write, damaged, fingerprint, seal, unseal
 from wssbench.errors import UsageError
-from wssbench.io import atomic_path
-from wssbench.locks import entry_lock
-from wssbench.superpixels import slic_segments
-from wssbench.maps import max_normalise
+from wssbench.storage.io import atomic_path
+from wssbench.storage.locks import entry_lock
+from wssbench.methods.superpixels import slic_segments
+from wssbench.methods.maps import max_normalise
 
 if TYPE_CHECKING:  # torch and scikit-learn are imported where they are used, so listing the plugins stays fast
     import torch
     from torch import nn
 
-    from wssbench.misvm import MISVM
+    from wssbench_plugins._misvm import MISVM
 
 FIT_VERSION = 3  # bump when a change alters the fitted SVMs or their file (2: sealed with a checksum; 3: hinge loss, levels)
 
@@ -268,7 +268,7 @@ class ZoomOut:
         return pickle.loads(payload)
 
     def _train(self, model, dataset, split: str, progress: Callable[[int, int], None] | None = None) -> list[MISVM | None]:
-        from wssbench.misvm import MISVM
+        from wssbench_plugins._misvm import MISVM
 
         ids = dataset.ids(split)
         wanted = len(ids) if self.max_images is None else min(self.max_images, len(ids))

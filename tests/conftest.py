@@ -4,7 +4,7 @@ import pytest
 import timm
 import torch
 
-from wssbench.classifier import Classifier
+from wssbench.classifier.model import Classifier
 from wssbench.data.synthetic import SyntheticDataset
 
 

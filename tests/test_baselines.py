@@ -12,14 +12,14 @@ import torch.nn.functional as F
 from torch import nn
 
 import wssbench
-from wssbench.classifier import Classifier
-from wssbench.config import RunConfig, build_config
+from wssbench.classifier.model import Classifier
+from wssbench.seed.config import RunConfig, build_config
 from wssbench.errors import UsageError
-from wssbench.forward import plain_forward
-from wssbench.pipeline import background_of, classifier_key, select_classes
-from wssbench.presets import PRESETS, deviations, unverified
-from wssbench.registry import default_registry
-from wssbench.training import LOSSES, TrainRecipe, head_targets, recipe_dict
+from wssbench.methods.forward import plain_forward
+from wssbench.seed.pipeline import background_of, classifier_key, select_classes
+from wssbench.seed.presets import PRESETS, deviations, unverified
+from wssbench.host.registry import default_registry
+from wssbench.classifier.training import LOSSES, TrainRecipe, head_targets, recipe_dict
 from wssbench_plugins.classmaps import FCNScoreMaps
 from wssbench_plugins.fusion import ImagePriorFusion, ThresholdFusion
 
@@ -202,13 +202,13 @@ def test_losses_ignore_the_crop_padding():
 
 
 def masked_gap_and_gmp(maps, valid):
-    from wssbench.classifier import POOLINGS
+    from wssbench.classifier.model import POOLINGS
 
     return POOLINGS["gap"](maps, 0.0, valid).item(), POOLINGS["gmp"](maps, 0.0, valid).item()
 
 
 def test_augment_reports_where_the_image_is():
-    from wssbench.training import _augment, valid_cells
+    from wssbench.classifier.training import _augment, valid_cells
 
     rng = np.random.default_rng(0)
     image = np.full((20, 30, 3), 200, np.uint8)

@@ -70,8 +70,8 @@ def test_shipped_bench_files_are_valid(name):
     import itertools
 
     from wssbench.cli.bench import load_bench, row_config
-    from wssbench.pipeline import check
-    from wssbench.registry import default_registry
+    from wssbench.seed.pipeline import check
+    from wssbench.host.registry import default_registry
     from wssbench.segmentation.config import SegmentConfig
 
     registry = default_registry()
@@ -89,7 +89,7 @@ def test_shipped_bench_files_are_valid(name):
 
 def test_row_options_merge_with_the_defaults(tmp_path):
     from wssbench.cli.bench import load_bench
-    from wssbench.registry import default_registry
+    from wssbench.host.registry import default_registry
 
     path = tmp_path / "merge.toml"
     path.write_text(

@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 import torch
 
-import wssbench.io
-from wssbench.config import RunConfig
+import wssbench.storage.io
+from wssbench.seed.config import RunConfig
 from wssbench.data.synthetic import SyntheticDataset
-from wssbench.mapcache import MapCache
-from wssbench.pipeline import classifier_key, load_or_train, resolve
-from wssbench.registry import default_registry
-from wssbench.training import TrainRecipe, checkpoint_path, load_cached_checkpoint, save_checkpoint
+from wssbench.storage.mapcache import MapCache
+from wssbench.seed.pipeline import classifier_key, load_or_train, resolve
+from wssbench.host.registry import default_registry
+from wssbench.classifier.training import TrainRecipe, checkpoint_path, load_cached_checkpoint, save_checkpoint
 
 
 @pytest.fixture
@@ -28,13 +28,13 @@ def home(tmp_path, monkeypatch):
 
 def make_read_only(monkeypatch):
     """Every atomic write fails as on a read-only mount (root ignores chmod, so it is simulated)."""
-    import wssbench.cache
+    import wssbench.storage.cache
 
     def refuse(path, suffix, is_dir):
         raise OSError(errno.EROFS, "Read-only file system", str(path.parent))
 
-    monkeypatch.setattr(wssbench.io, "_new_temp", refuse)
-    monkeypatch.setattr(wssbench.cache, "_unwritable", set())
+    monkeypatch.setattr(wssbench.storage.io, "_new_temp", refuse)
+    monkeypatch.setattr(wssbench.storage.cache, "_unwritable", set())
 
 
 @pytest.fixture
@@ -162,7 +162,7 @@ def test_classifier_key_follows_content_not_path(tiny_dataset, tmp_path):
 LOCKED_WORK = textwrap.dedent("""
     import sys, time
     from pathlib import Path
-    from wssbench.locks import entry_lock
+    from wssbench.storage.locks import entry_lock
     entry, log = Path(sys.argv[1]), Path(sys.argv[2])
     with entry_lock(entry):
         if not entry.exists():

@@ -15,11 +15,11 @@ import timm
 import torch
 from torch import nn
 
-from wssbench.classifier import POOLINGS, Classifier
+from wssbench.classifier.model import POOLINGS, Classifier
 from wssbench.errors import UsageError
-from wssbench.registry import build_registry
+from wssbench.host.registry import build_registry
 from wssbench_plugins.cam import CAM, GradCAM, cam_raw, class_activation_maps, grad_cam_raw
-from wssbench.maps import select
+from wssbench.methods.maps import select
 
 grad_cam_ref = pytest.importorskip("pytorch_grad_cam")
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402

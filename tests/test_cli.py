@@ -83,7 +83,7 @@ class OracleMaps:
 def test_run_scores_near_100_with_perfect_maps(tiny_run, tmp_path, monkeypatch):
     """The end-to-end floor: perfect class maps through the CLI give (nearly) perfect masks."""
     import wssbench
-    from wssbench import registry
+    from wssbench.host import registry
 
     class Plugin:
         @wssbench.hookimpl

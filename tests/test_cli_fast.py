@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 import wssbench
 from wssbench.cli import COMMANDS, cli
-from wssbench.registry import build_registry
+from wssbench.host.registry import build_registry
 
 HEAVY = ("torch", "timm", "sklearn")
 
@@ -76,7 +76,7 @@ def test_list_options_shows_types_and_defaults():
 def test_every_listed_option_is_accepted_by_the_registry():
     """What ``list --options`` shows is what ``-O`` takes: each default, written as text, parses back."""
     from wssbench.cli.plugins import _show
-    from wssbench.options import REQUIRED, describe_options
+    from wssbench.host.options import REQUIRED, describe_options
 
     registry = build_registry()
     for entry in registry.entries():
@@ -99,7 +99,7 @@ class Broken:
 
 
 def test_plugins_table_shows_failed_plugins(monkeypatch):
-    from wssbench import registry as registry_module
+    from wssbench.host import registry as registry_module
 
     with pytest.warns(UserWarning, match="Broken-0 failed"):
         registry = build_registry(plugins=[Broken()], entry_points=False)

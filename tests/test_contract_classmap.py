@@ -1,4 +1,4 @@
-"""The contract of every registered class-map producer (see ``wssbench.hookspecs``).
+"""The contract of every registered class-map producer (see ``wssbench.host.hookspecs``).
 
 Each gets an untrained ResNet-18 classifier, two 64 px synthetic images and K in {1, 2} requested
 classes with a padding entry; a producer that ``needs_fit`` is first fitted on the tiny synthetic
@@ -12,8 +12,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from wssbench.options import option_fields
-from wssbench.registry import build_registry
+from wssbench.host.options import option_fields
+from wssbench.host.registry import build_registry
 
 REGISTRY = build_registry()
 CLASSES = {1: torch.tensor([[2], [-1]]), 2: torch.tensor([[0, 3], [5, -1]])}  # (B, K)

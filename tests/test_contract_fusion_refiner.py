@@ -1,4 +1,4 @@
-"""The contract of every registered fusion method and refiner (see ``wssbench.hookspecs``).
+"""The contract of every registered fusion method and refiner (see ``wssbench.host.hookspecs``).
 
 Each gets a tiny image with a few flat regions and noise, K in {1, 3} detected labels and maps
 in [0, 1]; fusion also without class maps, without saliency maps and without both. The output
@@ -9,7 +9,7 @@ inputs untouched and be the same on a second call.
 import numpy as np
 import pytest
 
-from wssbench.registry import build_registry
+from wssbench.host.registry import build_registry
 
 H, W = 24, 32
 REGISTRY = build_registry()

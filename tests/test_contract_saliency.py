@@ -1,6 +1,6 @@
 """The saliency contract (``hookspecs.register_saliency``), for every registered method.
 
-A tiny :class:`~wssbench.classifier.Classifier` (timm ResNet-18 features, 5 classes, random
+A tiny :class:`~wssbench.classifier.model.Classifier` (timm ResNet-18 features, 5 classes, random
 weights) and two 64 px images: shape ``(B, K, H, W)``, float32, finite, non-negative, zero for
 padding, deterministic, the model left exactly as it was, and for a method that
 ``shares_forward`` the same maps from a shared trace.
@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from test_saliency import assert_unchanged, snapshot  # noqa: F401 (fixture)
-from wssbench.registry import build_registry
+from wssbench.host.registry import build_registry
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -46,7 +46,7 @@ def test_contract(name, model, images):
     assert method(model, images, torch.zeros((2, 0), dtype=torch.long)).shape == (2, 0, 64, 64)
     assert_unchanged(model, before)
     if getattr(method, "shares_forward", False):  # the shared-forward capability gives the same maps
-        from wssbench.saliency import record
+        from wssbench.methods.saliency import record
 
         with record(model, images, **method.forward_spec(model)) as trace:
             assert torch.equal(method.from_trace(trace, classes), maps)

@@ -8,7 +8,7 @@ from click.testing import CliRunner
 
 import wssbench
 from wssbench.cli import cli
-from wssbench.forward import plain_forward
+from wssbench.methods.forward import plain_forward
 
 pytestmark = pytest.mark.cuda
 

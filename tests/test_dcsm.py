@@ -19,10 +19,10 @@ from torch import nn
 
 from test_saliency import assert_unchanged, snapshot
 from wssbench.errors import UsageError
-from wssbench.registry import build_registry
+from wssbench.host.registry import build_registry
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-from wssbench.saliency.dcsm import accumulate, canvas_box, contrast_classes, dcsm_maps, detect, finish, on_canvas
+from wssbench_plugins._dcsm import accumulate, canvas_box, contrast_classes, dcsm_maps, detect, finish, on_canvas
 from wssbench_plugins.dcsm import DCSM
 
 T3 = math.tanh(3.0)

@@ -22,7 +22,7 @@ from wssbench.data import download
 from wssbench.data.download import ARCHIVE_NAME, download_voc2012
 from wssbench.data.voc2012 import VOC2012
 from wssbench.errors import DataError, OfflineError
-from wssbench.io import write_mask
+from wssbench.storage.io import write_mask
 
 
 @pytest.fixture(autouse=True)

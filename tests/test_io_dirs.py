@@ -10,9 +10,9 @@ import sys
 import numpy as np
 import pytest
 
-import wssbench.io
+import wssbench.storage.io
 from wssbench.errors import UsageError
-from wssbench.io import HOST, RUN_MARKER, atomic_dir, atomic_path, check_run_dir, run_dir, stale_temps, sweep_stale, write_mask
+from wssbench.storage.io import HOST, RUN_MARKER, atomic_dir, atomic_path, check_run_dir, run_dir, stale_temps, sweep_stale, write_mask
 
 
 def listing(folder):
@@ -91,7 +91,7 @@ def test_a_failed_run_leaves_nothing_behind(tmp_path):
 
 
 def test_a_folder_that_cannot_be_made_is_a_usage_error(tmp_path, monkeypatch):
-    monkeypatch.setattr(wssbench.io, "_new_temp", lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
+    monkeypatch.setattr(wssbench.storage.io, "_new_temp", lambda *a, **k: (_ for _ in ()).throw(PermissionError(13, "Permission denied")))
     with pytest.raises(UsageError, match=f"--out {tmp_path}/new/out: cannot create it .Permission denied"):
         write_run(tmp_path / "new" / "out")
     assert listing(tmp_path) == []
@@ -109,7 +109,7 @@ def test_replacing_puts_the_old_folder_back_when_the_last_rename_fails(tmp_path,
             raise OSError(28, "No space left on device")
         return real(src, dst)
 
-    monkeypatch.setattr(wssbench.io.os, "replace", flaky)
+    monkeypatch.setattr(wssbench.storage.io.os, "replace", flaky)
     with pytest.raises(OSError, match="No space"):
         with atomic_dir(out) as tmp:
             (tmp / "new").write_text("new")

@@ -7,10 +7,10 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from wssbench import references
+from wssbench.results import references
 from wssbench.cli import WssbenchGroup, cli
 from wssbench.cli.leaderboard import leaderboard_command
-from wssbench.config import RunConfig
+from wssbench.seed.config import RunConfig
 from wssbench.errors import DataError
 from wssbench.leaderboard import (
     build_groups, find_records, method_label, to_csv, to_json, to_latex, to_markdown,

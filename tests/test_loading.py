@@ -5,14 +5,14 @@ import pytest
 import timm
 import torch
 
-from wssbench.classifier import Classifier
-from wssbench.config import RunConfig
+from wssbench.classifier.model import Classifier
+from wssbench.seed.config import RunConfig
 from wssbench.errors import DataError, UsageError
-from wssbench.loading import default_loader_workers, load_all
-from wssbench.mapcache import MapCache
-from wssbench.pipeline import batches, compute_key
-from wssbench.precision import autocast, check_precision
-from wssbench.training import TrainRecipe, train
+from wssbench.runtime.loading import default_loader_workers, load_all
+from wssbench.storage.mapcache import MapCache
+from wssbench.seed.pipeline import batches, compute_key
+from wssbench.runtime.precision import autocast, check_precision
+from wssbench.classifier.training import TrainRecipe, train
 from wssbench_plugins.classmaps import FCNScoreMaps
 from wssbench_plugins.saliency import GuidedBP
 
@@ -111,7 +111,7 @@ def test_map_cache_key_names_mixed_precision():
 
 
 def test_max_normalise_is_float32_and_finite_from_fp16():
-    from wssbench.maps import max_normalise
+    from wssbench.methods.maps import max_normalise
 
     maps = torch.tensor([[[[-1.0, -2.0], [-0.5, -3.0]], [[0.0, 2.0], [1.0, 0.5]]]], dtype=torch.float16)  # (1, 2, 2, 2)
     out = max_normalise(maps)
@@ -122,8 +122,8 @@ def test_max_normalise_is_float32_and_finite_from_fp16():
 
 def test_untrained_classifier_is_the_same_in_every_process():
     """The random initialisation comes from the recipe's seed, not from the process's RNG state."""
-    from wssbench.pipeline import resolve
-    from wssbench.registry import default_registry
+    from wssbench.seed.pipeline import resolve
+    from wssbench.host.registry import default_registry
 
     config = RunConfig(options=(("dataset", "preset", "tiny"),))
     _, first = resolve(config, default_registry())
@@ -138,7 +138,7 @@ def test_untrained_classifier_is_the_same_in_every_process():
 
 def test_map_cache_key_follows_the_source(tmp_path, monkeypatch):
     """Editing a method's source gives its maps a new cache folder, version number or not."""
-    from wssbench.mapcache import code_digests, source_digest
+    from wssbench.storage.mapcache import code_digests, source_digest
 
     package = tmp_path / "mymethods"
     package.mkdir()

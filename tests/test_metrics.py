@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion
 
 from wssbench.errors import DataError
-from wssbench.metrics import ConfusionMatrix, confusion, scores
+from wssbench.results.metrics import ConfusionMatrix, confusion, scores
 
 
 def random_pair(rng, shape=(17, 23), c=5):

@@ -11,7 +11,7 @@ import pytest
 from sklearn.exceptions import NotFittedError
 from sklearn.svm import LinearSVC
 
-from wssbench.misvm import MISVM
+from wssbench_plugins._misvm import MISVM
 
 
 def toy(seed: int, n_pos: int = 40, n_neg: int = 40, size: int = 10, k: int = 3):

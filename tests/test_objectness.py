@@ -1,4 +1,4 @@
-"""Objectness from object proposals (``wssbench.objectness``), Selective Search (``ss-boxes``,
+"""Objectness from object proposals (``wssbench.methods.objectness``), Selective Search (``ss-boxes``,
 ``ss-segments``), the saliency ``objectness`` and refiner ``proposals``, and the presets
 ``mil-bb``, ``mil-seg``, ``fcn-mcg``.
 
@@ -15,12 +15,12 @@ import pytest
 import torch
 
 import wssbench
-from wssbench.config import build_config
+from wssbench.seed.config import build_config
 from wssbench.errors import UsageError
-from wssbench.objectness import BoxProposals, SegmentProposals, cached, coverage, objectness_map, smooth
-from wssbench.pipeline import check
-from wssbench.presets import PRESETS, deviations
-from wssbench.registry import build_registry, default_registry
+from wssbench.methods.objectness import BoxProposals, SegmentProposals, cached, coverage, objectness_map, smooth
+from wssbench.seed.pipeline import check
+from wssbench.seed.presets import PRESETS, deviations
+from wssbench.host.registry import build_registry, default_registry
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

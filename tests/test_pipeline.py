@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-from wssbench.classifier import POOLINGS
-from wssbench.config import RunConfig, parse_option_strings
+from wssbench.classifier.model import POOLINGS
+from wssbench.seed.config import RunConfig, parse_option_strings
 from wssbench.errors import UsageError
-from wssbench.pipeline import select_classes
+from wssbench.seed.pipeline import select_classes
 
 
 def test_select_predicted_classes():
@@ -70,7 +70,7 @@ def test_select_classes_without_cap_or_forced_top1():
 
 
 def test_a_batch_with_no_detection_is_all_background(resnet18_classifier):
-    from wssbench.pipeline import stage_maps, Timer
+    from wssbench.seed.pipeline import stage_maps, Timer
     from wssbench_plugins.classmaps import FCNScoreMaps
     from wssbench_plugins.saliency import GuidedBP
     from wssbench_plugins.fusion import ThresholdFusion

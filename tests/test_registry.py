@@ -8,7 +8,7 @@ import pytest
 
 import wssbench
 from wssbench.errors import PluginError, UsageError
-from wssbench.registry import KINDS, build_registry
+from wssbench.host.registry import KINDS, build_registry
 
 
 @dataclass(frozen=True)
@@ -231,7 +231,7 @@ def test_cli_names_the_failing_plugin(third_party, monkeypatch):
     import click
     from click.testing import CliRunner
 
-    from wssbench import registry as registry_module
+    from wssbench.host import registry as registry_module
     from wssbench.cli import WssbenchGroup
 
     registry = build_registry(entry_points=[third_party, *builtin_entry_points()])

@@ -17,10 +17,10 @@ import torch.nn.functional as F
 from torch import nn
 
 import wssbench_plugins.saliency as saliency_plugin
-from wssbench.classifier import Classifier
+from wssbench.classifier.model import Classifier
 from wssbench.errors import UsageError
-from wssbench.registry import build_registry
-from wssbench.saliency import backprop, class_gradients, record, rules, trace_gradients
+from wssbench.host.registry import build_registry
+from wssbench.methods.saliency import backprop, class_gradients, record, rules, trace_gradients
 from wssbench_plugins.saliency import Deconvnet, GuidedBP, MultiLayer, VanillaBP
 
 NUM_CLASSES = 5

@@ -16,9 +16,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from test_saliency import SumPool, assert_unchanged, rel_diff, snapshot  # noqa: F401 (fixture)
-from wssbench.classifier import Classifier
+from wssbench.classifier.model import Classifier
 from wssbench.errors import UsageError
-from wssbench.saliency import class_gradients, default_layers
+from wssbench.methods.saliency import class_gradients, default_layers
 from wssbench_plugins.saliency import MultiLayer, VanillaBP
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -12,8 +12,8 @@ from click.testing import CliRunner
 
 from wssbench.cli import cli
 from wssbench.errors import UsageError
-from wssbench.io import write_json, write_mask
-from wssbench.registry import default_registry
+from wssbench.storage.io import write_json, write_mask
+from wssbench.host.registry import default_registry
 from wssbench.segmentation.config import SegmentConfig, SegRecipe
 from wssbench.segmentation.run import resolve, segment
 
@@ -119,7 +119,7 @@ def test_two_torchrun_ranks_train_the_same_network_as_one_process(tiny_dataset, 
     import subprocess
     import sys
 
-    from wssbench.io import read_mask
+    from wssbench.storage.io import read_mask
 
     args = ["segment", "--masks", str(masks_run), "-O", "dataset.preset=tiny", "--backbone", "resnet10t",
             "-O", "segnet.aspp_dropout=0", "--bn", "frozen", "--epochs", "1", "--batch-size", "4", "--crop", "48",
@@ -167,7 +167,7 @@ def test_a_third_party_network_and_objective_plug_in(tiny_dataset, tmp_path):
     import torch.nn.functional as F
 
     import wssbench
-    from wssbench.registry import build_registry
+    from wssbench.host.registry import build_registry
 
     @dataclass(frozen=True)
     class PixelNet:

@@ -6,8 +6,8 @@ import torch
 from scipy.optimize import minimize
 from scipy.special import softmax, xlogy
 
-from wssbench.segmentation.ccnn import image_constraints, latent_distribution
-from wssbench.segmentation.em_adapt import adaptive_biases, em_adapt_labels
+from wssbench_plugins._ccnn import image_constraints, latent_distribution
+from wssbench_plugins._em_adapt import adaptive_biases, em_adapt_labels
 
 
 def hand_volume() -> tuple[torch.Tensor, torch.Tensor]:

@@ -4,7 +4,7 @@ import pytest
 import timm
 import torch
 
-from wssbench.registry import default_registry
+from wssbench.host.registry import default_registry
 from wssbench.segmentation.batch import SegBatch
 
 REGISTRY = default_registry()

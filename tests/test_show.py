@@ -8,7 +8,7 @@ from PIL import Image
 
 from wssbench.cli import cli
 from wssbench.cli.show import cached_maps
-from wssbench.io import PALETTE, atomic_dir, write_mask
+from wssbench.storage.io import PALETTE, atomic_dir, write_mask
 
 
 def make_run(root, dataset, ids):

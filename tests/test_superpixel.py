@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from wssbench.errors import UsageError
-from wssbench.registry import build_registry
-from wssbench.superpixels import adjacency, segment_areas, segment_means, slic_segments
+from wssbench.host.registry import build_registry
+from wssbench.methods.superpixels import adjacency, segment_areas, segment_means, slic_segments
 from wssbench_plugins import superpixel
 from wssbench_plugins.superpixel import SuperpixelAverage, SuperpixelCRF, mean_field
 

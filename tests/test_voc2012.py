@@ -9,12 +9,12 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from wssbench import registry
+from wssbench.host import registry
 from wssbench.cli.data import data
 from wssbench.data.voc2012 import CLASSES, VOC2012
 from wssbench.errors import DataError
-from wssbench.hookspecs import hookimpl
-from wssbench.io import write_mask
+from wssbench.host.hookspecs import hookimpl
+from wssbench.storage.io import write_mask
 
 H, W = 6, 8
 AEROPLANE, BICYCLE, CAT, DOG, PERSON = (CLASSES.index(c) for c in ["aeroplane", "bicycle", "cat", "dog", "person"])
@@ -153,7 +153,7 @@ def test_missing_image_is_named(devkit: Path):
 def test_missing_files_are_found_before_training(devkit: Path, monkeypatch: pytest.MonkeyPatch):
     """An id of the split without its image fails when the run starts, not after training."""
     import wssbench
-    from wssbench import pipeline
+    from wssbench.seed import pipeline
 
     write_split(devkit / "VOC2012", "val", ["2007_000003", "2007_000009", "2007_000010"])
     trained = []

@@ -1,4 +1,4 @@
-"""wssbench.weights: checkpoints of any key layout into timm architectures."""
+"""wssbench.classifier.weights: checkpoints of any key layout into timm architectures."""
 
 from collections import OrderedDict
 
@@ -8,7 +8,7 @@ import torch
 
 import wssbench
 from wssbench.errors import DataError
-from wssbench.weights import load_weights, read_state_dict
+from wssbench.classifier.weights import load_weights, read_state_dict
 
 
 def _random_state(model: torch.nn.Module, seed: int = 1) -> OrderedDict:

@@ -6,7 +6,7 @@ from types import SimpleNamespace
 
 import numpy as np
 
-from wssbench.workers import PredictPool
+from wssbench.runtime.workers import PredictPool
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from wssbench.errors import UsageError
-from wssbench.superpixels import segment_means, slic_segments
+from wssbench.methods.superpixels import segment_means, slic_segments
 from wssbench_plugins.zoomout import ZoomOut, box_means, coverage, default_layers, resolve_layers, to_uint8
 
 LEVELS = [64, 128, 256, 512, 512, 512]  # layer1..layer4 of ResNet-18, then the distant and the global level
@@ -132,7 +132,7 @@ def test_fit_uses_the_whole_training_split_by_default_and_max_images_caps_it(mod
             seen.append(len(bags))
             return self
 
-    monkeypatch.setattr("wssbench.misvm.MISVM", Recorder)
+    monkeypatch.setattr("wssbench_plugins._misvm.MISVM", Recorder)
     n = len(dataset.ids("train"))
     totals = []
     ZoomOut(n_segments=20)._train(model, dataset, "train", lambda done, total: totals.append(total))

@@ -5,8 +5,8 @@
 ``import wssbench`` stays light.
 """
 
-from .hookspecs import hookimpl
-from .registry import KINDS, create, names
+from wssbench.host.hookspecs import hookimpl
+from wssbench.host.registry import KINDS, create, names
 
 __version__ = "0.1.0"
 __all__ = ["KINDS", "Pipeline", "build_config", "create", "create_classifier", "hookimpl", "names", "__version__"]

@@ -1,3 +1,3 @@
-from .cli import main
+from wssbench.cli import main
 
 main()

@@ -10,8 +10,8 @@
 
     model = wssbench.create_classifier("resnet18", num_classes=20, pooling="gmp")
 
-``Pipeline`` takes the keyword arguments of :func:`wssbench.config.build_config` (the names of
-``wssbench run``'s options), or a ready :class:`~wssbench.config.RunConfig`, or
+``Pipeline`` takes the keyword arguments of :func:`wssbench.seed.config.build_config` (the names of
+``wssbench run``'s options), or a ready :class:`~wssbench.seed.config.RunConfig`, or
 ``Pipeline.from_record("result.json")``. The command line, ``bench`` and the benchmark scripts
 call this same path.
 """
@@ -22,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any, Iterator
 
-from .config import RunConfig, build_config, config_from_record
+from wssbench.seed.config import RunConfig, build_config, config_from_record
 
 
 def create_classifier(backbone: str, num_classes: int, pooling: str = "gap", pretrained: bool = False,
@@ -33,8 +33,8 @@ def create_classifier(backbone: str, num_classes: int, pooling: str = "gap", pre
     ``model(images) -> scores (B, C)``, ``model.score_maps(images) -> (B, C, h, w)``; the
     random initialisation is drawn from ``seed``.
     """
-    from .pipeline import create_classifier as create
-    from .registry import default_registry
+    from wssbench.seed.pipeline import create_classifier as create
+    from wssbench.host.registry import default_registry
 
     registry = registry or default_registry()
     provider_name, _, model_name = backbone.rpartition(":")
@@ -46,8 +46,8 @@ class Pipeline:
     """One run: its checked config, its components, its trained classifier; run or iterate."""
 
     def __init__(self, config: RunConfig | None = None, *, registry: Any = None, **description: Any):
-        from .pipeline import resolve
-        from .registry import default_registry
+        from wssbench.seed.pipeline import resolve
+        from wssbench.host.registry import default_registry
 
         if config is not None and description:
             raise TypeError("Pipeline: pass a RunConfig or keyword arguments, not both")
@@ -67,7 +67,7 @@ class Pipeline:
 
     def prepare(self, progress: Any = None) -> tuple:
         """Make the data ready, train (or load) the classifier and fit what needs fitting."""
-        from .pipeline import Timer, prepare_run
+        from wssbench.seed.pipeline import Timer, prepare_run
 
         if self._prepared is None:
             self._prepared = prepare_run(self.config, self.components, Timer(), progress)
@@ -75,17 +75,17 @@ class Pipeline:
 
     def run(self, out: str | os.PathLike | None = None, progress: Any = None, annotations: dict | None = None) -> dict:
         """Segment and score the split; the result record. With ``out``, also write it there."""
-        from .pipeline import run
+        from wssbench.seed.pipeline import run
 
         return run(self.config, self.registry, Path(out) if out is not None else None, progress,
                    self.components, annotations)
 
     def predictions(self, split: str | None = None, limit: int | None = None) -> Iterator[Any]:
-        """Each image's :class:`~wssbench.pipeline.Prediction` (image id, label map, maps), in the
+        """Each image's :class:`~wssbench.seed.pipeline.Prediction` (image id, label map, maps), in the
         order they finish; nothing is written."""
         import dataclasses
 
-        from .pipeline import Timer, check_split, map_caches, predictions
+        from wssbench.seed.pipeline import Timer, check_split, map_caches, predictions
 
         model, info, _ = self.prepare()
         config = dataclasses.replace(self.config, split=split or self.config.split, limit=limit or self.config.limit)

@@ -20,7 +20,7 @@ Rules, in one place:
 - Values are percentages rounded to one decimal, and "best" is decided on those rounded
   values, so every tie that reads equal is marked. A column is marked only where it tells rows
   apart: at least two measured values, not all equal.
-- Published rows (``wssbench.references``) join a group only when its dataset, split and
+- Published rows (``wssbench.results.references``) join a group only when its dataset, split and
   protocol match and it covers the whole split. They come after the measured rows, are flagged
   ``published``, and are never ranked: "best" is the best of the runs in the folder.
 """
@@ -36,10 +36,10 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from . import references
-from .errors import DataError
-from .config import parse_option_strings, recorded_value
-from .presets import PRESETS, TRAIN
+from wssbench.results import references
+from wssbench.errors import DataError
+from wssbench.seed.config import parse_option_strings, recorded_value
+from wssbench.seed.presets import PRESETS, TRAIN
 
 
 @dataclass(frozen=True)
@@ -386,8 +386,8 @@ def _follows_preset(config: dict, preset: str) -> bool:
     known = PRESETS.get(preset)
     if known is None:
         return False
-    from .config import RECIPE_KEYS
-    from .training import TrainRecipe
+    from wssbench.seed.config import RECIPE_KEYS
+    from wssbench.classifier.training import TrainRecipe
 
     for key, value in known.options.items():
         if key == "options" or key in TRAIN:
@@ -416,7 +416,7 @@ def _saliency_cells(record: dict, saliency: list[dict]) -> dict[str, Any]:
     """The pointing game (%) and the sanity check ("fail (rho 0.74)") of the run's saliency method."""
     if not saliency:
         return {}
-    from .evaluation import columns_for_run
+    from wssbench.evaluation import columns_for_run
 
     for evaluation in saliency:
         columns = columns_for_run(evaluation, record)

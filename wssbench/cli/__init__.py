@@ -4,7 +4,7 @@ Commands are imported only when invoked (``COMMANDS``), so ``wssbench --help``, 
 ``plugins`` never import torch, timm or scikit-learn.
 
 An exception that is not a :class:`~wssbench.errors.WssbenchError` is a bug. When a
-third-party plugin's code is on its traceback (:meth:`wssbench.registry.Registry.blame`), it
+third-party plugin's code is on its traceback (:meth:`wssbench.host.registry.Registry.blame`), it
 is reported as that plugin's failure, naming the plugin and its distribution; otherwise
 (wssbench or a built-in plugin) as an internal error of wssbench.
 """
@@ -17,7 +17,7 @@ import warnings
 
 import click
 
-from ..errors import WssbenchError
+from wssbench.errors import WssbenchError
 
 TRACEBACK_KEY = "wssbench.traceback"
 
@@ -102,7 +102,7 @@ class WssbenchGroup(click.Group):
 def describe_failure(error: BaseException) -> str:
     """``plugin P (distribution D V) failed: ...`` when a third-party plugin's code raised it,
     else ``internal error: ...`` (wssbench or a built-in plugin)."""
-    from ..registry import loaded_registry
+    from wssbench.host.registry import loaded_registry
 
     registry = loaded_registry()
     culprit = registry.blame(error) if registry is not None else None

@@ -29,15 +29,15 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from ..cache import fingerprint
-from ..config import RunConfig, build_config, merge
-from ..errors import DataError, UsageError
-from ..io import check_run_dir
-from ..leaderboard import DEVIATION_MARK
-from ..segmentation.config import SegmentConfig
-from ..segmentation.describe import build_segment_config, is_segment_preset
-from .progress import progress_display
-from . import traceback_option
+from wssbench.storage.cache import fingerprint
+from wssbench.seed.config import RunConfig, build_config, merge
+from wssbench.errors import DataError, UsageError
+from wssbench.storage.io import check_run_dir
+from wssbench.leaderboard import DEVIATION_MARK
+from wssbench.segmentation.config import SegmentConfig
+from wssbench.segmentation.describe import build_segment_config, is_segment_preset
+from wssbench.cli.progress import progress_display
+from wssbench.cli import traceback_option
 
 ROW_KEYS = {"label", "tune", "published"}
 SET_BY_BENCH = {"out", "as_json", "from_record"}
@@ -46,8 +46,8 @@ SET_BY_BENCH = {"out", "as_json", "from_record"}
 def load_bench(path: Path, registry: Any = None, overrides: dict | None = None) -> dict:
     """Read a bench file and check every row (names, options, value types, labels) before
     anything runs; each row's checked config is kept under ``row["_config"]``."""
-    from ..pipeline import check
-    from ..segmentation.run import resolve as resolve_segment
+    from wssbench.seed.pipeline import check
+    from wssbench.segmentation.run import resolve as resolve_segment
 
     try:
         spec = tomllib.loads(path.read_text())
@@ -105,7 +105,7 @@ def slug(label: str) -> str:
 
 def tune_row(spec: dict, row: dict, registry, progress: Any = None) -> tuple[dict, dict]:
     """Grid-search ``row['tune']`` on the tune split; returns the chosen options and a report."""
-    from ..api import Pipeline
+    from wssbench.api import Pipeline
 
     grid = row["tune"]
     split = spec.get("tune_split", "train")
@@ -139,14 +139,14 @@ SPEED_ONLY = ("workers", "loader_workers", "cache_maps", "batch_size", "device")
 def row_key(spec: dict, row: dict, registry) -> str:
     """What makes a finished row's result valid: its checked config (options that only change
     speed left out), the components' code defaults, the tuning setup and the versions."""
-    from ..record import describe_components, versions
+    from wssbench.seed.record import describe_components, versions
 
     config = row["_config"]
     described = config.to_dict()
     for key in SPEED_ONLY:
         described.pop(key, None)
     if isinstance(config, SegmentConfig):
-        from ..segmentation.record import describe as describe_segment
+        from wssbench.segmentation.record import describe as describe_segment
 
         components = describe_segment(config, registry)
     else:
@@ -159,7 +159,7 @@ def row_key(spec: dict, row: dict, registry) -> str:
 
 
 def run_row(spec: dict, row: dict, out: Path, registry, console: Console, progress: Any = None) -> dict:
-    from ..api import Pipeline
+    from wssbench.api import Pipeline
 
     key = row_key(spec, row, registry)
     result = out / "result.json"
@@ -181,7 +181,7 @@ def run_row(spec: dict, row: dict, out: Path, registry, console: Console, progre
     console.print(f"{row['label']}: running")
     annotations = {"bench_row": key, "bench_label": row["label"], "tuning": tuning, "published": row.get("published")}
     if isinstance(config, SegmentConfig):
-        from ..segmentation.run import segment
+        from wssbench.segmentation.run import segment
 
         return segment(config, registry, out, progress, annotations=annotations)
     return Pipeline(config, registry=registry).run(out, progress, annotations=annotations)
@@ -199,7 +199,7 @@ def _pct(x: Any) -> str:
 @traceback_option
 def bench_command(file: Path, out: Path | None, settings: tuple[str, ...], as_json: bool) -> None:
     """Run every row of a bench FILE (TOML), resuming finished rows, and print the table."""
-    from ..registry import default_registry
+    from wssbench.host.registry import default_registry
 
     registry = default_registry()
     overrides = {}

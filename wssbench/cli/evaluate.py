@@ -15,17 +15,17 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from ..errors import DataError, UsageError
-from ..options import parse_option_strings
-from ..registry import default_registry
-from . import traceback_option
-from .params import ComponentName
+from wssbench.errors import DataError, UsageError
+from wssbench.host.options import parse_option_strings
+from wssbench.host.registry import default_registry
+from wssbench.cli import traceback_option
+from wssbench.cli.params import ComponentName
 
 
 def evaluate_folder(pred_dir: Path, dataset, split: str, ids: list[str] | None = None):
     """One confusion matrix over ``ids`` (default: every image of ``split``); each needs ``pred_dir/<id>.png``."""
-    from ..io import read_mask
-    from ..metrics import ConfusionMatrix
+    from wssbench.storage.io import read_mask
+    from wssbench.results.metrics import ConfusionMatrix
 
     if not pred_dir.is_dir():
         raise DataError(f"{pred_dir}: prediction folder not found")
@@ -147,6 +147,6 @@ def eval_command(
     if as_json:
         click.echo(json.dumps(record, indent=2))
     else:
-        from .tables import result_table
+        from wssbench.cli.tables import result_table
 
         Console().print(result_table(record))

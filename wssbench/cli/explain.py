@@ -26,16 +26,16 @@ from PIL import Image, ImageDraw, ImageFont
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..classifier import POOLINGS, Classifier
-from ..config import RunConfig, build_config
-from ..errors import DataError, UsageError
-from ..imagenet import ImageNetClassifier, imagenet_index
-from ..io import atomic_path, read_image
-from ..pipeline import Timer, check, prepare_run, resolve
-from ..registry import Registry, default_registry
-from ..training import TrainRecipe, load_checkpoint
-from . import traceback_option
-from .params import ComponentName
+from wssbench.classifier.model import POOLINGS, Classifier
+from wssbench.seed.config import RunConfig, build_config
+from wssbench.errors import DataError, UsageError
+from wssbench.classifier.imagenet import ImageNetClassifier, imagenet_index
+from wssbench.storage.io import atomic_path, read_image
+from wssbench.seed.pipeline import Timer, check, prepare_run, resolve
+from wssbench.host.registry import Registry, default_registry
+from wssbench.classifier.training import TrainRecipe, load_checkpoint
+from wssbench.cli import traceback_option
+from wssbench.cli.params import ComponentName
 
 MIN_TILE = 256  # pixels, short side of a tile
 CAPTION = 20  # pixels above each tile

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from ..errors import WssbenchError
-from ..registry import default_registry
+from wssbench.errors import WssbenchError
+from wssbench.host.registry import default_registry
 
 
 class ComponentName(click.ParamType):

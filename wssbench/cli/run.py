@@ -1,7 +1,7 @@
 """``wssbench run``: one pipeline on one split, scored, written, printed.
 
 The command only parses flags: the flags a user gave (and only those) form a description of
-the run that :func:`wssbench.config.build_config` turns into the config, so that defaults live
+the run that :func:`wssbench.seed.config.build_config` turns into the config, so that defaults live
 in one place (``RunConfig``) and a preset fills exactly what the command line leaves unset.
 """
 
@@ -14,19 +14,19 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from ..cache import fingerprint
-from ..classifier import POOLINGS
-from ..config import RunConfig, build_config, config_from_record
-from ..errors import UsageError
-from ..io import check_run_dir
-from ..precision import PRECISIONS
-from ..presets import PRESETS
-from ..segmentation.presets import SEGMENT_PRESETS
-from ..training import TrainRecipe
-from . import traceback_option
-from .params import ComponentName
-from .progress import progress_display
-from .tables import config_panel, result_table
+from wssbench.storage.cache import fingerprint
+from wssbench.classifier.model import POOLINGS
+from wssbench.seed.config import RunConfig, build_config, config_from_record
+from wssbench.errors import UsageError
+from wssbench.storage.io import check_run_dir
+from wssbench.runtime.precision import PRECISIONS
+from wssbench.seed.presets import PRESETS
+from wssbench.segmentation.presets import SEGMENT_PRESETS
+from wssbench.classifier.training import TrainRecipe
+from wssbench.cli import traceback_option
+from wssbench.cli.params import ComponentName
+from wssbench.cli.progress import progress_display
+from wssbench.cli.tables import config_panel, result_table
 
 D = RunConfig()  # the defaults shown in --help (build_config applies them)
 
@@ -77,14 +77,14 @@ def default_out(config: RunConfig) -> Path:
 @traceback_option
 def run_command(from_record: str | None, out: str | None, as_json: bool, **kw) -> None:
     """Segment a split with one combination of components and score it (mIoU)."""
-    from ..api import Pipeline
+    from wssbench.api import Pipeline
 
     given = description_from_flags(kw)
     if given.get("preset") in SEGMENT_PRESETS:  # EM-Adapt, CCNN: a segmentation network from image labels
         if from_record:
             raise UsageError(f"--from: preset '{given['preset']}' trains a segmentation network; rerun it with its options")
-        from ..segmentation.describe import build_segment_config
-        from .segment import run_segmentation
+        from wssbench.segmentation.describe import build_segment_config
+        from wssbench.cli.segment import run_segmentation
 
         return run_segmentation(build_segment_config(given), out, as_json)
     if "segnet" in given:
@@ -99,7 +99,7 @@ def run_command(from_record: str | None, out: str | None, as_json: bool, **kw) -
     err.print(config_panel(config, out_dir))
     if replacing:
         err.print(f"replacing the earlier run in {out_dir}", soft_wrap=True, highlight=False)
-    from ..presets import deviations
+    from wssbench.seed.presets import deviations
 
     changed = deviations(config, pipe.registry)
     if changed:

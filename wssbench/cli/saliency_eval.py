@@ -20,18 +20,18 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from ..classifier import POOLINGS, Classifier
-from ..config import RunConfig, build_config, parse_option_strings
-from ..errors import UsageError
-from ..evaluation import METRICS, EvalOptions, evaluate_saliency
-from ..evaluation.causal import BASELINES
-from ..io import write_json
-from ..pipeline import Timer, prepare_run, resolve
-from ..record import versions
-from ..registry import Registry, default_registry
-from ..training import TrainRecipe
-from . import traceback_option
-from .params import ComponentName
+from wssbench.classifier.model import POOLINGS, Classifier
+from wssbench.seed.config import RunConfig, build_config, parse_option_strings
+from wssbench.errors import UsageError
+from wssbench.evaluation import METRICS, EvalOptions, evaluate_saliency
+from wssbench.evaluation.causal import BASELINES
+from wssbench.storage.io import write_json
+from wssbench.seed.pipeline import Timer, prepare_run, resolve
+from wssbench.seed.record import versions
+from wssbench.host.registry import Registry, default_registry
+from wssbench.classifier.training import TrainRecipe
+from wssbench.cli import traceback_option
+from wssbench.cli.params import ComponentName
 
 RECORD_KIND = "saliency-eval"
 METHOD_STAGES = ("saliency", "classmap")

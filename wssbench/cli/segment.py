@@ -12,17 +12,17 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from ..cache import fingerprint
-from ..errors import UsageError
-from ..io import check_run_dir
-from ..precision import PRECISIONS
-from ..registry import default_registry
-from ..segmentation.config import BN_MODES, MULTI_SCALES, SCHEDULES, SegmentConfig, SegRecipe
-from ..segmentation.describe import build_segment_config
-from ..segmentation.presets import SEGMENT_PRESETS
-from ..segmentation.run import resolve, segment
-from . import traceback_option
-from .params import ComponentName
+from wssbench.storage.cache import fingerprint
+from wssbench.errors import UsageError
+from wssbench.storage.io import check_run_dir
+from wssbench.runtime.precision import PRECISIONS
+from wssbench.host.registry import default_registry
+from wssbench.segmentation.config import BN_MODES, MULTI_SCALES, SCHEDULES, SegmentConfig, SegRecipe
+from wssbench.segmentation.describe import build_segment_config
+from wssbench.segmentation.presets import SEGMENT_PRESETS
+from wssbench.segmentation.run import resolve, segment
+from wssbench.cli import traceback_option
+from wssbench.cli.params import ComponentName
 
 
 def default_out(config: SegmentConfig) -> Path:
@@ -33,9 +33,9 @@ def default_out(config: SegmentConfig) -> Path:
 def make_masks(args: str, train_split: str, dataset: str) -> Path:
     """Run ``wssbench run ARGS --split TRAIN`` (ground-truth image labels unless ARGS say
     otherwise) into its default folder, unless that folder holds a result already."""
-    from ..api import Pipeline
-    from ..config import build_config
-    from .run import default_out as run_out, description_from_flags, run_command
+    from wssbench.api import Pipeline
+    from wssbench.seed.config import build_config
+    from wssbench.cli.run import default_out as run_out, description_from_flags, run_command
 
     ctx = run_command.make_context("run", shlex.split(args), resilient_parsing=False)
     kw = dict(ctx.params)
@@ -105,7 +105,7 @@ def segment_command(ctx: click.Context, **kw) -> None:
 def run_segmentation(config: SegmentConfig, out: str | None, as_json: bool) -> None:
     """Resolve, train, segment, write and print: ``wssbench segment`` and ``wssbench run --preset
     em-adapt`` (a preset that trains a network) end here."""
-    from ..segmentation.presets import segment_deviations
+    from wssbench.segmentation.presets import segment_deviations
 
     registry = default_registry()
     config, parts = resolve(config, registry)

@@ -21,10 +21,10 @@ import click
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from ..errors import DataError
-from ..io import PALETTE, atomic_path, read_mask
-from ..registry import default_registry
-from . import traceback_option
+from wssbench.errors import DataError
+from wssbench.storage.io import PALETTE, atomic_path, read_mask
+from wssbench.host.registry import default_registry
+from wssbench.cli import traceback_option
 
 IGNORE = 255
 SWATCH = 14  # pixels, side of a legend colour swatch
@@ -48,7 +48,7 @@ def default_gallery_dir(run_dir: Path) -> Path:
 
 def legend(classes: tuple[str, ...], labels: set[int], width: int) -> Image.Image:
     """Palette swatches of ``labels`` (named by ``classes``, 255 = ignore) and the map colour bar."""
-    from .explain import jet
+    from wssbench.cli.explain import jet
 
     font = ImageFont.load_default()
     items = [(PALETTE[v], classes[v] if v < len(classes) else "ignore") for v in sorted(labels)]
@@ -75,7 +75,7 @@ def legend(classes: tuple[str, ...], labels: set[int], width: int) -> Image.Imag
 
 
 def _legend_html(classes: tuple[str, ...], labels: set[int]) -> str:
-    from .explain import jet
+    from wssbench.cli.explain import jet
 
     swatches = "".join(
         f"<span style='display:inline-block;margin-right:1em'><span style='display:inline-block;width:1em;height:1em;"
@@ -104,7 +104,7 @@ def show_command(run_dir: Path, count: int, ids: str | None, seed: int, out: Pat
     Writes gallery.png and gallery.html into RUN_DIR-gallery/ (beside the run, so that a rerun
     of the same run keeps it) or --out, and prints the page's path.
     """
-    from .explain import compose_panel, overlay
+    from wssbench.cli.explain import compose_panel, overlay
 
     path = run_dir / "result.json"
     if not path.is_file():

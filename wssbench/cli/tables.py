@@ -12,7 +12,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 if TYPE_CHECKING:
-    from ..config import RunConfig
+    from wssbench.seed.config import RunConfig
 
 
 def print_line(console: Console, text: str) -> None:

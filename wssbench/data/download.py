@@ -26,9 +26,9 @@ from rich.progress import (
     BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn,
 )
 
-from ..cache import file_digest
-from ..errors import DataError, OfflineError
-from .voc2012 import VOC2012, find_voc2012
+from wssbench.storage.cache import file_digest
+from wssbench.errors import DataError, OfflineError
+from wssbench.data.voc2012 import VOC2012, find_voc2012
 
 VOC2012_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
 VOC2012_MD5 = "6cd6e144f989b92b3379bac3b3de84fd"

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import DataError, UsageError
-from ..io import read_image, read_mask
+from wssbench.errors import DataError, UsageError
+from wssbench.storage.io import read_image, read_mask
 
 
 class UnknownSplitError(UsageError, DataError):

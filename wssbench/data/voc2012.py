@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cache import cache_dir
-from ..errors import DataError
-from .layout import SegmentationDataset
+from wssbench.storage.cache import cache_dir
+from wssbench.errors import DataError
+from wssbench.data.layout import SegmentationDataset
 
 CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",

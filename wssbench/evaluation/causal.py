@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from torchvision.transforms.functional import gaussian_blur
 
-from ..errors import UsageError
+from wssbench.errors import UsageError
 
 STEPS = 224  # the authors': 224 pixels a step on 224 x 224 images
 BLUR_KERNEL, BLUR_SIGMA = 11, 5.0  # the authors' gkern(11, 5)

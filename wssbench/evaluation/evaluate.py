@@ -24,10 +24,10 @@ from typing import Any, Callable
 import numpy as np
 import torch
 
-from ..errors import UsageError
-from .causal import STEPS, deletion, insertion
-from .localisation import TOLERANCE, PointingGame, bounding_box, energy_inside
-from .sanity import SanityResult, sanity_check
+from wssbench.errors import UsageError
+from wssbench.evaluation.causal import STEPS, deletion, insertion
+from wssbench.evaluation.localisation import TOLERANCE, PointingGame, bounding_box, energy_inside
+from wssbench.evaluation.sanity import SanityResult, sanity_check
 
 METRICS = ("pointing", "energy", "deletion", "insertion", "sanity")
 

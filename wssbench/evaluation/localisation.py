@@ -35,7 +35,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..errors import UsageError
+from wssbench.errors import UsageError
 
 TOLERANCE = 15  # pixels, Zhang et al. 2016
 DIFFICULT_AREA = 0.25  # the object covers less than this fraction of the image

@@ -6,8 +6,8 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import UsageError
-from ..precision import check_precision
+from wssbench.errors import UsageError
+from wssbench.runtime.precision import check_precision
 
 BN_MODES = ("train", "frozen", "sync")
 MULTI_SCALES = (0.5, 1.0, 1.5, 2.0)  # --multiscale: the scales of IRN/SEAM-style inference

@@ -13,11 +13,11 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..errors import DataError
-from ..io import read_mask
-from ..loading import load_all
-from .batch import IGNORE
-from .config import SegRecipe
+from wssbench.errors import DataError
+from wssbench.storage.io import read_mask
+from wssbench.runtime.loading import load_all
+from wssbench.segmentation.batch import IGNORE
+from wssbench.segmentation.config import SegRecipe
 
 
 def augment(image: np.ndarray, mask: np.ndarray | None, recipe: SegRecipe, rng: np.random.Generator,

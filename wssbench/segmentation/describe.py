@@ -2,7 +2,7 @@
 
 ``wssbench segment`` flags, ``wssbench run --preset em-adapt`` (a preset that trains a network
 from image labels), and a bench row naming such a preset all give a flat mapping of option
-names, as :func:`wssbench.config.build_config` takes for the seed pipeline; this module turns it
+names, as :func:`wssbench.seed.config.build_config` takes for the seed pipeline; this module turns it
 into the frozen config, the preset filling what the description leaves unset. Keys:
 
 * the ``SegmentConfig`` fields (``dataset``, ``split``, ``segnet``, ``objective``, ``schedule``, ``masks``,
@@ -23,9 +23,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from ..config import _coerce, merge, option_triples, resolve_device
-from ..errors import UsageError
-from .config import MULTI_SCALES, SegmentConfig, SegRecipe
+from wssbench.seed.config import _coerce, merge, option_triples, resolve_device
+from wssbench.errors import UsageError
+from wssbench.segmentation.config import MULTI_SCALES, SegmentConfig, SegRecipe
 
 RECIPE_KEYS = ("epochs", "lr", "crop", "bn", "batch_size")
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(SegmentConfig) if f.name not in ("recipe", "batch_size"))
@@ -33,7 +33,7 @@ KEYS = frozenset(CONFIG_KEYS + RECIPE_KEYS + ("backbone", "pretrained", "multisc
 
 
 def is_segment_preset(name: Any) -> bool:
-    from .presets import SEGMENT_PRESETS
+    from wssbench.segmentation.presets import SEGMENT_PRESETS
 
     return isinstance(name, str) and name in SEGMENT_PRESETS
 
@@ -51,7 +51,7 @@ def build_segment_config(description: Mapping[str, Any], *, where: str = "") -> 
     given = {k: v for k, v in dict(description).items() if v is not None}
     preset = given.get("preset")
     if preset:
-        from .presets import SEGMENT_PRESETS
+        from wssbench.segmentation.presets import SEGMENT_PRESETS
 
         if preset not in SEGMENT_PRESETS:
             raise UsageError(f"{where}unknown segmentation preset '{preset}'; available: {', '.join(SEGMENT_PRESETS)}")
@@ -72,7 +72,7 @@ def build_segment_config(description: Mapping[str, Any], *, where: str = "") -> 
     values["device"] = device = resolve_device(str(values.get("device", "auto")))
     workers = given.get("loader_workers", "auto")
     if workers == "auto":
-        from ..loading import default_loader_workers
+        from wssbench.runtime.loading import default_loader_workers
 
         values["loader_workers"] = default_loader_workers(device)
     else:

@@ -9,8 +9,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..precision import autocast
-from .train import SegModel
+from wssbench.runtime.precision import autocast
+from wssbench.segmentation.train import SegModel
 
 
 @torch.no_grad()

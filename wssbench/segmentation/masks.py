@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import DataError, UsageError
-from ..leaderboard import method_label, read_record
+from wssbench.errors import DataError, UsageError
+from wssbench.leaderboard import method_label, read_record
 
 
 @dataclass(frozen=True)

@@ -2,7 +2,7 @@
 
 Each preset sets segmentation-run options (``wssbench run --preset em-adapt`` or
 ``wssbench segment --preset em-adapt``; keys as :mod:`wssbench.segmentation.describe` takes
-them). As for the seed presets (:mod:`wssbench.presets`), those options ARE the published
+them). As for the seed presets (:mod:`wssbench.seed.presets`), those options ARE the published
 recipe: DeepLab-LargeFOV on an ImageNet-initialised VGG-16, DeepLab's SGD (momentum 0.9,
 weight decay 5e-4, lr 1e-3 with the classifier at 10x, poly decay) and DeepLab's dense-CRF
 post-processing on val, as both papers report. Options given by the user win, and each one
@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..config import option_triples
-from ..presets import Preset, _text
+from wssbench.seed.config import option_triples
+from wssbench.seed.presets import Preset, _text
 
 # DeepLab-LargeFOV's training as both papers inherit it: crops of 321, batches of 20, 6000
 # iterations (about 12 epochs of VOC's 10,582 train_aug images), lr 1e-3 (classifier 10x)
@@ -107,10 +107,10 @@ def segment_deviations(config: Any, registry: Any = None) -> list[dict[str, Any]
         if name != preset.options.get(stage):
             continue  # a component the preset does not name: the top-level deviation says so
         if registry is None:
-            from ..registry import default_registry
+            from wssbench.host.registry import default_registry
 
             registry = default_registry()
-        from ..options import defaults
+        from wssbench.host.options import defaults
 
         default = defaults(registry.get(stage, name).factory)
         for key, used in config.options_for(stage).items():

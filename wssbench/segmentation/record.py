@@ -6,12 +6,12 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from ..metrics import ConfusionMatrix
-from ..options import defaults
-from ..presets import unverified
-from ..record import RECORD_VERSION, versions
-from ..references import SEGMENTATION
-from .presets import SEGMENT_PRESETS, segment_deviations
+from wssbench.results.metrics import ConfusionMatrix
+from wssbench.host.options import defaults
+from wssbench.seed.presets import unverified
+from wssbench.seed.record import RECORD_VERSION, versions
+from wssbench.results.references import SEGMENTATION
+from wssbench.segmentation.presets import SEGMENT_PRESETS, segment_deviations
 
 STAGE = "segmentation"
 
@@ -33,7 +33,7 @@ def describe(config: Any, registry: Any) -> dict:
         options = {**defaults(entry.factory), **config.options_for(stage)}
         out[stage] = {"kind": kind, "name": name, "plugin": entry.plugin, "options": options}
     if config.schedule != "single":
-        from .stc import SCHEDULES
+        from wssbench.segmentation.stc import SCHEDULES
 
         options = {**defaults(SCHEDULES[config.schedule]), **config.options_for("schedule")}
         out["schedule"] = {"kind": "schedule", "name": config.schedule, "plugin": "wssbench", "options": options}
@@ -80,6 +80,6 @@ def build_record(config: Any, registry: Any, names: list[str], cm: ConfusionMatr
 
 
 def _smp_version() -> str | None:
-    from ..cache import package_version
+    from wssbench.storage.cache import package_version
 
     return package_version("segmentation-models-pytorch")

@@ -11,20 +11,20 @@ from typing import Any
 
 import torch
 
-from .. import distributed
-from ..cache import file_digest, fingerprint
-from ..distributed import World
-from ..errors import DataError, OfflineError, UsageError
-from ..io import atomic_dir, write_json, write_mask
-from ..metrics import ConfusionMatrix
-from ..pipeline import Timer, batches, compute_key, rank_dir
-from ..registry import Registry
-from .config import SegmentConfig
-from .data import TrainSamples
-from .infer import segment_images
-from .masks import PseudoMaskRun, open_mask_run
-from .record import build_record
-from .train import SegModel, load_or_train, recipe_dict, train
+from wssbench.runtime import distributed
+from wssbench.storage.cache import file_digest, fingerprint
+from wssbench.runtime.distributed import World
+from wssbench.errors import DataError, OfflineError, UsageError
+from wssbench.storage.io import atomic_dir, write_json, write_mask
+from wssbench.results.metrics import ConfusionMatrix
+from wssbench.seed.pipeline import Timer, batches, compute_key, rank_dir
+from wssbench.host.registry import Registry
+from wssbench.segmentation.config import SegmentConfig
+from wssbench.segmentation.data import TrainSamples
+from wssbench.segmentation.infer import segment_images
+from wssbench.segmentation.masks import PseudoMaskRun, open_mask_run
+from wssbench.segmentation.record import build_record
+from wssbench.segmentation.train import SegModel, load_or_train, recipe_dict, train
 
 NETWORK_VERSION = 1
 # DeepLab's dense-CRF post-processing (DESIGN.md section 3); ``-O crf.KEY=VALUE`` changes it
@@ -81,8 +81,8 @@ def resolve(config: SegmentConfig, registry: Registry) -> tuple[SegmentConfig, P
 
 def make_schedule(config: SegmentConfig) -> tuple[Any, dict[str, Any]]:
     """The schedule's trainer (None for a single network) and its parsed ``-O schedule.*`` options."""
-    from ..options import parse_option
-    from .stc import SCHEDULES
+    from wssbench.host.options import parse_option
+    from wssbench.segmentation.stc import SCHEDULES
 
     given = config.options_for("schedule")
     factory = SCHEDULES.get(config.schedule)

@@ -26,7 +26,7 @@ from typing import Callable
 import numpy as np
 from scipy import ndimage
 
-from ..errors import UsageError
+from wssbench.errors import UsageError
 
 BINOMIAL5 = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 

@@ -46,15 +46,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..cache import cache_dir, file_digest, fingerprint
-from ..distributed import World
-from ..errors import DataError
-from ..io import atomic_dir, read_mask, write_mask
-from .batch import IGNORE, SegBatch, per_image_mean
-from .data import TrainSamples
-from .infer import predict_probs
-from .salient_objects import DETECTORS, saliency_map
-from .train import SegModel, load_or_train, train
+from wssbench.storage.cache import cache_dir, file_digest, fingerprint
+from wssbench.runtime.distributed import World
+from wssbench.errors import DataError
+from wssbench.storage.io import atomic_dir, read_mask, write_mask
+from wssbench.segmentation.batch import IGNORE, SegBatch, per_image_mean
+from wssbench.segmentation.data import TrainSamples
+from wssbench.segmentation.infer import predict_probs
+from wssbench.segmentation.salient_objects import DETECTORS, saliency_map
+from wssbench.segmentation.train import SegModel, load_or_train, train
 
 STC_VERSION = 1
 LEVELS = 254  # saliency in [0, 1] is stored as a mask of levels 0..254 (255 stays "ignore")
@@ -156,7 +156,7 @@ def mask_folder(model: SegModel, parts: Any, ids: list[str], key: dict, precisio
 def train_stc(schedule: StcSchedule, config: Any, parts: Any, world: World, device: str,
               progress: Any = None) -> tuple[SegModel, dict]:
     """Train the three networks in turn; returns the Powerful-DCNN and the record's ``training``."""
-    from .run import build_model, network_key  # run imports this module lazily
+    from wssbench.segmentation.run import build_model, network_key  # run imports this module lazily
 
     ids = parts.dataset.ids(config.train_split)
     simple, complex_ = split_simple(parts.dataset, ids)

@@ -1,0 +1,283 @@
+"""Training the classifier on image labels, and caching it by everything that determines it.
+
+A cached checkpoint ``classifiers/<key>.pt`` has a ``.json`` beside it with its meta and the
+file's size and digest; a damaged checkpoint is detected, warned about and retrained.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from sklearn.metrics import average_precision_score
+
+from wssbench.storage.cache import cache_dir, cannot_write, damaged, file_digest, fingerprint
+from wssbench.classifier.model import Classifier
+from wssbench.storage.io import atomic_path
+from wssbench.runtime.loading import load_all
+from wssbench.runtime.precision import autocast, grad_scaler
+
+CHECKPOINT_VERSION = 1
+
+
+def soft_margin_loss(model: Classifier, maps: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """CAM/IRN's loss: multilabel soft margin on the pooled scores of every output (B, N),
+    pooled over the whole crop, padding included (as wssbench always trained it)."""
+    return F.multilabel_soft_margin_loss(model.pool(maps), targets)
+
+
+def mil_loss(model: Classifier, maps: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Pathak et al. 2015's multi-class MIL loss: for each label ``l`` of the image (the present
+    classes and, with a background output, background), the location ``(x_l, y_l)`` where the
+    per-pixel softmax ``p_l`` is highest; there ``-log p_l``; the mean over the image's labels,
+    then over the batch: ``L = -1/|L_I| sum_{l in L_I} log p_l(x_l, y_l)``,
+    ``(x_l, y_l) = argmax_(x, y) p_l(x, y)``, over the ``valid`` positions (B, h, w) when given:
+    the paper trains on whole images, and a crop's zero padding would otherwise be a trivial
+    background instance. The pooling of the classifier plays no part."""
+    log_p = torch.log_softmax(maps.flatten(2), dim=1)  # (B, N, h*w)
+    if valid is not None:
+        log_p = log_p.masked_fill(~valid.flatten(1)[:, None], -torch.inf)
+    top = log_p.amax(dim=2)  # (B, N): log p_l at its own argmax (log is monotone)
+    per_image = -(top * targets).sum(1) / targets.sum(1).clamp(min=1)  # (B,)
+    return per_image.mean()
+
+
+def softmax_loss(model: Classifier, maps: torch.Tensor, targets: torch.Tensor, valid: torch.Tensor | None = None) -> torch.Tensor:
+    """Pinheiro & Collobert 2015's loss: a softmax over the pooled (log-sum-exp) scores of
+    every output, cross-entropy against the image's labels. Their training images had one
+    label each (ImageNet, background images included); with several, the target is spread
+    evenly over the image's labels (background included when the head has it): a choice, not
+    in the paper. Pooled over the ``valid`` positions when given (not a crop's padding)."""
+    log_p = torch.log_softmax(model.pool(maps, valid), dim=1)  # (B, N)
+    target = targets / targets.sum(1, keepdim=True).clamp(min=1)  # (B, N)
+    return -(target * log_p).sum(1).mean()
+
+
+# The classifier's training losses: loss(model, maps (B, N, h, w) every head output, targets (B, N),
+# valid (B, h, w) bool: the positions of the maps inside the image, not the crop's padding) -> scalar.
+LOSSES: dict[str, Callable[..., torch.Tensor]] = {
+    "soft-margin": soft_margin_loss, "mil": mil_loss, "softmax": softmax_loss,
+}
+
+
+def head_targets(model: Classifier, labels: torch.Tensor) -> torch.Tensor:
+    """Image labels (B, C) -> targets (B, N) over the head's outputs: background (output 0,
+    when the head has one) is in every image."""
+    if getattr(model, "background", False):
+        return torch.cat([torch.ones_like(labels[:, :1]), labels], dim=1)
+    return labels
+
+
+@dataclass(frozen=True)
+class TrainRecipe:
+    """How the classifier is trained (a loss of ``LOSSES``, SGD with momentum, poly decay)."""
+
+    epochs: int = 24
+    batch_size: int = 16
+    lr: float = 0.05
+    head_lr_mult: float = 10.0  # the new 1x1 head learns faster, as in CAM/IRN
+    momentum: float = 0.9
+    weight_decay: float = 1e-4
+    crop: int = 128  # square random crop (padded when the image is smaller)
+    scale: tuple[float, float] = (0.75, 1.25)  # random rescaling before the crop
+    seed: int = 0
+    loss: str = "soft-margin"  # soft-margin (CAM/IRN), mil (Pathak et al. 2015) or softmax (Pinheiro & Collobert 2015)
+
+    def __post_init__(self) -> None:
+        if self.loss not in LOSSES:
+            from wssbench.errors import UsageError
+
+            raise UsageError(f"--loss: unknown loss '{self.loss}'; available: {', '.join(LOSSES)}")
+
+
+def _augment(image: np.ndarray, recipe: TrainRecipe, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """Random rescale, horizontal flip and crop (zero padding) to ``recipe.crop``: uint8 (S, S, 3)
+    and where the image is (not padding), bool (S, S)."""
+    t = torch.from_numpy(image).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
+    s = rng.uniform(*recipe.scale)
+    h, w = image.shape[:2]
+    t = F.interpolate(t, size=(max(1, round(h * s)), max(1, round(w * s))), mode="bilinear", align_corners=False)
+    if rng.random() < 0.5:
+        t = t.flip(-1)
+    c = recipe.crop
+    _, _, h, w = t.shape
+    out = torch.zeros(1, 3, max(h, c), max(w, c))
+    inside = np.zeros((max(h, c), max(w, c)), bool)
+    oy, ox = rng.integers(0, max(h, c) - h + 1), rng.integers(0, max(w, c) - w + 1)
+    out[:, :, oy : oy + h, ox : ox + w] = t
+    inside[oy : oy + h, ox : ox + w] = True
+    y, x = rng.integers(0, out.shape[2] - c + 1), rng.integers(0, out.shape[3] - c + 1)
+    crop = out[0, :, y : y + c, x : x + c].permute(1, 2, 0).clamp(0, 255).round().byte().numpy()
+    return crop, inside[y : y + c, x : x + c]
+
+
+def valid_cells(inside: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """Pixel masks (B, S, S) -> (B, h, w): the cells of the score maps at least half inside the
+    image (every cell of an image that has none)."""
+    frac = F.adaptive_avg_pool2d(inside[:, None].float(), size)[:, 0]  # (B, h, w)
+    valid = frac >= 0.5
+    return valid | ~valid.flatten(1).any(1)[:, None, None]
+
+
+def train(
+    model: Classifier,
+    dataset: Any,
+    split: str,
+    recipe: TrainRecipe,
+    device: torch.device,
+    on_step: Callable[[int, int, float], None] | None = None,
+    precision: str = "fp32",
+    loader_workers: int = 0,
+) -> list[float]:
+    """Train ``model`` in place on ``split``'s image labels; returns the mean loss per epoch.
+
+    Images are read per epoch in the epoch's order (``loader_workers`` processes decode them
+    ahead), never all held in memory; the random stream, and so the result, does not depend
+    on the number of workers.
+    """
+    torch.manual_seed(recipe.seed)
+    rng = np.random.default_rng(recipe.seed)
+    ids = dataset.ids(split)
+    labels = torch.from_numpy(np.stack([dataset.image_labels(i) for i in ids]).astype(np.float32))  # (N, C)
+    head = list(model.head.parameters())
+    head_ids = {id(p) for p in head}
+    body = [p for p in model.parameters() if id(p) not in head_ids]
+    optimizer = torch.optim.SGD(
+        [{"params": body, "lr": recipe.lr}, {"params": head, "lr": recipe.lr * recipe.head_lr_mult}],
+        lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
+    )
+    steps_per_epoch = max(1, len(ids) // recipe.batch_size)
+    total = recipe.epochs * steps_per_epoch
+    base_lrs = [g["lr"] for g in optimizer.param_groups]
+    scaler = grad_scaler(device, precision)
+    model.to(device).train()
+    history, step = [], 0
+    for _ in range(recipe.epochs):
+        order = rng.permutation(len(ids))[: steps_per_epoch * recipe.batch_size]
+        images = load_all(dataset.load_image, [ids[i] for i in order], loader_workers)
+        losses = []
+        for b in range(steps_per_epoch):
+            idx = order[b * recipe.batch_size : (b + 1) * recipe.batch_size]
+            crops, inside = zip(*[_augment(next(images), recipe, rng) for _ in idx])
+            batch = model.preprocess(np.stack(crops))
+            with autocast(device, precision):
+                maps = model.head_maps(model.features(batch)).float()  # (B, N, h, w): every output
+                valid = valid_cells(torch.from_numpy(np.stack(inside)).to(device), maps.shape[-2:])  # (B, h, w)
+                loss = LOSSES[recipe.loss](model, maps, head_targets(model, labels[idx].to(device)), valid)
+            poly_sgd_step(optimizer, scaler, loss, base_lrs, step, total)
+            value = loss.item()  # one device sync per step
+            losses.append(value)
+            step += 1
+            if on_step:
+                on_step(step, total, value)
+        history.append(float(np.mean(losses)))
+    model.eval()
+    return history
+
+
+def poly_sgd_step(optimizer: torch.optim.Optimizer, scaler: Any, loss: torch.Tensor, base_lrs: list[float],
+                  step: int, total: int) -> None:
+    """One optimiser step at the poly-decayed learning rate ``base * (1 - step/total)^0.9`` per
+    parameter group, through the AMP grad scaler (a pass-through at fp32/bf16). Shared by the
+    classifier's training and the segmentation networks'."""
+    for group, base in zip(optimizer.param_groups, base_lrs):
+        group["lr"] = base * (1 - step / total) ** 0.9  # poly decay
+    optimizer.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    scaler.step(optimizer)
+    scaler.update()
+
+
+def mean_average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Mean over classes (with at least one positive) of scikit-learn's average precision."""
+    aps = [
+        average_precision_score(labels[:, c], scores[:, c])
+        for c in range(labels.shape[1])
+        if labels[:, c].any()
+    ]
+    return float(np.mean(aps)) if aps else float("nan")
+
+
+def checkpoint_path(key: dict) -> Path:
+    return cache_dir("classifiers", f"{fingerprint(key)}.pt")
+
+
+def save_checkpoint(path: Path, model: Classifier, meta: dict) -> bool:
+    """Write the checkpoint and beside it ``.json``: ``meta`` and the file's size and digest
+    (what ``load_cached_checkpoint`` checks). Returns False, said once, when the cache cannot
+    be written (a read-only ``WSSBENCH_HOME``): the model is then used in memory only."""
+    try:
+        with atomic_path(path) as tmp:
+            torch.save({"state_dict": model.state_dict(), "meta": meta}, tmp)
+            check = {"bytes": tmp.stat().st_size, "blake2b": file_digest(tmp, None, "blake2b")}
+        with atomic_path(path.with_suffix(".json")) as tmp:
+            tmp.write_text(json.dumps({**meta, "file": check}, indent=2, default=str) + "\n")
+    except OSError as e:
+        cannot_write(path, e)
+        return False
+    return True
+
+
+def load_checkpoint(path: Path, model: Classifier) -> dict:
+    """Load a checkpoint file into ``model``; returns its meta. Errors are torch's."""
+    blob = torch.load(path, map_location="cpu", weights_only=True)
+    model.load_state_dict(blob["state_dict"])
+    return blob["meta"]
+
+
+def load_cached_checkpoint(path: Path, model: Classifier) -> dict | None:
+    """Load the cached checkpoint ``path`` into ``model`` and return its meta; None when there
+    is none, or when it is damaged: a size or digest that differs from its ``.json``, a file
+    torch cannot read, weights that do not fit. A damaged one is warned about (naming the
+    file), removed when the cache is writable, and ``model`` is left untouched."""
+    if not path.is_file():
+        return None
+    try:
+        check = json.loads(path.with_suffix(".json").read_text()).get("file")
+    except (OSError, ValueError, AttributeError):
+        check = None  # written before the check was; torch.load still catches a truncated file
+    try:
+        if check and path.stat().st_size != check["bytes"]:
+            return _damaged_checkpoint(path, f"{path.stat().st_size} bytes, {check['bytes']} written")
+        if check and file_digest(path, None, "blake2b") != check["blake2b"]:
+            return _damaged_checkpoint(path, "digest differs from the one written")
+        blob = torch.load(path, map_location="cpu", weights_only=True)
+        state, meta = blob["state_dict"], blob["meta"]
+    except Exception as e:  # noqa: BLE001 - torch.load of a damaged file raises many kinds (RuntimeError, EOFError, UnpicklingError, ...)
+        return _damaged_checkpoint(path, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+    expected = model.state_dict()
+    if set(state) != set(expected) or any(tuple(state[k].shape) != tuple(v.shape) for k, v in expected.items()):
+        return _damaged_checkpoint(path, "its weights do not fit the model")
+    model.load_state_dict(state)
+    return meta
+
+
+def _damaged_checkpoint(path: Path, why: str) -> None:
+    damaged(path, why)
+    try:
+        path.with_suffix(".json").unlink(missing_ok=True)
+    except OSError:
+        pass
+    return None
+
+
+def recipe_dict(recipe: TrainRecipe) -> dict:
+    """The recipe as a cache key holds it: the default loss is left out, so that the keys of
+    classifiers trained before the loss was an option stay as they were."""
+    data = dataclasses.asdict(recipe)
+    if data["loss"] == TrainRecipe.loss:
+        del data["loss"]
+    return data
+
+
+def timed(fn: Callable, *args: Any, **kwargs: Any) -> tuple[Any, float]:
+    start = time.perf_counter()
+    out = fn(*args, **kwargs)
+    return out, time.perf_counter() - start

@@ -1,0 +1,1 @@
+"""Scoring and context: the VOC metric (``metrics``) and published numbers (``references``)."""

@@ -1,0 +1,79 @@
+"""Segmentation metrics the VOC way: one confusion matrix over the whole split.
+
+Functional core (``confusion``, ``scores``) and a thin stateful wrapper (``ConfusionMatrix``),
+as torchmetrics does. Ground-truth pixels labelled ``ignore_index`` (255) are not counted.
+A predicted 255 on a counted pixel is scored as wrong (a miss of the true class); the VOC
+devkit would drop such a pixel, which lets a method abstain for free.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from wssbench.errors import DataError
+
+IGNORE = 255
+
+
+def confusion(gt: np.ndarray, pred: np.ndarray, num_classes: int, ignore_index: int = IGNORE) -> np.ndarray:
+    """Confusion matrix (num_classes, num_classes + 1): rows = truth, columns = prediction.
+
+    The extra last column counts counted pixels predicted as ``ignore_index``.
+    """
+    if gt.shape != pred.shape:
+        raise DataError(f"prediction shape {pred.shape} differs from ground truth {gt.shape}")
+    gt = gt.reshape(-1).astype(np.int64)
+    pred = pred.reshape(-1).astype(np.int64)
+    keep = gt != ignore_index
+    gt, pred = gt[keep], pred[keep]
+    if gt.size and gt.max() >= num_classes:
+        raise DataError(f"ground-truth label {int(gt.max())} out of range 0..{num_classes - 1}")
+    bad = (pred >= num_classes) & (pred != ignore_index)
+    if bad.any():
+        raise DataError(f"predicted label {int(pred[bad][0])} out of range 0..{num_classes - 1} or {ignore_index}")
+    pred = np.where(pred == ignore_index, num_classes, pred)
+    counts = np.bincount(gt * (num_classes + 1) + pred, minlength=num_classes * (num_classes + 1))
+    return counts.reshape(num_classes, num_classes + 1)
+
+
+@dataclass(frozen=True)
+class Scores:
+    iou: np.ndarray  # (C,) NaN where a class is in neither truth nor prediction
+    miou: float  # mean over the classes that occur
+    pixel_accuracy: float
+
+
+def scores(cm: np.ndarray) -> Scores:
+    """Per-class IoU = TP / (TP + FP + FN), mean IoU over present classes, pixel accuracy."""
+    cm = np.asarray(cm, dtype=np.float64)
+    tp = np.diag(cm[:, : cm.shape[0]])
+    gt_total = cm.sum(axis=1)  # TP + FN (abstentions count as FN)
+    pred_total = cm[:, : cm.shape[0]].sum(axis=0)  # TP + FP
+    union = gt_total + pred_total - tp
+    with np.errstate(invalid="ignore", divide="ignore"):
+        iou = np.where(union > 0, tp / union, np.nan)
+    present = ~np.isnan(iou)
+    miou = float(iou[present].mean()) if present.any() else float("nan")
+    total = cm.sum()
+    accuracy = float(tp.sum() / total) if total > 0 else float("nan")
+    return Scores(iou=iou, miou=miou, pixel_accuracy=accuracy)
+
+
+class ConfusionMatrix:
+    """Accumulates one confusion matrix over many images; ``compute()`` scores it."""
+
+    def __init__(self, num_classes: int, ignore_index: int = IGNORE):
+        self.num_classes = num_classes
+        self.ignore_index = ignore_index
+        self.matrix = np.zeros((num_classes, num_classes + 1), dtype=np.int64)
+
+    def update(self, gt: np.ndarray, pred: np.ndarray) -> None:
+        self.matrix += confusion(gt, pred, self.num_classes, self.ignore_index)
+
+    def merge(self, other: "ConfusionMatrix") -> None:
+        self.matrix += other.matrix
+
+    def compute(self) -> Scores:
+        return scores(self.matrix)

@@ -1,0 +1,89 @@
+"""The result record of a run: what was run, what it scored, how long it took, with what."""
+
+from __future__ import annotations
+
+import platform
+import time
+from typing import Any
+
+from wssbench.storage.cache import package_version
+from wssbench.results.metrics import ConfusionMatrix
+from wssbench.host.options import defaults
+from wssbench.seed.presets import deviations, unverified
+
+RECORD_VERSION = 1
+PACKAGES = ("wssbench", "torch", "timm", "numpy", "scikit-image", "scikit-learn", "pydensecrf2", "pulp", "pluggy")
+
+
+def versions(plugins: tuple[str, ...] = ()) -> dict[str, str | None]:
+    """Python's and the packages' versions, with every plugin distribution named in ``plugins``."""
+    out: dict[str, str | None] = {"python": platform.python_version()}
+    for name in (*PACKAGES, *sorted(set(plugins) - set(PACKAGES))):
+        out[name] = package_version(name)
+    return out
+
+
+def _nan_to_none(x: float) -> float | None:
+    return None if x != x else float(x)
+
+
+def describe_components(config: Any, registry: Any) -> dict[str, Any]:
+    """Each chosen component with the plugin that registered it and its full options."""
+    out: dict[str, Any] = {}
+    for stage, (kind, name) in config.components().items():
+        if name is None:
+            out[stage] = None
+            continue
+        entry = registry.get(kind, name)
+        opts = {k: v for k, v in defaults(entry.factory).items()}
+        opts.update(config.options_for(stage))
+        out[stage] = {"kind": kind, "name": name, "plugin": entry.plugin, "options": opts}
+    return out
+
+
+ONCE_PER_RUN = ("data", "classifier", "classmap_fit")  # timer stages that do not scale with the images
+
+
+def build_record(config, parts, registry, cm: ConfusionMatrix, ids, classifier, timings, started: float, stats: dict,
+                 world_size: int = 1, map_cache: dict | None = None, annotations: dict | None = None) -> dict:
+    """The result record of a run, made here and only here. ``annotations`` (a bench row's
+    label, tuning and published number) are added as they are."""
+    result = cm.compute()
+    components = describe_components(config, registry)
+    per_image = {k: v for k, v in timings.items() if k not in ONCE_PER_RUN}  # stages that scale with the images
+    names = parts.dataset.classes
+    n = len(ids)
+    return {
+        "record_version": RECORD_VERSION,
+        "stage": "seed",  # maps of the pipeline; "pseudo-mask" and "segmentation" come from ``wssbench segment``
+        "dataset": config.dataset,
+        "split": config.split,
+        "protocol": config.protocol,
+        "n_images": n,
+        "miou": _nan_to_none(result.miou),
+        "per_class_iou": {name: _nan_to_none(v) for name, v in zip(names, result.iou)},
+        "pixel_accuracy": _nan_to_none(result.pixel_accuracy),
+        "confusion_matrix": cm.matrix.tolist(),
+        "config": config.to_dict(),
+        # from the preset's published recipe (empty without a preset); options a bench tuned are its protocol
+        "deviations": deviations(config, registry, tuned=((annotations or {}).get("tuning") or {}).get("chosen") or {}),
+        "unverified": unverified(config),  # the preset's options chosen where the source could not be checked
+        "components": components,
+        "classifier": classifier,
+        "component_stats": stats,
+        "timings": {
+            "total_seconds": time.time() - started,
+            "stages_seconds": dict(timings),
+            "per_image_ms": {k: 1000.0 * v / n for k, v in per_image.items()},
+            "maps_from_cache": {s: s + ":cached" in timings and s not in timings for s in ("classmap", "saliency")},
+            # throughput: images per second of each stage on its own (pooled stages: per worker),
+            # and of the whole loop, where the CPU stages overlap the network's next batch
+            "images_per_second": {k: n / v for k, v in per_image.items() if v > 0},
+        },
+        "versions": versions(tuple(c["plugin"] for c in components.values() if c)),
+        "seed": config.seed,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "world_size": world_size,
+        "map_cache": map_cache or {},  # for 'wssbench show'
+        **(annotations or {}),
+    }
