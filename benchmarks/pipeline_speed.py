@@ -23,8 +23,8 @@ import time
 import torch
 
 import wssbench
-from wssbench.seed.pipeline import forward_batch, select_classes
 from wssbench.seed.config import RunConfig
+from wssbench.seed.pipeline import forward_batch, select_classes
 
 
 def sync(device: torch.device) -> None:

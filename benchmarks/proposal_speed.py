@@ -17,8 +17,8 @@ import time
 
 import numpy as np
 
-from wssbench.methods.objectness import objectness_map
 from wssbench.host.registry import default_registry
+from wssbench.methods.objectness import objectness_map
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
 

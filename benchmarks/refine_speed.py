@@ -16,9 +16,9 @@ import time
 import numpy as np
 from scipy.ndimage import gaussian_filter
 
-from wssbench.seed.pipeline import ImageMaps
 from wssbench.host.registry import default_registry
 from wssbench.runtime.workers import PredictPool, predict_one
+from wssbench.seed.pipeline import ImageMaps
 
 
 def stand_in_maps(dataset, ids: list[str], seed: int = 0) -> list[ImageMaps]:

@@ -100,8 +100,8 @@ def detection_lines(data_root: str, weights: str) -> list[str]:
     import numpy as np
     import torch
 
-    from wssbench.data.voc2012 import VOC2012
     from wssbench.classifier.imagenet import VOC_CLASSES, imagenet_classifier
+    from wssbench.data.voc2012 import VOC2012
 
     dataset = VOC2012(data_root)
     dataset.prepare()

@@ -10,8 +10,8 @@ import numpy as np
 import pulp
 
 import wssbench
-from wssbench.methods.superpixels import check_slic, segment_areas, segment_means, slic_segments
 from wssbench.methods.fusion_rules import ThresholdRule
+from wssbench.methods.superpixels import check_slic, segment_areas, segment_means, slic_segments
 
 # CBC's status -> the reason an image falls back to the threshold rule
 _FAILURES = {

@@ -53,12 +53,12 @@ from typing import TYPE_CHECKING, Callable
 import numpy as np
 
 import wssbench
-from wssbench.storage.cache import cache_dir, cannot_write, damaged, fingerprint, seal, unseal
 from wssbench.errors import UsageError
+from wssbench.methods.maps import max_normalise
+from wssbench.methods.superpixels import slic_segments
+from wssbench.storage.cache import cache_dir, cannot_write, damaged, fingerprint, seal, unseal
 from wssbench.storage.io import atomic_path
 from wssbench.storage.locks import entry_lock
-from wssbench.methods.superpixels import slic_segments
-from wssbench.methods.maps import max_normalise
 
 if TYPE_CHECKING:  # torch and scikit-learn are imported where they are used, so listing the plugins stays fast
     import torch

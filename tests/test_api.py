@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import wssbench
-from wssbench.seed.config import RunConfig, build_config, config_from_record, description_of, merge
+from wssbench.classifier.training import TrainRecipe
 from wssbench.errors import DataError, UsageError
 from wssbench.methods.forward import plain_forward
+from wssbench.seed.config import RunConfig, build_config, config_from_record, description_of, merge
 from wssbench.seed.presets import PRESETS
-from wssbench.classifier.training import TrainRecipe
 
 TINY = {"options": {"dataset.preset": "tiny"}, "epochs": 1, "device": "cpu", "workers": 1}
 

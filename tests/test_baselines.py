@@ -13,13 +13,13 @@ from torch import nn
 
 import wssbench
 from wssbench.classifier.model import Classifier
-from wssbench.seed.config import RunConfig, build_config
+from wssbench.classifier.training import LOSSES, TrainRecipe, head_targets, recipe_dict
 from wssbench.errors import UsageError
+from wssbench.host.registry import default_registry
 from wssbench.methods.forward import plain_forward
+from wssbench.seed.config import RunConfig, build_config
 from wssbench.seed.pipeline import background_of, classifier_key, select_classes
 from wssbench.seed.presets import PRESETS, deviations, unverified
-from wssbench.host.registry import default_registry
-from wssbench.classifier.training import LOSSES, TrainRecipe, head_targets, recipe_dict
 from wssbench_plugins.classmaps import FCNScoreMaps
 from wssbench_plugins.fusion import ImagePriorFusion, ThresholdFusion
 

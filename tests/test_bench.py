@@ -70,8 +70,8 @@ def test_shipped_bench_files_are_valid(name):
     import itertools
 
     from wssbench.cli.bench import load_bench, row_config
-    from wssbench.seed.pipeline import check
     from wssbench.host.registry import default_registry
+    from wssbench.seed.pipeline import check
     from wssbench.segmentation.config import SegmentConfig
 
     registry = default_registry()

@@ -12,12 +12,12 @@ import pytest
 import torch
 
 import wssbench.storage.io
-from wssbench.seed.config import RunConfig
-from wssbench.data.synthetic import SyntheticDataset
-from wssbench.storage.mapcache import MapCache
-from wssbench.seed.pipeline import classifier_key, load_or_train, resolve
-from wssbench.host.registry import default_registry
 from wssbench.classifier.training import TrainRecipe, checkpoint_path, load_cached_checkpoint, save_checkpoint
+from wssbench.data.synthetic import SyntheticDataset
+from wssbench.host.registry import default_registry
+from wssbench.seed.config import RunConfig
+from wssbench.seed.pipeline import classifier_key, load_or_train, resolve
+from wssbench.storage.mapcache import MapCache
 
 
 @pytest.fixture

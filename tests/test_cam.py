@@ -18,8 +18,8 @@ from torch import nn
 from wssbench.classifier.model import POOLINGS, Classifier
 from wssbench.errors import UsageError
 from wssbench.host.registry import build_registry
-from wssbench_plugins.cam import CAM, GradCAM, cam_raw, class_activation_maps, grad_cam_raw
 from wssbench.methods.maps import select
+from wssbench_plugins.cam import CAM, GradCAM, cam_raw, class_activation_maps, grad_cam_raw
 
 grad_cam_ref = pytest.importorskip("pytorch_grad_cam")
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget  # noqa: E402

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import pytest
 import torch
-
 from test_saliency import assert_unchanged, snapshot  # noqa: F401 (fixture)
+
 from wssbench.host.registry import build_registry
 
 pytestmark = pytest.mark.usefixtures("one_thread")

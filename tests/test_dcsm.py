@@ -15,9 +15,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
+from test_saliency import assert_unchanged, snapshot
 from torch import nn
 
-from test_saliency import assert_unchanged, snapshot
 from wssbench.errors import UsageError
 from wssbench.host.registry import build_registry
 

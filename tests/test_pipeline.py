@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from wssbench.classifier.model import POOLINGS
-from wssbench.seed.config import RunConfig, parse_option_strings
 from wssbench.errors import UsageError
+from wssbench.seed.config import RunConfig, parse_option_strings
 from wssbench.seed.pipeline import select_classes
 
 
@@ -70,10 +70,10 @@ def test_select_classes_without_cap_or_forced_top1():
 
 
 def test_a_batch_with_no_detection_is_all_background(resnet18_classifier):
-    from wssbench.seed.pipeline import stage_maps, Timer
+    from wssbench.seed.pipeline import Timer, stage_maps
     from wssbench_plugins.classmaps import FCNScoreMaps
-    from wssbench_plugins.saliency import GuidedBP
     from wssbench_plugins.fusion import ThresholdFusion
+    from wssbench_plugins.saliency import GuidedBP
 
     model = resnet18_classifier(4)
     x = torch.randn(2, 3, 32, 32)

@@ -231,8 +231,8 @@ def test_cli_names_the_failing_plugin(third_party, monkeypatch):
     import click
     from click.testing import CliRunner
 
-    from wssbench.host import registry as registry_module
     from wssbench.cli import WssbenchGroup
+    from wssbench.host import registry as registry_module
 
     registry = build_registry(entry_points=[third_party, *builtin_entry_points()])
     monkeypatch.setattr(registry_module, "_default", registry)  # the CLI's registry is the process's

@@ -14,17 +14,31 @@ from torch import nn
 from wssbench.classifier.model import Classifier
 from wssbench.cli import WssbenchGroup
 from wssbench.cli.saliency_eval import saliency_eval_command
-from wssbench.seed.config import RunConfig
 from wssbench.errors import UsageError
 from wssbench.evaluation import (
-    EvalOptions, PointingGame, auc, bounding_box, cascade_units, causal_curve, columns_for_run, deletion, energy_inside,
-    evaluate_saliency, insertion, is_difficult, leaderboard_columns, max_point, pointing_hit, sanity_check, spearman,
+    EvalOptions,
+    PointingGame,
+    auc,
+    bounding_box,
+    cascade_units,
+    causal_curve,
+    columns_for_run,
+    deletion,
+    energy_inside,
+    evaluate_saliency,
+    insertion,
+    is_difficult,
+    leaderboard_columns,
+    max_point,
+    pointing_hit,
+    sanity_check,
+    spearman,
 )
 from wssbench.evaluation.causal import blur_baseline, salient_ranks
-from wssbench.seed.record import describe_components
 from wssbench.host.registry import default_registry
+from wssbench.seed.config import RunConfig
+from wssbench.seed.record import describe_components
 from wssbench_plugins.saliency import GuidedBP, VanillaBP
-
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

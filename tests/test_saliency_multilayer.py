@@ -13,9 +13,9 @@ import pytest
 import timm
 import torch
 import torch.nn.functional as F
+from test_saliency import SumPool, assert_unchanged, rel_diff, snapshot  # noqa: F401 (fixture)
 from torch import nn
 
-from test_saliency import SumPool, assert_unchanged, rel_diff, snapshot  # noqa: F401 (fixture)
 from wssbench.classifier.model import Classifier
 from wssbench.errors import UsageError
 from wssbench.methods.saliency import class_gradients, default_layers

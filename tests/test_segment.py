@@ -12,10 +12,10 @@ from click.testing import CliRunner
 
 from wssbench.cli import cli
 from wssbench.errors import UsageError
-from wssbench.storage.io import write_json, write_mask
 from wssbench.host.registry import default_registry
 from wssbench.segmentation.config import SegmentConfig, SegRecipe
 from wssbench.segmentation.run import resolve, segment
+from wssbench.storage.io import write_json, write_mask
 
 TINY = (("dataset", "preset", "tiny"), ("segnet", "encoder", "resnet10t"))
 RECIPE = SegRecipe(epochs=1, batch_size=4, crop=48)

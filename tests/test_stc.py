@@ -13,9 +13,9 @@ from scipy import ndimage
 from skimage.color import rgb2lab
 
 from wssbench.cli import cli
-from wssbench.runtime.distributed import World
 from wssbench.errors import DataError, UsageError
 from wssbench.host.registry import default_registry
+from wssbench.runtime.distributed import World
 from wssbench.segmentation import stc
 from wssbench.segmentation.batch import IGNORE, SegBatch
 from wssbench.segmentation.config import SegmentConfig, SegRecipe

@@ -8,8 +8,8 @@ import pytest
 from wssbench.data import synthetic
 from wssbench.data.synthetic import CLASSES, SyntheticDataset, SyntheticSpec, generate
 from wssbench.errors import DataError
-from wssbench.storage.io import read_mask
 from wssbench.host.options import parse_option
+from wssbench.storage.io import read_mask
 
 TINY = SyntheticSpec.preset("tiny")
 

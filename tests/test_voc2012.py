@@ -9,10 +9,10 @@ import pytest
 from click.testing import CliRunner
 from PIL import Image
 
-from wssbench.host import registry
 from wssbench.cli.data import data
 from wssbench.data.voc2012 import CLASSES, VOC2012
 from wssbench.errors import DataError
+from wssbench.host import registry
 from wssbench.host.hookspecs import hookimpl
 from wssbench.storage.io import write_mask
 

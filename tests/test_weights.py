@@ -7,8 +7,8 @@ import timm
 import torch
 
 import wssbench
-from wssbench.errors import DataError
 from wssbench.classifier.weights import load_weights, read_state_dict
+from wssbench.errors import DataError
 
 
 def _random_state(model: torch.nn.Module, seed: int = 1) -> OrderedDict:

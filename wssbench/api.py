@@ -33,8 +33,8 @@ def create_classifier(backbone: str, num_classes: int, pooling: str = "gap", pre
     ``model(images) -> scores (B, C)``, ``model.score_maps(images) -> (B, C, h, w)``; the
     random initialisation is drawn from ``seed``.
     """
-    from wssbench.seed.pipeline import create_classifier as create
     from wssbench.host.registry import default_registry
+    from wssbench.seed.pipeline import create_classifier as create
 
     registry = registry or default_registry()
     provider_name, _, model_name = backbone.rpartition(":")
@@ -46,8 +46,8 @@ class Pipeline:
     """One run: its checked config, its components, its trained classifier; run or iterate."""
 
     def __init__(self, config: RunConfig | None = None, *, registry: Any = None, **description: Any):
-        from wssbench.seed.pipeline import resolve
         from wssbench.host.registry import default_registry
+        from wssbench.seed.pipeline import resolve
 
         if config is not None and description:
             raise TypeError("Pipeline: pass a RunConfig or keyword arguments, not both")

@@ -36,8 +36,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from wssbench.results import references
 from wssbench.errors import DataError
+from wssbench.results import references
 from wssbench.seed.config import parse_option_strings, recorded_value
 from wssbench.seed.presets import PRESETS, TRAIN
 
@@ -386,8 +386,8 @@ def _follows_preset(config: dict, preset: str) -> bool:
     known = PRESETS.get(preset)
     if known is None:
         return False
-    from wssbench.seed.config import RECIPE_KEYS
     from wssbench.classifier.training import TrainRecipe
+    from wssbench.seed.config import RECIPE_KEYS
 
     for key, value in known.options.items():
         if key == "options" or key in TRAIN:

@@ -43,9 +43,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from wssbench.classifier.model import POOLINGS, Classifier
+from wssbench.classifier.weights import load_weights
 from wssbench.data.voc2012 import CLASSES as VOC2012_CLASSES
 from wssbench.errors import OfflineError, UsageError
-from wssbench.classifier.weights import load_weights
 
 HEADS = ("imagenet", "voc")
 NO_MEMBER_SCORE = -20.0  # log-odds of a VOC class without ImageNet members: sigmoid ~ 2e-9, never detected

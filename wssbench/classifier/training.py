@@ -18,11 +18,11 @@ import torch
 import torch.nn.functional as F
 from sklearn.metrics import average_precision_score
 
-from wssbench.storage.cache import cache_dir, cannot_write, damaged, file_digest, fingerprint
 from wssbench.classifier.model import Classifier
-from wssbench.storage.io import atomic_path
 from wssbench.runtime.loading import load_all
 from wssbench.runtime.precision import autocast, grad_scaler
+from wssbench.storage.cache import cache_dir, cannot_write, damaged, file_digest, fingerprint
+from wssbench.storage.io import atomic_path
 
 CHECKPOINT_VERSION = 1
 

@@ -29,15 +29,15 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from wssbench.storage.cache import fingerprint
-from wssbench.seed.config import RunConfig, build_config, merge
+from wssbench.cli import traceback_option
+from wssbench.cli.progress import progress_display
 from wssbench.errors import DataError, UsageError
-from wssbench.storage.io import check_run_dir
 from wssbench.leaderboard import DEVIATION_MARK
+from wssbench.seed.config import RunConfig, build_config, merge
 from wssbench.segmentation.config import SegmentConfig
 from wssbench.segmentation.describe import build_segment_config, is_segment_preset
-from wssbench.cli.progress import progress_display
-from wssbench.cli import traceback_option
+from wssbench.storage.cache import fingerprint
+from wssbench.storage.io import check_run_dir
 
 ROW_KEYS = {"label", "tune", "published"}
 SET_BY_BENCH = {"out", "as_json", "from_record"}

@@ -11,8 +11,8 @@ import click
 from rich.console import Console
 from rich.table import Table
 
-from wssbench.storage.cache import cache_dir
 from wssbench.cli import traceback_option
+from wssbench.storage.cache import cache_dir
 
 SECTIONS = {
     "data": "generated and downloaded datasets",

@@ -9,9 +9,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from wssbench.storage.cache import cache_dir
 from wssbench.data.download import download_voc2012
 from wssbench.host.registry import default_registry
+from wssbench.storage.cache import cache_dir
 
 DOWNLOADERS = {"voc2012": download_voc2012}  # name -> download(root) -> the dataset folder
 

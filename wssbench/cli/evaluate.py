@@ -15,17 +15,17 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from wssbench.cli import traceback_option
+from wssbench.cli.params import ComponentName
 from wssbench.errors import DataError, UsageError
 from wssbench.host.options import parse_option_strings
 from wssbench.host.registry import default_registry
-from wssbench.cli import traceback_option
-from wssbench.cli.params import ComponentName
 
 
 def evaluate_folder(pred_dir: Path, dataset, split: str, ids: list[str] | None = None):
     """One confusion matrix over ``ids`` (default: every image of ``split``); each needs ``pred_dir/<id>.png``."""
-    from wssbench.storage.io import read_mask
     from wssbench.results.metrics import ConfusionMatrix
+    from wssbench.storage.io import read_mask
 
     if not pred_dir.is_dir():
         raise DataError(f"{pred_dir}: prediction folder not found")

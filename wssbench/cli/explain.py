@@ -26,16 +26,16 @@ from PIL import Image, ImageDraw, ImageFont
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from wssbench.classifier.model import POOLINGS, Classifier
-from wssbench.seed.config import RunConfig, build_config
-from wssbench.errors import DataError, UsageError
 from wssbench.classifier.imagenet import ImageNetClassifier, imagenet_index
-from wssbench.storage.io import atomic_path, read_image
-from wssbench.seed.pipeline import Timer, check, prepare_run, resolve
-from wssbench.host.registry import Registry, default_registry
+from wssbench.classifier.model import POOLINGS, Classifier
 from wssbench.classifier.training import TrainRecipe, load_checkpoint
 from wssbench.cli import traceback_option
 from wssbench.cli.params import ComponentName
+from wssbench.errors import DataError, UsageError
+from wssbench.host.registry import Registry, default_registry
+from wssbench.seed.config import RunConfig, build_config
+from wssbench.seed.pipeline import Timer, check, prepare_run, resolve
+from wssbench.storage.io import atomic_path, read_image
 
 MIN_TILE = 256  # pixels, short side of a tile
 CAPTION = 20  # pixels above each tile

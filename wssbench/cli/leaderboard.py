@@ -9,9 +9,9 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from wssbench.cli import traceback_option
 from wssbench.errors import UsageError
 from wssbench.leaderboard import FORMATTERS, SORT_KEYS, Group, build_groups, cell_text, find_records, find_saliency_records
-from wssbench.cli import traceback_option
 
 
 def rich_table(group: Group) -> Table:

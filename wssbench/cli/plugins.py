@@ -9,9 +9,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from wssbench.cli import traceback_option
 from wssbench.host.options import REQUIRED, describe_options
 from wssbench.host.registry import KINDS, default_registry
-from wssbench.cli import traceback_option
 
 
 @click.command("plugins")

@@ -14,19 +14,19 @@ from pathlib import Path
 import click
 from rich.console import Console
 
-from wssbench.storage.cache import fingerprint
 from wssbench.classifier.model import POOLINGS
-from wssbench.seed.config import RunConfig, build_config, config_from_record
-from wssbench.errors import UsageError
-from wssbench.storage.io import check_run_dir
-from wssbench.runtime.precision import PRECISIONS
-from wssbench.seed.presets import PRESETS
-from wssbench.segmentation.presets import SEGMENT_PRESETS
 from wssbench.classifier.training import TrainRecipe
 from wssbench.cli import traceback_option
 from wssbench.cli.params import ComponentName
 from wssbench.cli.progress import progress_display
 from wssbench.cli.tables import config_panel, result_table
+from wssbench.errors import UsageError
+from wssbench.runtime.precision import PRECISIONS
+from wssbench.seed.config import RunConfig, build_config, config_from_record
+from wssbench.seed.presets import PRESETS
+from wssbench.segmentation.presets import SEGMENT_PRESETS
+from wssbench.storage.cache import fingerprint
+from wssbench.storage.io import check_run_dir
 
 D = RunConfig()  # the defaults shown in --help (build_config applies them)
 
@@ -83,8 +83,8 @@ def run_command(from_record: str | None, out: str | None, as_json: bool, **kw) -
     if given.get("preset") in SEGMENT_PRESETS:  # EM-Adapt, CCNN: a segmentation network from image labels
         if from_record:
             raise UsageError(f"--from: preset '{given['preset']}' trains a segmentation network; rerun it with its options")
-        from wssbench.segmentation.describe import build_segment_config
         from wssbench.cli.segment import run_segmentation
+        from wssbench.segmentation.describe import build_segment_config
 
         return run_segmentation(build_segment_config(given), out, as_json)
     if "segnet" in given:

@@ -21,17 +21,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from wssbench.classifier.model import POOLINGS, Classifier
-from wssbench.seed.config import RunConfig, build_config, parse_option_strings
-from wssbench.errors import UsageError
-from wssbench.evaluation import METRICS, EvalOptions, evaluate_saliency
-from wssbench.evaluation.causal import BASELINES
-from wssbench.storage.io import write_json
-from wssbench.seed.pipeline import Timer, prepare_run, resolve
-from wssbench.seed.record import versions
-from wssbench.host.registry import Registry, default_registry
 from wssbench.classifier.training import TrainRecipe
 from wssbench.cli import traceback_option
 from wssbench.cli.params import ComponentName
+from wssbench.errors import UsageError
+from wssbench.evaluation import METRICS, EvalOptions, evaluate_saliency
+from wssbench.evaluation.causal import BASELINES
+from wssbench.host.registry import Registry, default_registry
+from wssbench.seed.config import RunConfig, build_config, parse_option_strings
+from wssbench.seed.pipeline import Timer, prepare_run, resolve
+from wssbench.seed.record import versions
+from wssbench.storage.io import write_json
 
 RECORD_KIND = "saliency-eval"
 METHOD_STAGES = ("saliency", "classmap")

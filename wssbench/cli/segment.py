@@ -12,17 +12,17 @@ from rich.console import Console
 from rich.panel import Panel
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-from wssbench.storage.cache import fingerprint
+from wssbench.cli import traceback_option
+from wssbench.cli.params import ComponentName
 from wssbench.errors import UsageError
-from wssbench.storage.io import check_run_dir
-from wssbench.runtime.precision import PRECISIONS
 from wssbench.host.registry import default_registry
+from wssbench.runtime.precision import PRECISIONS
 from wssbench.segmentation.config import BN_MODES, MULTI_SCALES, SCHEDULES, SegmentConfig, SegRecipe
 from wssbench.segmentation.describe import build_segment_config
 from wssbench.segmentation.presets import SEGMENT_PRESETS
 from wssbench.segmentation.run import resolve, segment
-from wssbench.cli import traceback_option
-from wssbench.cli.params import ComponentName
+from wssbench.storage.cache import fingerprint
+from wssbench.storage.io import check_run_dir
 
 
 def default_out(config: SegmentConfig) -> Path:
@@ -34,8 +34,9 @@ def make_masks(args: str, train_split: str, dataset: str) -> Path:
     """Run ``wssbench run ARGS --split TRAIN`` (ground-truth image labels unless ARGS say
     otherwise) into its default folder, unless that folder holds a result already."""
     from wssbench.api import Pipeline
+    from wssbench.cli.run import default_out as run_out
+    from wssbench.cli.run import description_from_flags, run_command
     from wssbench.seed.config import build_config
-    from wssbench.cli.run import default_out as run_out, description_from_flags, run_command
 
     ctx = run_command.make_context("run", shlex.split(args), resilient_parsing=False)
     kw = dict(ctx.params)

@@ -21,10 +21,10 @@ import click
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from wssbench.errors import DataError
-from wssbench.storage.io import PALETTE, atomic_path, read_mask
-from wssbench.host.registry import default_registry
 from wssbench.cli import traceback_option
+from wssbench.errors import DataError
+from wssbench.host.registry import default_registry
+from wssbench.storage.io import PALETTE, atomic_path, read_mask
 
 IGNORE = 255
 SWATCH = 14  # pixels, side of a legend colour swatch

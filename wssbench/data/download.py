@@ -22,13 +22,11 @@ import urllib.request
 from pathlib import Path, PurePosixPath
 
 from rich.console import Console
-from rich.progress import (
-    BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn,
-)
+from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from wssbench.storage.cache import file_digest
-from wssbench.errors import DataError, OfflineError
 from wssbench.data.voc2012 import VOC2012, find_voc2012
+from wssbench.errors import DataError, OfflineError
+from wssbench.storage.cache import file_digest
 
 VOC2012_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
 VOC2012_MD5 = "6cd6e144f989b92b3379bac3b3de84fd"

@@ -19,9 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from wssbench.storage.cache import cache_dir
-from wssbench.errors import DataError
 from wssbench.data.layout import SegmentationDataset
+from wssbench.errors import DataError
+from wssbench.storage.cache import cache_dir
 
 CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",

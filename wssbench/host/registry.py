@@ -29,8 +29,8 @@ from typing import Any, Callable, Iterable
 
 import pluggy
 
-from wssbench.host import hookspecs
 from wssbench.errors import PluginError, UsageError
+from wssbench.host import hookspecs
 from wssbench.host.options import parse_option
 
 ENTRY_POINT_GROUP = "wssbench"

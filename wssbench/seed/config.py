@@ -28,10 +28,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wssbench.classifier.training import TrainRecipe
 from wssbench.errors import DataError, UsageError
 from wssbench.host.options import parse_option_strings
 from wssbench.results.references import SEED_QUALITY, SEGMENTATION
-from wssbench.classifier.training import TrainRecipe
 
 # Stages whose component options can be set with ``-O STAGE.KEY=VALUE`` (refiners by name).
 STAGES = ("dataset", "backbone", "saliency", "classmap", "fusion")

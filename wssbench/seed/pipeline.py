@@ -27,21 +27,21 @@ import numpy as np
 import torch
 
 from wssbench.classifier.model import Classifier, downsample_factor
-from wssbench.seed.config import RunConfig
+from wssbench.classifier.training import checkpoint_path, mean_average_precision, recipe_dict, save_checkpoint, train
 from wssbench.errors import DataError, OfflineError, UsageError
-from wssbench.methods.forward import plain_forward
-from wssbench.storage.io import atomic_dir, run_dir, write_json, write_mask
-from wssbench.runtime.loading import load_all
-from wssbench.storage.mapcache import MapCache, code_digests
-from wssbench.results.metrics import ConfusionMatrix
 from wssbench.host.options import defaults
-from wssbench.runtime.precision import autocast
-from wssbench.seed.record import build_record
+from wssbench.host.registry import Registry
+from wssbench.methods.forward import plain_forward
+from wssbench.results.metrics import ConfusionMatrix
 from wssbench.runtime import distributed
 from wssbench.runtime.distributed import World
-from wssbench.host.registry import Registry
+from wssbench.runtime.loading import load_all
+from wssbench.runtime.precision import autocast
 from wssbench.runtime.workers import PredictPool, merge_stats
-from wssbench.classifier.training import checkpoint_path, mean_average_precision, recipe_dict, save_checkpoint, train
+from wssbench.seed.config import RunConfig
+from wssbench.seed.record import build_record
+from wssbench.storage.io import atomic_dir, run_dir, write_json, write_mask
+from wssbench.storage.mapcache import MapCache, code_digests
 
 CLASSIFIER_VERSION = 2  # 2: the initialisation is seeded (1 drew it from an unseeded generator)
 SEGMENT_WALL = "segment_wall"  # timer stage: the whole loop over the split
@@ -212,8 +212,8 @@ def load_or_train(config: RunConfig, parts: Components, device: torch.device, pr
     (``locks.entry_lock``): a second run on the same cold cache waits and loads the first's
     result. Where the cache cannot be written the trained model is used in memory (said once).
     """
-    from wssbench.storage.locks import entry_lock, log
     from wssbench.classifier.training import load_cached_checkpoint
+    from wssbench.storage.locks import entry_lock, log
 
     model = parts.model
     key = classifier_key(config, parts.dataset)

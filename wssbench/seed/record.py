@@ -6,10 +6,10 @@ import platform
 import time
 from typing import Any
 
-from wssbench.storage.cache import package_version
-from wssbench.results.metrics import ConfusionMatrix
 from wssbench.host.options import defaults
+from wssbench.results.metrics import ConfusionMatrix
 from wssbench.seed.presets import deviations, unverified
+from wssbench.storage.cache import package_version
 
 RECORD_VERSION = 1
 PACKAGES = ("wssbench", "torch", "timm", "numpy", "scikit-image", "scikit-learn", "pydensecrf2", "pulp", "pluggy")

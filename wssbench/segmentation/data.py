@@ -14,10 +14,10 @@ import torch
 import torch.nn.functional as F
 
 from wssbench.errors import DataError
-from wssbench.storage.io import read_mask
 from wssbench.runtime.loading import load_all
 from wssbench.segmentation.batch import IGNORE
 from wssbench.segmentation.config import SegRecipe
+from wssbench.storage.io import read_mask
 
 
 def augment(image: np.ndarray, mask: np.ndarray | None, recipe: SegRecipe, rng: np.random.Generator,

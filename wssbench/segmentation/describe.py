@@ -23,8 +23,8 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
-from wssbench.seed.config import _coerce, merge, option_triples, resolve_device
 from wssbench.errors import UsageError
+from wssbench.seed.config import _coerce, merge, option_triples, resolve_device
 from wssbench.segmentation.config import MULTI_SCALES, SegmentConfig, SegRecipe
 
 RECIPE_KEYS = ("epochs", "lr", "crop", "bn", "batch_size")

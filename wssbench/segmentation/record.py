@@ -6,11 +6,11 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from wssbench.results.metrics import ConfusionMatrix
 from wssbench.host.options import defaults
+from wssbench.results.metrics import ConfusionMatrix
+from wssbench.results.references import SEGMENTATION
 from wssbench.seed.presets import unverified
 from wssbench.seed.record import RECORD_VERSION, versions
-from wssbench.results.references import SEGMENTATION
 from wssbench.segmentation.presets import SEGMENT_PRESETS, segment_deviations
 
 STAGE = "segmentation"

@@ -11,20 +11,20 @@ from typing import Any
 
 import torch
 
-from wssbench.runtime import distributed
-from wssbench.storage.cache import file_digest, fingerprint
-from wssbench.runtime.distributed import World
 from wssbench.errors import DataError, OfflineError, UsageError
-from wssbench.storage.io import atomic_dir, write_json, write_mask
-from wssbench.results.metrics import ConfusionMatrix
-from wssbench.seed.pipeline import Timer, batches, compute_key, rank_dir
 from wssbench.host.registry import Registry
+from wssbench.results.metrics import ConfusionMatrix
+from wssbench.runtime import distributed
+from wssbench.runtime.distributed import World
+from wssbench.seed.pipeline import Timer, batches, compute_key, rank_dir
 from wssbench.segmentation.config import SegmentConfig
 from wssbench.segmentation.data import TrainSamples
 from wssbench.segmentation.infer import segment_images
 from wssbench.segmentation.masks import PseudoMaskRun, open_mask_run
 from wssbench.segmentation.record import build_record
 from wssbench.segmentation.train import SegModel, load_or_train, recipe_dict, train
+from wssbench.storage.cache import file_digest, fingerprint
+from wssbench.storage.io import atomic_dir, write_json, write_mask
 
 NETWORK_VERSION = 1
 # DeepLab's dense-CRF post-processing (DESIGN.md section 3); ``-O crf.KEY=VALUE`` changes it

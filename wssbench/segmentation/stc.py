@@ -46,15 +46,15 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from wssbench.storage.cache import cache_dir, file_digest, fingerprint
-from wssbench.runtime.distributed import World
 from wssbench.errors import DataError
-from wssbench.storage.io import atomic_dir, read_mask, write_mask
+from wssbench.runtime.distributed import World
 from wssbench.segmentation.batch import IGNORE, SegBatch, per_image_mean
 from wssbench.segmentation.data import TrainSamples
 from wssbench.segmentation.infer import predict_probs
 from wssbench.segmentation.salient_objects import DETECTORS, saliency_map
 from wssbench.segmentation.train import SegModel, load_or_train, train
+from wssbench.storage.cache import cache_dir, file_digest, fingerprint
+from wssbench.storage.io import atomic_dir, read_mask, write_mask
 
 STC_VERSION = 1
 LEVELS = 254  # saliency in [0, 1] is stored as a mask of levels 0..254 (255 stays "ignore")

@@ -19,15 +19,15 @@ import numpy as np
 import torch
 from torch import nn
 
-from wssbench.storage.cache import cache_dir, fingerprint
-from wssbench.runtime.distributed import World
-from wssbench.errors import UsageError
-from wssbench.storage.io import atomic_path
-from wssbench.runtime.precision import autocast, grad_scaler
 from wssbench.classifier.training import poly_sgd_step
+from wssbench.errors import UsageError
+from wssbench.runtime.distributed import World
+from wssbench.runtime.precision import autocast, grad_scaler
 from wssbench.segmentation.batch import SegBatch
 from wssbench.segmentation.config import SegRecipe
 from wssbench.segmentation.data import TrainSamples, augment, epoch_order, sample_rng
+from wssbench.storage.cache import cache_dir, fingerprint
+from wssbench.storage.io import atomic_path
 
 CHECKPOINT_VERSION = 1
 
