@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import pickle
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
@@ -56,6 +55,7 @@ import wssbench
 from wssbench.errors import UsageError
 from wssbench.methods.maps import max_normalise
 from wssbench.methods.superpixels import slic_segments
+from wssbench.storage.arrays import pack_arrays, unpack_arrays
 from wssbench.storage.cache import cache_dir, cannot_write, damaged, fingerprint, seal, unseal
 from wssbench.storage.io import atomic_path
 from wssbench.storage.locks import entry_lock
@@ -66,7 +66,43 @@ if TYPE_CHECKING:  # torch and scikit-learn are imported where they are used, so
 
     from wssbench_plugins._misvm import MISVM
 
-FIT_VERSION = 3  # bump when a change alters the fitted SVMs or their file (2: sealed with a checksum; 3: hinge loss, levels)
+FIT_VERSION = 4  # bump when a change alters the fitted SVMs or their file (2: sealed with a checksum; 3: hinge loss, levels; 4: arrays, no pickle)
+
+
+@dataclass(frozen=True, eq=False)
+class LinearScorer:
+    """A fitted mi-SVM's hyperplane: ``decision_function(x (n, D)) = x @ coef + intercept`` (n,),
+    what the maps need, as arrays the cache stores (a fresh fit and a cached one score alike)."""
+
+    coef: np.ndarray  # (D,) float64
+    intercept: float
+    n_iter_: int  # SVMs the mi-SVM loop trained
+
+    def decision_function(self, x: np.ndarray) -> np.ndarray:
+        return np.asarray(x, np.float64) @ self.coef + self.intercept
+
+    @staticmethod
+    def of(svm: MISVM) -> "LinearScorer":
+        """A fitted :class:`~wssbench_plugins._misvm.MISVM`'s hyperplane (its LinearSVC's)."""
+        return LinearScorer(svm.svm_.coef_[0].astype(np.float64).copy(), float(svm.svm_.intercept_[0]), svm.n_iter_)
+
+    @staticmethod
+    def pack(scorers: list["LinearScorer | None"]) -> dict[str, np.ndarray]:
+        """Per class: ``trained`` (C,), ``coef`` (C, D) (zeros where untrained), ``intercept``, ``n_iter``."""
+        dim = next((len(s.coef) for s in scorers if s is not None), 0)
+        return {
+            "trained": np.array([s is not None for s in scorers]),
+            "coef": np.stack([s.coef if s is not None else np.zeros(dim) for s in scorers]).reshape(len(scorers), dim),
+            "intercept": np.array([s.intercept if s is not None else 0.0 for s in scorers]),
+            "n_iter": np.array([s.n_iter_ if s is not None else 0 for s in scorers]),
+        }
+
+    @staticmethod
+    def unpack(arrays: dict[str, np.ndarray]) -> list["LinearScorer | None"]:
+        return [
+            LinearScorer(arrays["coef"][c].astype(np.float64), float(arrays["intercept"][c]), int(arrays["n_iter"][c])) if trained else None
+            for c, trained in enumerate(arrays["trained"])
+        ]
 
 
 def default_layers(features: nn.Module) -> list[str]:
@@ -223,8 +259,9 @@ class ZoomOut:
         return segments, features
 
     @property
-    def svms(self) -> list[MISVM | None]:
-        """The fitted mi-SVM of each foreground class (``None``: not trainable); empty before ``fit``."""
+    def svms(self) -> list[LinearScorer | None]:
+        """The fitted mi-SVM of each foreground class as its linear scorer (``None``: not
+        trainable); empty before ``fit``."""
         return list(self._svms)
 
     def fit(self, model, dataset, split: str, key: str, progress: Callable[[int, int], None] | None = None) -> None:
@@ -237,17 +274,17 @@ class ZoomOut:
         """
         import sklearn
 
-        fitted_by = [FIT_VERSION, sklearn.__version__, key, split, dataclasses.asdict(self)]  # pickles are version-bound
-        path = cache_dir("classmaps", f"zoomout-{fingerprint(fitted_by)}.pkl")
+        fitted_by = [FIT_VERSION, sklearn.__version__, key, split, dataclasses.asdict(self)]
+        path = cache_dir("classmaps", f"zoomout-{fingerprint(fitted_by)}.npz")
         svms = self._load(path)
         if svms is None:
             with entry_lock(path):
                 svms = self._load(path)  # another run may have fitted them meanwhile
                 if svms is None:
-                    svms = self._train(model, dataset, split, progress)
+                    svms = [None if svm is None else LinearScorer.of(svm) for svm in self._train(model, dataset, split, progress)]
                     try:
                         with atomic_path(path) as tmp:
-                            tmp.write_bytes(seal(pickle.dumps(svms)))
+                            tmp.write_bytes(seal(pack_arrays(LinearScorer.pack(svms))))
                         with atomic_path(path.with_suffix(".json")) as tmp:  # what the entry is, for 'wssbench cache show'
                             tmp.write_text(json.dumps({"classmap": self.name, "classifier": key, "split": split,
                                                        "options": dataclasses.asdict(self)}, indent=2) + "\n")
@@ -256,16 +293,17 @@ class ZoomOut:
         self._svms[:] = svms
 
     @staticmethod
-    def _load(path) -> list[MISVM | None] | None:
+    def _load(path) -> list[LinearScorer | None] | None:
         try:
             blob = path.read_bytes()
         except FileNotFoundError:
             return None
         payload = unseal(blob)
-        if payload is None:
-            damaged(path, f"checksum mismatch, {len(blob)} bytes")
+        arrays = unpack_arrays(payload) if payload is not None else None
+        if arrays is None:
+            damaged(path, f"checksum mismatch or not an array archive, {len(blob)} bytes")
             return None
-        return pickle.loads(payload)
+        return LinearScorer.unpack(arrays)
 
     def _train(self, model, dataset, split: str, progress: Callable[[int, int], None] | None = None) -> list[MISVM | None]:
         from wssbench_plugins._misvm import MISVM

@@ -38,18 +38,18 @@ def test_show_says_what_each_entry_is_and_prune_takes_sidecars(tmp_path, monkeyp
     (tmp_path / "maps" / "saliency-gbp-123").mkdir(parents=True)
     (tmp_path / "maps" / "saliency-gbp-123" / "key.json").write_text(json.dumps({"classifier": "abc", "kind": "saliency", "name": "gbp"}))
     (tmp_path / "classmaps").mkdir()
-    (tmp_path / "classmaps" / "zoomout-9.pkl").write_bytes(b"0" * 10)
+    (tmp_path / "classmaps" / "zoomout-9.npz").write_bytes(b"0" * 10)
     (tmp_path / "classmaps" / "zoomout-9.json").write_text(json.dumps({"classmap": "zoomout", "classifier": "gone", "split": "train"}))
     (tmp_path / "data" / "synthetic-tiny-1").mkdir(parents=True)
     (tmp_path / "data" / "synthetic-tiny-1" / ".complete").write_text(json.dumps({"n_train": 24, "n_val": 12, "size": 64, "seed": 0}))
     runner = CliRunner()
     shown = {e["entry"]: e for e in json.loads(runner.invoke(cli, ["cache", "show", "--json"]).stdout)["entries"]}
-    assert sorted(shown) == ["abc.pt", "saliency-gbp-123", "synthetic-tiny-1", "zoomout-9.pkl"]  # no sidecars, no locks
+    assert sorted(shown) == ["abc.pt", "saliency-gbp-123", "synthetic-tiny-1", "zoomout-9.npz"]  # no sidecars, no locks
     assert shown["abc.pt"]["what"] == "voc2012/train_aug, resnet50 (gap, 5 epochs)"
     assert shown["abc.pt"]["bytes"] == 100 + (tmp_path / "classifiers" / "abc.json").stat().st_size
     assert shown["saliency-gbp-123"]["what"] == "saliency gbp of voc2012/train_aug, resnet50 (gap, 5 epochs)"
     assert shown["saliency-gbp-123"]["method"] == "saliency:gbp" and shown["saliency-gbp-123"]["backbone"] == "resnet50"
-    assert shown["zoomout-9.pkl"]["what"] == "zoomout fit on train of classifier gone (not in the cache)"
+    assert shown["zoomout-9.npz"]["what"] == "zoomout fit on train of classifier gone (not in the cache)"
     assert shown["synthetic-tiny-1"]["what"] == "synthetic, 24 train + 12 val images of 64 px, seed 0"
     table = runner.invoke(cli, ["cache", "show"]).stdout
     assert "resnet50" in table and "voc2012" in table

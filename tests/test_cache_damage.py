@@ -188,7 +188,36 @@ def test_zoomout_fit_reports_progress_per_image(home, tiny_dataset, resnet18_cla
     calls = []
     ZoomOut(max_images=3, max_iter=2).fit(model, tiny_dataset, "train", "progress-test", progress=lambda *a: calls.append(a))
     assert calls == [(1, 3), (2, 3), (3, 3)]
-    path = next((home / "classmaps").glob("zoomout-*.pkl"))
+    path = next((home / "classmaps").glob("zoomout-*.npz"))
     path.write_bytes(path.read_bytes()[:-1])
     with pytest.warns(UserWarning, match=f"{path}: damaged cache entry"):
         ZoomOut(max_images=3, max_iter=2).fit(model, tiny_dataset, "train", "progress-test")
+
+
+@pytest.mark.filterwarnings("ignore:zoomout. class")
+def test_a_zoomout_entry_holding_a_pickle_is_refitted_and_never_run(home, tiny_dataset, resnet18_classifier, tmp_path):
+    """The fit is stored as arrays: a sealed pickle (someone with write access to a shared
+    WSSBENCH_HOME can recompute the checksum) is a damaged entry, never unpickled."""
+    import pickle
+    from pathlib import Path
+
+    from wssbench.storage.cache import seal
+    from wssbench_plugins.zoomout import ZoomOut
+
+    class Payload:
+        def __reduce__(self):
+            return (Path.write_text, (tmp_path / "PWNED", "the payload ran"))
+
+    model = resnet18_classifier(tiny_dataset.num_classes - 1)
+    first = ZoomOut(max_images=3, max_iter=2)
+    first.fit(model, tiny_dataset, "train", "payload-test")
+    path = next((home / "classmaps").glob("zoomout-*.npz"))
+    path.write_bytes(seal(pickle.dumps(Payload())))
+    again = ZoomOut(max_images=3, max_iter=2)
+    with pytest.warns(UserWarning, match="damaged cache entry"):
+        again.fit(model, tiny_dataset, "train", "payload-test")
+    assert not (tmp_path / "PWNED").exists()
+    for a, b in zip(first.svms, again.svms):
+        assert (a is None) == (b is None)
+        if a is not None:
+            np.testing.assert_array_equal(a.coef, b.coef)

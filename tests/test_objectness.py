@@ -9,6 +9,7 @@ from explicit masks, written here independently of the integral-image and leaf c
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -183,6 +184,43 @@ def test_proposals_are_cached_by_image_content():
     assert len(calls) == 1
     np.testing.assert_array_equal(first.boxes, second.boxes)
     cached(Counting(), "counting", {"other": 1}, image)  # other options: computed again
+    assert len(calls) == 2
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "the payload ran"))
+
+
+def test_a_cache_entry_holding_a_pickle_is_recomputed_and_never_run(tmp_path, monkeypatch):
+    """Cache entries are arrays read without pickle: someone who can write to a shared
+    WSSBENCH_HOME can recompute the checksum, but cannot make wssbench run their code."""
+    import pickle
+    import zlib
+
+    from wssbench.storage.cache import seal
+
+    monkeypatch.setenv("WSSBENCH_HOME", str(tmp_path / "home"))
+    calls = []
+
+    @dataclass(frozen=True)
+    class Segments:
+        def __call__(self, image):
+            calls.append(1)
+            return SegmentProposals.from_masks(np.array([[[1, 1, 0]], [[0, 1, 1]]], bool), [2.0, 1.0])
+
+    image = np.zeros((1, 3, 3), np.uint8)
+    first = cached(Segments(), "segments", {}, image)
+    (entry,) = (tmp_path / "home" / "proposals").rglob("*.npz")
+    marker = tmp_path / "PWNED"
+    entry.write_bytes(seal(zlib.compress(pickle.dumps(_Payload(marker)))))
+    again = cached(Segments(), "segments", {}, image)
+    assert not marker.exists() and len(calls) == 2
+    np.testing.assert_array_equal(again.paint(np.ones((1, 2))), first.paint(np.ones((1, 2))))
+    np.testing.assert_array_equal(cached(Segments(), "segments", {}, image).weights, first.weights)  # read back now
     assert len(calls) == 2
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from wssbench.data.cls_labels import read_cls_labels
 from wssbench.data import synthetic
 from wssbench.data.synthetic import CLASSES, SyntheticDataset, SyntheticSpec, generate
 from wssbench.errors import DataError
@@ -58,7 +59,7 @@ def test_masks_have_valid_values_and_border_bands(tiny):
 
 
 def test_labels_agree_with_masks(tiny):
-    table = np.load(tiny.root / "cls_labels.npy", allow_pickle=True).item()
+    table = read_cls_labels(tiny.root / "cls_labels.npy")
     assert set(table) == set(tiny.ids("trainval"))
     for image_id, mask in _masks(tiny).items():
         labels = table[image_id]

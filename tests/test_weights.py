@@ -114,7 +114,7 @@ def test_mismatch_by_order_says_which_tensor(tmp_path, arch):
 def test_unreadable_and_missing_files(tmp_path, arch):
     junk = tmp_path / "junk.pth"
     junk.write_bytes(b"not a checkpoint")
-    with pytest.raises(DataError, match="junk.pth: not a readable checkpoint"):
+    with pytest.raises(DataError, match="junk.pth: not a torch checkpoint"):
         read_state_dict(junk)
     with pytest.raises(DataError, match="weights file not found"):
         load_weights(arch(), tmp_path / "none.pth")

@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from sklearn.metrics import average_precision_score
 
 from wssbench.classifier.model import Classifier
+from wssbench.classifier.weights import load_error
 from wssbench.runtime.loading import load_all
 from wssbench.runtime.precision import autocast, grad_scaler
 from wssbench.storage.cache import cache_dir, cannot_write, damaged, file_digest, fingerprint
@@ -251,7 +252,7 @@ def load_cached_checkpoint(path: Path, model: Classifier) -> dict | None:
         blob = torch.load(path, map_location="cpu", weights_only=True)
         state, meta = blob["state_dict"], blob["meta"]
     except Exception as e:  # noqa: BLE001 - torch.load of a damaged file raises many kinds (RuntimeError, EOFError, UnpicklingError, ...)
-        return _damaged_checkpoint(path, f"{type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}")
+        return _damaged_checkpoint(path, load_error(e))
     expected = model.state_dict()
     if set(state) != set(expected) or any(tuple(state[k].shape) != tuple(v.shape) for k, v in expected.items()):
         return _damaged_checkpoint(path, "its weights do not fit the model")

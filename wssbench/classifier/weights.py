@@ -21,6 +21,9 @@ the shape the model expects and the shape the checkpoint has.
 
 from __future__ import annotations
 
+import pickle
+import re
+
 import sys
 from pathlib import Path
 
@@ -50,7 +53,7 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         else:
             blob = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # any unreadable file: pickle, zip, safetensors header errors alike
-        raise DataError(f"{path}: not a readable checkpoint ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        raise DataError(f"{path}: {load_error(e)}") from None
     while isinstance(blob, dict):
         inner = next((blob[k] for k in CONTAINERS if isinstance(blob.get(k), dict)), None)
         if inner is None:
@@ -62,6 +65,24 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if all(k.startswith("module.") for k in state):
         state = {k[len("module."):]: v for k, v in state.items()}
     return state
+
+
+_GLOBAL = re.compile(r"GLOBAL (\S+)")
+
+
+def load_error(e: Exception) -> str:
+    """Why ``torch.load(..., weights_only=True)`` refused a file, in one line, without torch's
+    advice to load it with ``weights_only=False`` (which would run whatever the file holds)."""
+    text = str(e)
+    refused = _GLOBAL.search(text)
+    if refused:
+        return f"not a torch checkpoint of tensors: it asks to build '{refused.group(1)}', which weights never need; refused"
+    if isinstance(e, pickle.UnpicklingError) or "weights_only" in text:
+        detail = next((line.strip() for line in text.splitlines() if line.strip() and "weights_only" not in line
+                       and "Weights only" not in line and "file an issue" not in line and "documentation" not in line), "")
+        return f"not a torch checkpoint ({detail or type(e).__name__})"
+    first = text.splitlines()[0] if text else ""
+    return f"not a torch checkpoint ({type(e).__name__}{': ' + first if first else ''})"
 
 
 def _shape(t: torch.Tensor) -> str:

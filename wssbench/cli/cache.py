@@ -106,7 +106,7 @@ def describe(section: str, path: Path) -> dict:
         return {"what": "dataset folder"}
     if section == "proposals":
         method = path.name.rpartition("-")[0]
-        return {"what": f"{method} proposals of {sum(1 for _ in path.glob('*.pkl'))} images", "method": f"objectness:{method}"}
+        return {"what": f"{method} proposals of {sum(1 for _ in path.glob('*.npz'))} images", "method": f"objectness:{method}"}
     return {"what": ""}
 
 

@@ -29,6 +29,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from wssbench.classifier.imagenet import ImageNetClassifier, imagenet_index
 from wssbench.classifier.model import POOLINGS, Classifier
 from wssbench.classifier.training import TrainRecipe, load_checkpoint
+from wssbench.classifier.weights import load_error
 from wssbench.cli import traceback_option
 from wssbench.cli.params import ComponentName
 from wssbench.errors import DataError, UsageError
@@ -97,8 +98,10 @@ def _checkpoint_config(config: RunConfig, checkpoint: Path) -> RunConfig:
         )
     except FileNotFoundError:
         raise DataError(f"{checkpoint}: checkpoint not found") from None
-    except Exception as e:
-        raise DataError(f"{checkpoint}: not a wssbench classifier checkpoint ({type(e).__name__}: {e})") from None
+    except (KeyError, TypeError) as e:
+        raise DataError(f"{checkpoint}: not a wssbench classifier checkpoint (no {e} in its meta)") from None
+    except Exception as e:  # torch.load's refusals: a pickle of objects, a damaged or foreign file
+        raise DataError(f"{checkpoint}: {load_error(e)}") from None
 
 
 def _load_checkpoint(checkpoint: Path, model: Classifier, config: RunConfig) -> Classifier:

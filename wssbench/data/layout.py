@@ -4,20 +4,25 @@
     ROOT/SegmentationClass/<id>.png          palette PNG, 0 = background, 255 = ignore
     ROOT/ImageSets/Segmentation/<split>.txt  one id per line
     ROOT/cls_labels.npy (or ROOT/../cls_labels.npy)   optional image labels: a pickled dict
-                                              id -> float32 (C,) multi-hot, as psa and irn use
+                                              id -> float32 (C,) multi-hot, as psa and irn use,
+                                              read without running its pickle (``cls_labels``)
 
 Image-level labels come from ``cls_labels.npy`` when present, otherwise from
 :meth:`SegmentationDataset.labels_fallback` (the VOC XML annotations for VOC 2012, the masks
-for a dataset without either).
+for a dataset without either). psa and irn keep the file in ``VOCdevkit/``, one level above the
+``VOC2012`` root; a file found there is used with a warning naming it, since it lies outside
+the folder the user pointed at.
 """
 
 from __future__ import annotations
 
+import warnings
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
+from wssbench.data.cls_labels import read_cls_labels
 from wssbench.errors import DataError, UsageError
 from wssbench.storage.io import read_image, read_mask
 
@@ -117,13 +122,13 @@ class SegmentationDataset:
 
     @cached_property
     def _cls_labels(self) -> dict[str, np.ndarray] | None:
-        for path in (self.root / "cls_labels.npy", self.root.parent / "cls_labels.npy"):
-            if path.is_file():
-                try:
-                    table = np.load(path, allow_pickle=True).item()
-                except Exception as e:
-                    raise DataError(f"{path}: unreadable image labels ({e})") from None
-                return {str(k): np.asarray(v) for k, v in table.items()}
+        inside, above = self.root / "cls_labels.npy", self.root.parent / "cls_labels.npy"
+        if inside.is_file():
+            return read_cls_labels(inside)
+        if above.is_file():
+            warnings.warn(f"image labels read from {above}, outside the data root {self.root} (psa/irn keep it there)",
+                          stacklevel=2)
+            return read_cls_labels(above)
         return None
 
     def image_labels(self, image_id: str) -> np.ndarray:

@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import hashlib
 import os
-import pickle
 import warnings
 import zlib
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
+
+from wssbench.storage.arrays import pack_arrays, unpack_arrays
 
 
 class Proposals(Protocol):
@@ -204,8 +205,11 @@ def cached(method: Any, name: str, options: dict, image: np.ndarray) -> Proposal
     the method's name, options and code, so that a bench tuning a threshold over many runs
     computes each image's proposals once.
 
-    An entry is a zlib-compressed pickle (a segment partition of a VOC image: about 30 kB)
-    sealed with a checksum (:func:`wssbench.storage.cache.seal`): a damaged one is recomputed. Where the cache cannot be written, the proposals are used as computed.
+    An entry is the proposals' arrays as a zlib-compressed ``.npz`` (a segment partition of a
+    VOC image: about 30 kB; :mod:`wssbench.storage.arrays`, never a pickle) sealed with a
+    checksum (:func:`wssbench.storage.cache.seal`): a damaged one is recomputed. Proposals of a
+    type other than :class:`BoxProposals` and :class:`SegmentProposals` are not cached. Where the
+    cache cannot be written, the proposals are used as computed.
     """
     from wssbench.storage.cache import cache_dir, fingerprint, seal, unseal
     from wssbench.storage.mapcache import code_digests
@@ -213,16 +217,19 @@ def cached(method: Any, name: str, options: dict, image: np.ndarray) -> Proposal
     image = np.ascontiguousarray(image)
     digest = hashlib.sha256(image.tobytes() + repr(image.shape).encode()).hexdigest()[:24]
     key = fingerprint({"method": name, "options": options, "code": code_digests(type(method))})
-    path = cache_dir("proposals", f"{name}-{key}", f"{digest}.pkl")
+    path = cache_dir("proposals", f"{name}-{key}", f"{digest}.npz")
     if path.exists():
         payload = unseal(path.read_bytes())
-        if payload is not None:
-            return pickle.loads(zlib.decompress(payload))
+        arrays = unpack_arrays(zlib.decompress(payload)) if payload is not None else None
+        if arrays is not None:
+            return from_arrays(arrays)
     proposals = method(image)
+    if not isinstance(proposals, (BoxProposals, SegmentProposals)):
+        return proposals
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(f".{path.name}.{os.getpid()}-{id(proposals)}")  # per writer: workers may race
-        tmp.write_bytes(seal(zlib.compress(pickle.dumps(proposals, protocol=pickle.HIGHEST_PROTOCOL), 1)))
+        tmp.write_bytes(seal(zlib.compress(pack_arrays(to_arrays(proposals)), 1)))
         tmp.replace(path)
     except OSError as e:  # a read-only cache: compute every time, said once per process
         if not _unwritable:
@@ -232,3 +239,17 @@ def cached(method: Any, name: str, options: dict, image: np.ndarray) -> Proposal
 
 
 _unwritable: list[str] = []
+
+
+def to_arrays(proposals: Proposals) -> dict[str, np.ndarray]:
+    """Box or segment proposals as named arrays (what the cache stores)."""
+    if isinstance(proposals, BoxProposals):
+        return {"kind": np.array("boxes"), "boxes": proposals.boxes, "weights": proposals.weights, "size": np.array(proposals.size)}
+    return {"kind": np.array("segments"), "leaves": proposals.leaves, "members": proposals.members, "weights": proposals.weights}
+
+
+def from_arrays(arrays: dict[str, np.ndarray]) -> Proposals:
+    """The inverse of :func:`to_arrays`."""
+    if str(arrays["kind"]) == "boxes":
+        return BoxProposals(arrays["boxes"], arrays["weights"], tuple(int(v) for v in arrays["size"]))
+    return SegmentProposals(arrays["leaves"], arrays["members"], arrays["weights"])
