@@ -189,7 +189,7 @@ def test_train_aug_from_list(devkit: Path):
     add_sbd(devkit)
     write_split(devkit / "VOC2012", "train_aug", ["2007_000001", "2008_000004"])
     ds = VOC2012(str(devkit))
-    assert ds.splits() == ["train", "train_aug", "val"]
+    assert ds.splits() == ["train", "train_aug", "tune", "val"]
     assert ds.ids("train_aug") == ["2007_000001", "2008_000004"]
     np.testing.assert_array_equal(ds.load_mask("2008_000004"), mask_with(CAT))  # SBD mask
     np.testing.assert_array_equal(ds.load_mask("2007_000001"), mask_with(AEROPLANE, PERSON))  # official
@@ -199,8 +199,33 @@ def test_train_aug_from_list(devkit: Path):
 def test_train_aug_without_list_is_sbd_minus_val(devkit: Path):
     add_sbd(devkit)
     ds = VOC2012(str(devkit))
-    assert ds.splits() == ["train", "train_aug", "val"]
+    assert ds.splits() == ["train", "train_aug", "tune", "val"]
     assert ds.ids("train_aug") == ["2007_000001", "2008_000004"]
+
+
+def test_the_tuning_slice_is_disjoint_from_train_and_val_and_fixed_by_rule():
+    """``tune``: the ids of train_aug outside train and val with the smallest BLAKE2b-64 digest.
+    The rule is written out here again; on psa's train_aug.txt it gives TUNE_DIGEST (checked by hand:
+    the list cannot ship with the project)."""
+    import hashlib
+
+    from wssbench.data.voc2012 import tune_ids
+
+    train = [f"2007_{k:06d}" for k in range(30)]
+    val = [f"2007_{k:06d}" for k in range(30, 50)]
+    sbd = [f"2008_{k:06d}" for k in range(200)]
+    got = tune_ids(train + sbd, set(train) | set(val), size=25)
+    digest = {i: hashlib.blake2b(i.encode(), digest_size=8).hexdigest() for i in sbd}
+    assert got == sorted(sorted(sbd, key=digest.get)[:25])
+    assert not set(got) & (set(train) | set(val)) and len(got) == 25
+
+
+def test_tune_split_on_a_devkit(devkit: Path):
+    add_sbd(devkit)
+    ds = VOC2012(str(devkit))
+    assert ds.ids("tune") == ["2008_000004"]  # train_aug minus train (2007_000001) and val
+    write_split(devkit / "VOC2012", "tune", ["2007_000003"])  # a listed slice wins
+    assert VOC2012(str(devkit)).ids("tune") == ["2007_000003"]
 
 
 class DatasetPlugin:

@@ -10,10 +10,19 @@
 
 The SBD-augmented masks are not part of the official archive: unzip ``SegmentationClassAug.zip``
 (as distributed with DeepLab / psa / irn) into ``VOC2012/`` to get the ``train_aug`` split.
+
+With ``train_aug`` comes ``tune``: 500 images for choosing thresholds and weights, disjoint from
+both scored splits (seeds are scored on ``train``, final masks on ``val``): the 500 ids of
+``train_aug`` that are in neither ``train`` nor ``val`` (SBD's own images) with the smallest
+BLAKE2b-64 digest of the id. A fixed rule, not a list, so that it ships without VOC data; on
+psa's and irn's ``train_aug.txt`` (10,582 ids) it gives 500 ids whose sorted, newline-joined
+list has the SHA-256 prefix :data:`TUNE_DIGEST`. ``ImageSets/Segmentation/tune.txt``, if
+present, is used instead.
 """
 
 from __future__ import annotations
 
+import hashlib
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -31,6 +40,16 @@ CLASSES = (
 
 AUG_SPLIT = "train_aug"
 AUG_MASK_DIR = "SegmentationClassAug"
+TUNE_SPLIT = "tune"
+TUNE_SIZE = 500
+TUNE_DIGEST = "550e0e7df5f0d646"  # sha256(sorted tune ids, "\n"-joined)[:16] on psa/irn's train_aug.txt
+
+
+def tune_ids(train_aug: list[str], scored: set[str], size: int = TUNE_SIZE) -> list[str]:
+    """The tuning slice: the ``size`` ids of ``train_aug`` outside ``scored`` (train and val)
+    with the smallest BLAKE2b-64 digest of the id, sorted."""
+    pool = [i for i in train_aug if i not in scored]
+    return sorted(sorted(pool, key=lambda i: hashlib.blake2b(i.encode(), digest_size=8).hexdigest())[:size])
 
 
 def default_root() -> Path:
@@ -79,7 +98,7 @@ class VOC2012(SegmentationDataset):
     def splits(self) -> list[str]:
         names = set(super().splits())
         if (self.root / AUG_MASK_DIR).is_dir():
-            names.add(AUG_SPLIT)
+            names.update((AUG_SPLIT, TUNE_SPLIT))
         return sorted(names)
 
     def ids(self, split: str) -> list[str]:
@@ -89,6 +108,8 @@ class VOC2012(SegmentationDataset):
             # val images that is exactly the 10,582 of psa/irn's train_aug.txt.
             val = set(super().ids("val"))
             return sorted(p.stem for p in (self.root / AUG_MASK_DIR).glob("*.png") if p.stem not in val)
+        if split == TUNE_SPLIT and not listed.is_file():
+            return tune_ids(self.ids(AUG_SPLIT), set(super().ids("train")) | set(super().ids("val")))
         return super().ids(split)
 
     def mask_path(self, image_id: str) -> Path:
