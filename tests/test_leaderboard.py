@@ -279,7 +279,9 @@ def test_stage_groups_and_deviations_are_marked_with_a_note(tmp_path):
     marked = [row for row in masks.rows if row.cells["method"].endswith(" †")]
     assert [row.cells["source"] for row in marked] == ["mask"]  # beside published rows, with its mark
     assert any(row.published for row in masks.rows)
-    assert masks.notes == ("† mask: fusion.bg_threshold published 0.25, used 0.3; crop published 448 (unverified), used 128",)
+    assert masks.notes == ("†n: n deviations from the published recipe (listed below)",
+                           "† mask: fusion.bg_threshold published 0.25, used 0.3; crop published 448 (unverified), used 128")
+    assert masks.rows[0].marks == "†2"
     assert "† mask: fusion.bg_threshold published 0.25, used 0.3; crop published 448 (unverified)" in to_markdown(groups)
     assert r"\dag{} mask: fusion.bg\_threshold published 0.25, used 0.3" in to_latex(groups)
     row = next(r for r in csv.DictReader(io.StringIO(to_csv(groups))) if r["source"] == "mask")

@@ -86,7 +86,7 @@ def test_a_pickled_object_in_a_count_file_is_refused_not_run(tmp_path):
 
 def test_interval_matches_scipy_percentile_bootstrap():
     counts = counts_of(random_split(40, noise=0.4))
-    ours = estimate([counts], n_resamples=20000, seed=1)
+    ours = estimate([counts], n_resamples=20000)
 
     def statistic(index, axis=-1):
         index = np.asarray(index, np.int64)
@@ -128,6 +128,18 @@ def test_a_row_compared_with_itself_is_tied_and_clearly_different_rows_are_not()
     assert difference([a], [shuffled], n_resamples=200).ci95 == (0.0, 0.0)
     with pytest.raises(UsageError, match="different images"):
         difference([a], [a.subset(list(a.ids[:10]))], n_resamples=200)
+
+
+def test_stored_samples_give_the_same_intervals_and_pair_runs_on_the_same_images():
+    """A run's resampled mIoUs are computed once (canonical draws) and combined later."""
+    from wssbench.results.uncertainty import difference_from, estimate_from, run_samples
+
+    a, b = counts_of(random_split(40, noise=0.3, seed=5)), counts_of(random_split(40, noise=0.3, seed=6))
+    b = ImageCounts(a.ids, b.intersection, b.union, b.truth, b.pixels)  # the same image ids
+    sa, sb = run_samples(a, 300), run_samples(b, 300)
+    assert np.array_equal(sa, run_samples(a.subset(list(reversed(a.ids))), 300))  # order does not matter
+    assert estimate_from([a.miou()], sa[:, None]) == estimate([a], 300)
+    assert difference_from([a.miou()], sa[:, None], [b.miou()], sb[:, None]) == difference([a], [b], 300)
 
 
 def test_paired_differences_are_narrower_than_the_rows_intervals():

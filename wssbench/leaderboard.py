@@ -23,87 +23,38 @@ Rules, in one place:
 - Published rows (``wssbench.results.references``) join a group only when its dataset, split and
   protocol match and it covers the whole split. They come after the measured rows, are flagged
   ``published``, and are never ranked: "best" is the best of the runs in the folder.
+- Runs that differ only in their training seed are one row: the mean over the seeds, their
+  sample standard deviation and number (``51.3 ± 1.2 (4)``), ranked by the mean. Where the runs
+  kept their per-image counts (``counts.npz``), the row has a 95 % interval from the image (and
+  seed) bootstrap of :mod:`wssbench.results.uncertainty`, and each row is compared with the row
+  ranked just above it by a paired bootstrap of their difference: an interval containing 0 is a
+  tie (``≈``), and the best value is marked on every row tied with the top one.
+- A row tuned on images it is scored on (its record's ``tuning.overlap``) is shown apart, after
+  the ranked rows, marked ``T``, never ranked. Every row states its priors as badges (pretrained
+  weights, components trained with masks or boxes, CLIP, deviations) with a legend.
 """
 
 from __future__ import annotations
 
-import csv
-import io
 import json
 import math
 import warnings
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
 from wssbench.errors import DataError
 from wssbench.results import references
+from wssbench.results.board import DEVIATION_MARK, TIE_MARK, Column, Group, Row, cell_text
+from wssbench.results.formats import FORMATTERS, latex_escape, to_csv, to_json, to_latex, to_markdown
+from wssbench.results.uncertainty import DEFAULT_RESAMPLES, combine, difference_from, percentile_interval, run_samples
 from wssbench.seed.config import parse_option_strings, recorded_value
 from wssbench.seed.presets import PRESETS, TRAIN
 
 
-@dataclass(frozen=True)
-class Column:
-    key: str
-    header: str
-    numeric: bool = False
-
-
-DEVIATION_MARK = "†"
 NEUTRAL = ("workers", "loader_workers", "cache_maps", "batch_size", "device", "data_root")
-
-
-@dataclass(frozen=True)
-class Row:
-    """Cells by column key: text, a percentage rounded to one decimal, or None (no value)."""
-
-    cells: dict[str, Any]
-    published: bool = False
-    best: frozenset[str] = frozenset()  # keys of the columns where this row holds the best value
-    deviations: tuple[dict, ...] = ()  # {option, published, used} where the run departs from the published setting
-    runs: int = 1  # identical runs this row stands for
-
-
-@dataclass(frozen=True)
-class Group:
-    """One table: runs over the same data and images under the same protocol, then published rows."""
-
-    dataset: str
-    split: str
-    protocol: str
-    n_images: int
-    columns: tuple[Column, ...]
-    rows: tuple[Row, ...]
-    dataset_options: tuple[tuple[str, str], ...] = ()  # e.g. (("preset", "tiny"),)
-    precision: str = "fp32"
-    stage: str | None = None  # "seed", "pseudo-mask", "segmentation"; None for records without one
-
-    @property
-    def data(self) -> str:
-        """``synthetic [preset=tiny] val``: the dataset with its options, and the split."""
-        options = ", ".join(f"{k}={v}" for k, v in self.dataset_options)
-        return f"{self.dataset}{f' [{options}]' if options else ''} {self.split}"
-
-    @property
-    def caption(self) -> str:
-        stage = f"{self.stage} stage, " if self.stage else ""
-        text = (
-            f"{self.data} ({self.n_images} images, {self.precision}) — {stage}{self.protocol} mIoU, one confusion "
-            "matrix over the split, 255 ignored; values in %; best measured value per column marked"
-        )
-        if any(row.published for row in self.rows):
-            text += "; published rows are not ranked"
-        return text
-
-    @property
-    def notes(self) -> tuple[str, ...]:
-        """One line per deviating row: ``† SOURCE: OPTION published P, used U; ...``."""
-        return tuple(
-            f"{DEVIATION_MARK} {row.cells.get('source')}: "
-            + "; ".join(f"{d.get('option')} published {d.get('published')}{_chosen(d)}, used {d.get('used')}" for d in row.deviations)
-            for row in self.rows
-            if row.deviations
-        )
 
 
 TEXT_COLUMNS = (Column("method", "method"), Column("backbone", "backbone"), Column("pooling", "pooling"))
@@ -112,7 +63,10 @@ SOURCE_COLUMN = Column("source", "source")
 # from `wssbench saliency-eval --out FILE.json` records under the same folder, matched to a run by
 # its classifier and saliency method (wssbench.evaluation.columns_for_run)
 SALIENCY_COLUMNS = (Column("pointing", "pointing", True), Column("sanity", "sanity check"))
-SORT_KEYS = ("miou", "pixel_accuracy", "map", "method")
+SORT_KEYS = ("miou", "auc", "pixel_accuracy", "map", "method")
+AUC_COLUMN = Column("auc", "thr. AUC", True)  # the mean mIoU over the background-threshold grid (wssbench.results.curve)
+CI_COLUMN = Column("ci95", "95 % CI")
+MARKS_COLUMN = Column("marks", "priors")
 REQUIRED = {"dataset": str, "split": str, "protocol": str, "n_images": int, "config": dict}
 
 
@@ -198,8 +152,11 @@ def group_key(record: dict) -> tuple:
 
 
 def experiment_key(record: dict) -> str:
-    """The run's config without the options that do not change results (``NEUTRAL``), as text."""
-    config = {k: v for k, v in record["config"].items() if k not in NEUTRAL}
+    """The run's config without the options that do not change results (``NEUTRAL``) and
+    without its training seed (runs that differ only in seed are one row), as text."""
+    config = {k: v for k, v in record["config"].items() if k not in (*NEUTRAL, "seed")}
+    if isinstance(config.get("recipe"), dict):
+        config["recipe"] = {k: v for k, v in config["recipe"].items() if k != "seed"}
     return json.dumps(config, sort_keys=True, default=str)
 
 
@@ -222,9 +179,10 @@ def find_saliency_records(root: Path) -> list[dict]:
 
 def build_groups(
     records: list[tuple[Path, dict]], root: Path, *, with_references: bool = True, per_class: bool = False, sort: str = "miou",
-    saliency: list[dict] = (),
+    saliency: list[dict] = (), bootstrap: int = DEFAULT_RESAMPLES,
 ) -> list[Group]:
-    """One group per ``group_key``, one row per experiment, sorted by ``sort``, best values marked.
+    """One group per ``group_key``, one row per experiment (its seeds together), sorted by
+    ``sort``, with intervals and ties from ``bootstrap`` resamples, best values marked.
 
     ``saliency``: saliency-eval records; a run whose classifier and saliency method one of them
     evaluated gets its pointing game and sanity check beside its mIoU (guided BP's failed
@@ -235,135 +193,144 @@ def build_groups(
     groups = []
     for key in sorted(measured):
         dataset, split, protocol, n_images, dataset_options, precision, stage = key
-        rows = [row for runs in measured[key].values() for row in _experiment_rows(runs, Path(root), saliency)]
+        rows = [row for runs in measured[key].values() for row in _experiment_rows(runs, Path(root), saliency, bootstrap)]
         rows.sort(key=_sort_key(sort))
-        evaluated = tuple(c for c in SALIENCY_COLUMNS if any(row.cells.get(c.key) is not None for row in rows))
-        columns = TEXT_COLUMNS + SCORE_COLUMNS + evaluated + (_class_columns(rows) if per_class else ()) + (SOURCE_COLUMN,)
+        ranked = _mark_ties([r for r in rows if not r.unranked], sort)
+        unranked = [r for r in rows if r.unranked]
+        columns = TEXT_COLUMNS + SCORE_COLUMNS
+        columns += tuple(c for c, present in ((CI_COLUMN, any(r.ci95 for r in rows)),
+                                               (AUC_COLUMN, any(r.cells.get("auc") is not None for r in rows))) if present)
+        columns += tuple(c for c in SALIENCY_COLUMNS if any(row.cells.get(c.key) is not None for row in rows))
+        columns += (_class_columns(rows) if per_class else ())
+        columns += ((MARKS_COLUMN,) if any(r.marks for r in rows) else ()) + (SOURCE_COLUMN,)
         published = []
         if with_references and not dataset_options:
             published = sorted(_published_rows(dataset, split, protocol, n_images, stage or None), key=_sort_key(sort))
         groups.append(Group(
-            dataset, split, protocol, n_images, columns=columns, rows=tuple(_mark_best(rows, columns) + published),
+            dataset, split, protocol, n_images, columns=columns, rows=tuple(_mark_best(ranked, columns) + unranked + published),
             dataset_options=dataset_options, precision=precision, stage=stage or None,
         ))
     return groups
 
 
-def _experiment_rows(runs: list[tuple[Path, dict]], root: Path, saliency: list[dict] = ()) -> list[Row]:
-    """The rows of one experiment: one per distinct score; a neutral option that changed the scores is named."""
-    rows = [_measured_row(path, record, root, saliency) for path, record in runs]
-    by_score: dict[tuple, list[int]] = {}
-    for i, row in enumerate(rows):
-        by_score.setdefault(tuple(row.cells.get(k) for k in ("miou", "pixel_accuracy", "map")), []).append(i)
+def _experiment_rows(runs: list[tuple[Path, dict]], root: Path, saliency: list[dict] = (),
+                     bootstrap: int = DEFAULT_RESAMPLES) -> list[Row]:
+    """The rows of one experiment. Identical repeats (same seed, same scores) count once; the
+    seeds make one row; where runs of the same seed scored differently, the neutral options
+    that vary split them into rows that name their values."""
+    unique: dict[tuple, list[tuple[Path, dict]]] = {}
+    for path, record in runs:
+        unique.setdefault((record.get("seed"), *_scores(record)), []).append((path, record))
+    seeds = [key[0] for key in unique]
     varying = []
-    if len(by_score) > 1:
+    if len(seeds) != len(set(seeds)):  # the same seed scored differently: a neutral option changed the numbers
         varying = [k for k in NEUTRAL if len({_as_text(r["config"].get(k)) for _, r in runs}) > 1]
+    variants: dict[tuple, list[list[tuple[Path, dict]]]] = {}
+    for n, repeats in enumerate(unique.values()):
+        config = repeats[0][1]["config"]
+        if varying or len(seeds) == len(set(seeds)):
+            variant = tuple(_as_text(config.get(k)) for k in varying)
+        else:  # the same seed scored differently and no neutral option says why: each its own row
+            variant = (n,)
+        variants.setdefault(variant, []).append(repeats)
     out = []
-    for members in by_score.values():
-        first = rows[members[0]]
-        cells = dict(first.cells)
+    for values, members in variants.items():
+        row = _seed_row([m[0] for m in members], root, saliency, bootstrap)
+        cells = dict(row.cells)
         if varying:
-            config = runs[members[0]][1]["config"]
-            cells["method"] += " {" + ", ".join(f"{k}={_as_text(config.get(k))}" for k in varying) + "}"
+            cells["method"] += " {" + ", ".join(f"{k}={v}" for k, v in zip(varying, values)) + "}"
+        repeats = sum(len(m) for m in members) - len(members)
         if len(members) > 1:
-            cells["source"] += f" (+{len(members) - 1} identical)"
-        out.append(replace(first, cells=cells, runs=len(members)))
+            cells["source"] += f" ({len(members)} seeds)"
+        if repeats:
+            cells["source"] += f" (+{repeats} identical)"
+        out.append(replace(row, cells=cells, runs=sum(len(m) for m in members)))
     return out
 
 
-def cell_text(row: Row, column: Column, missing: str = "-") -> str:
-    value = row.cells.get(column.key)
-    if value is None:
-        return missing
-    return f"{value:.1f}" if column.numeric else str(value)
+def _scores(record: dict) -> tuple:
+    classifier = record.get("classifier") if isinstance(record.get("classifier"), dict) else {}
+    return tuple(_pct(v) for v in (record.get("miou"), record.get("pixel_accuracy"), classifier.get("map")))
 
 
-def to_markdown(groups: list[Group]) -> str:
-    """GitHub Markdown: per group a bold caption line and a table, best values in bold, then its notes."""
-    blocks = []
-    for group in groups:
-        lines = [f"**{group.caption}**", "", _md_line(c.header for c in group.columns)]
-        lines.append("|" + "|".join("---:" if c.numeric else "---" for c in group.columns) + "|")
-        for row in group.rows:
-            lines.append(_md_line(_marked(cell_text(row, c), c, row, "**{}**") for c in group.columns))
-        if group.notes:
-            lines += ["", *(f"{note}  " for note in group.notes)]
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks) + "\n"
+def _seed_row(runs: list[tuple[Path, dict]], root: Path, saliency: list[dict], bootstrap: int) -> Row:
+    """One row from one run per seed: means over the seeds, their spread and interval."""
+    runs = sorted(runs, key=lambda pr: (pr[1].get("seed") is None, pr[1].get("seed") or 0, pr[0].parts))
+    rows = [_measured_row(path, record, root, saliency) for path, record in runs]
+    first = rows[0]
+    cells = dict(first.cells)
+    for key, value in first.cells.items():
+        values = [r.cells.get(key) for r in rows]
+        if isinstance(value, float) and all(isinstance(v, float) for v in values):
+            cells[key] = round(float(np.mean(values)), 1)
+    seeds = tuple(int(r.get("seed")) for _, r in runs if isinstance(r.get("seed"), int))
+    mious = [r["miou"] for _, r in runs if _is_score(r.get("miou")) and r.get("miou") is not None]
+    std = round(100 * float(np.std(mious, ddof=1)), 1) if len(mious) > 1 else None
+    samples = _samples(runs, bootstrap)
+    ci95 = None
+    if samples is not None:
+        lo, hi = percentile_interval(combine(samples))
+        ci95 = (round(100 * lo, 1), round(100 * hi, 1))
+    tuned_on_scored = any(_tuned_on_scored(r) for _, r in runs)
+    priors = _priors(runs[0][1]) + (({"mark": "T", "what": "tuned on the scored images"},) if tuned_on_scored else ())
+    return replace(first, cells=cells, seeds=seeds if len(seeds) == len(runs) else (), std=std, ci95=ci95,
+                   priors=priors, unranked=tuned_on_scored, samples=samples, points=tuple(mious))
 
 
-def to_csv(groups: list[Group]) -> str:
-    """One CSV over all groups: a header of column keys, plain numbers, ``best`` naming the marked columns."""
-    columns = list({c.key: c for group in groups for c in group.columns}.values())
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    head = ["dataset", "dataset_options", "split", "protocol", "n_images", "precision", "stage"]
-    writer.writerow([*head, *(c.key for c in columns), "published", "best", "runs", "deviations"])
-    for group in groups:
-        for row in group.rows:
-            cells = [cell_text(row, c, missing="") for c in columns]
-            best = " ".join(c.key for c in columns if c.key in row.best)
-            options = " ".join(f"{k}={v}" for k, v in group.dataset_options)
-            deviations = "; ".join(f"{d.get('option')}: published {d.get('published')}{_chosen(d)}, used {d.get('used')}" for d in row.deviations)
-            writer.writerow([
-                group.dataset, options, group.split, group.protocol, group.n_images, group.precision, group.stage or "",
-                *cells, row.published, best, row.runs, deviations,
-            ])
-    return out.getvalue()
+def _samples(runs: list[tuple[Path, dict]], bootstrap: int) -> np.ndarray | None:
+    """(B, R) the runs' bootstrap samples (stored with their counts, else computed from them);
+    None when a run kept no counts or they were scored on different images."""
+    from wssbench.results.counts import ImageCounts
+
+    columns, digests = [], set()
+    for path, record in runs:
+        counts = record.get("counts") if isinstance(record.get("counts"), dict) else None
+        if not counts or not isinstance(counts.get("file"), str):
+            return None
+        file = path.parent / counts["file"]
+        stored = ImageCounts.load_samples(file)  # DataError naming the file: a record's counts are part of it
+        if stored is None or len(stored) != bootstrap:
+            stored = run_samples(ImageCounts.load(file), bootstrap)
+        columns.append(stored)
+        digests.add(counts.get("ids_digest"))
+    if len(digests) > 1:
+        return None
+    return np.stack(columns, axis=1)
 
 
-def to_latex(groups: list[Group]) -> str:
-    """booktabs tables, one per group, best values in ``\\textbf``, published rows after a rule."""
-    blocks = []
-    for group in groups:
-        spec = "".join("r" if c.numeric else "l" for c in group.columns)
-        lines = [
-            r"\begin{table}", r"\centering",
-            r"\caption{" + latex_escape(group.caption).replace("—", "---") + "}",
-            r"\begin{tabular}{" + spec + "}", r"\toprule",
-            _tex_line(latex_escape(c.header) for c in group.columns), r"\midrule",
-        ]
-        for i, row in enumerate(group.rows):
-            if row.published and (i == 0 or not group.rows[i - 1].published):
-                lines.append(r"\midrule")
-            lines.append(_tex_line(_marked(latex_escape(cell_text(row, c, "--")), c, row, r"\textbf{{{}}}") for c in group.columns))
-        lines += [r"\bottomrule", r"\end{tabular}"]
-        lines += [r"\par\smallskip\footnotesize " + latex_escape(note).replace(DEVIATION_MARK, r"\dag{}") for note in group.notes]
-        lines.append(r"\end{table}")
-        blocks.append("\n".join(lines))
-    return "\n\n".join(blocks) + "\n"
+def _tuned_on_scored(record: dict) -> bool:
+    """Whether the run chose something on images it is scored on (its ``tuning.overlap``)."""
+    tuning = record.get("tuning") if isinstance(record.get("tuning"), dict) else None
+    return bool(tuning and tuning.get("overlap"))
 
 
-def to_json(groups: list[Group]) -> str:
-    """A list of groups: caption, columns, rows (cells by key, ``published``, ``best`` column keys)."""
-    data = [
-        {
-            "dataset": g.dataset, "dataset_options": dict(g.dataset_options), "split": g.split,
-            "protocol": g.protocol, "n_images": g.n_images, "precision": g.precision, "stage": g.stage,
-            "caption": g.caption, "notes": list(g.notes),
-            "columns": [{"key": c.key, "header": c.header, "numeric": c.numeric} for c in g.columns],
-            "rows": [
-                {**{c.key: row.cells.get(c.key) for c in g.columns}, "published": row.published,
-                 "best": [c.key for c in g.columns if c.key in row.best], "runs": row.runs,
-                 "deviations": list(row.deviations)}
-                for row in g.rows
-            ],
-        }
-        for g in groups
-    ]
-    return json.dumps(data, indent=2, ensure_ascii=False) + "\n"
+def _priors(record: dict) -> tuple[dict, ...]:
+    """What entered besides the image labels: the record's own ``priors``, else, for records
+    written before they were, the pretrained weights its config names."""
+    if isinstance(record.get("priors"), list):
+        return tuple(p for p in record["priors"] if isinstance(p, dict) and "mark" in p)
+    config = record["config"]
+    backbone = str(record.get("backbone") or config.get("backbone") or "")
+    if config.get("pretrained") or config.get("weights") or backbone.startswith("imagenet:"):
+        return ({"mark": "I", "what": f"ImageNet weights of {backbone}"},)
+    return ()
 
 
-FORMATTERS: dict[str, Callable[[list[Group]], str]] = {"markdown": to_markdown, "csv": to_csv, "latex": to_latex, "json": to_json}
-
-_LATEX_SPECIAL = {
-    "\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#", "_": r"\_",
-    "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}",
-}
-
-
-def latex_escape(text: str) -> str:
-    return "".join(_LATEX_SPECIAL.get(ch, ch) for ch in text)
+def _mark_ties(rows: list[Row], sort: str) -> list[Row]:
+    """Each ranked row compared with the one above by the paired bootstrap of their mIoU
+    (rows ranked by mIoU, both with samples on the same images); ``tied_with_above``."""
+    if sort != "miou":
+        return rows
+    out = []
+    for i, row in enumerate(rows):
+        above = rows[i - 1] if i else None
+        tied = None
+        if above is not None and row.samples is not None and above.samples is not None \
+                and row.samples.shape[0] == above.samples.shape[0]:
+            paired = row.seeds == above.seeds and len(row.seeds) == row.samples.shape[1]
+            tied = difference_from(above.points, above.samples, row.points, row.samples, paired_seeds=paired).tied
+        out.append(replace(row, tied_with_above=tied))
+    return out
 
 
 def _is_score(value: Any) -> bool:
@@ -374,11 +341,6 @@ def _pct(value: Any) -> float | None:
     if not _is_score(value) or value is None or math.isnan(value):
         return None
     return round(100.0 * value, 1)
-
-
-def _chosen(deviation: dict) -> str:
-    """`` (unverified)`` where the preset's value was a choice, not checked against the source."""
-    return " (unverified)" if deviation.get("unverified") else ""
 
 
 def _follows_preset(config: dict, preset: str) -> bool:
@@ -440,6 +402,7 @@ def _measured_row(path: Path, record: dict, root: Path, saliency: list[dict] = (
         "miou": _pct(record["miou"]),
         "pixel_accuracy": _pct(record.get("pixel_accuracy")),
         "map": _pct(classifier.get("map")),
+        "auc": _pct(record.get("threshold_auc")),
         "source": path.parent.relative_to(root).as_posix(),
     }
     cells.update({f"iou:{name}": _pct(value) for name, value in per_class.items()})
@@ -468,21 +431,24 @@ def _sort_key(key: str) -> Callable[[Row], tuple]:
 
 
 def _mark_best(rows: list[Row], columns: tuple[Column, ...]) -> list[Row]:
+    """The best value per numeric column, marked on every row that holds it; for mIoU also on
+    the rows tied with the top row (a chain of ``≈`` from the top)."""
     best = {}
     for column in (c for c in columns if c.numeric):
         values = [row.cells[column.key] for row in rows if row.cells.get(column.key) is not None]
         if len(values) >= 2 and len(set(values)) > 1:
             best[column.key] = max(values)
-    return [replace(row, best=frozenset(k for k, v in best.items() if row.cells.get(k) == v)) for row in rows]
-
-
-def _marked(text: str, column: Column, row: Row, template: str) -> str:
-    return template.format(text) if column.key in row.best else text
-
-
-def _md_line(cells) -> str:
-    return "| " + " | ".join(str(cell).replace("|", "\\|") for cell in cells) + " |"
-
-
-def _tex_line(cells) -> str:
-    return " & ".join(cells) + r" \\"
+    top_tied = set()
+    if "miou" in best:
+        for i, row in enumerate(rows):
+            if row.cells.get("miou") == best["miou"] or (i and i - 1 in top_tied and row.tied_with_above):
+                top_tied.add(i)
+    marked = []
+    for i, row in enumerate(rows):
+        keys = {k for k, v in best.items() if row.cells.get(k) == v}
+        if "miou" in best:
+            keys.discard("miou")
+            if i in top_tied:
+                keys.add("miou")
+        marked.append(replace(row, best=frozenset(keys)))
+    return marked

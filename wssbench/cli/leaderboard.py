@@ -12,6 +12,7 @@ from rich.text import Text
 from wssbench.cli import traceback_option
 from wssbench.errors import UsageError
 from wssbench.leaderboard import FORMATTERS, SORT_KEYS, Group, build_groups, cell_text, find_records, find_saliency_records
+from wssbench.results.uncertainty import DEFAULT_RESAMPLES, check_resamples
 
 
 def rich_table(group: Group) -> Table:
@@ -26,8 +27,8 @@ def rich_table(group: Group) -> Table:
             table.add_column(column.header, no_wrap=True)
     previous = None
     for row in group.rows:
-        if row.published and previous is not None and not previous.published:
-            table.add_section()
+        if previous is not None and (row.published, row.unranked) != (previous.published, previous.unranked):
+            table.add_section()  # unranked rows (tuned on their scored images), then published ones, apart
         cells = [Text(cell_text(row, c), style="bold" if c.key in row.best else "") for c in group.columns]
         table.add_row(*cells, style="italic" if row.published else None)
         previous = row
@@ -40,9 +41,10 @@ def rich_table(group: Group) -> Table:
 @click.option("--json", "as_json", is_flag=True, help="Same as --format json.")
 @click.option("--references/--no-references", default=True, show_default=True, help="Add published VOC 2012 numbers where a group matches them.")
 @click.option("--per-class", is_flag=True, help="A column per class (IoU).")
-@click.option("--sort", type=click.Choice(SORT_KEYS), default="miou", show_default=True, help="Rank rows by this column (numbers descending).")
+@click.option("--sort", type=click.Choice(SORT_KEYS), default="miou", show_default=True, help="Rank rows by this column (numbers descending; auc: the mean mIoU over the background-threshold grid).")
+@click.option("--bootstrap", type=int, default=DEFAULT_RESAMPLES, show_default=True, help="Resamples of the image bootstrap behind the 95 % intervals and ties (at least 100).")
 @traceback_option
-def leaderboard_command(root: Path, fmt: str, as_json: bool, references: bool, per_class: bool, sort: str) -> None:
+def leaderboard_command(root: Path, fmt: str, as_json: bool, references: bool, per_class: bool, sort: str, bootstrap: int) -> None:
     """Rank every run (result.json) under DIR: one table per dataset, split, protocol and precision.
 
     Identical runs that differ only in options that do not change results (workers, batch
@@ -52,8 +54,9 @@ def leaderboard_command(root: Path, fmt: str, as_json: bool, references: bool, p
         if fmt not in ("table", "json"):
             raise UsageError(f"--json and --format {fmt} ask for different formats; give one")
         fmt = "json"
+    check_resamples(bootstrap)
     groups = build_groups(find_records(root), root, with_references=references, per_class=per_class, sort=sort,
-                          saliency=find_saliency_records(root))
+                          saliency=find_saliency_records(root), bootstrap=bootstrap)
     if fmt in FORMATTERS:
         click.echo(FORMATTERS[fmt](groups), nl=False)
         return

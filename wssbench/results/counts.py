@@ -15,8 +15,10 @@ over the images they give the split's confusion-matrix scores exactly: IoU_c = s
 ``union - truth + intersection`` (TP + FP).
 
 A run writes them as ``counts.npz`` beside ``result.json`` (named in the record's
-``counts.file``), compressed: about 20 kB for VOC val. They are read with
-``allow_pickle=False`` and checked; a missing or damaged file is a :class:`DataError` naming it.
+``counts.file``), compressed: about 30 kB for VOC val, with the run's bootstrap samples (its
+mIoU under the canonical image draws of :mod:`wssbench.results.uncertainty`, 1,000 numbers) so
+that a leaderboard never recomputes them. They are read with ``allow_pickle=False`` and checked;
+a missing or damaged file is a :class:`DataError` naming it.
 """
 
 from __future__ import annotations
@@ -110,14 +112,28 @@ class ImageCounts:
         """The split's mIoU from these counts (equal to the confusion matrix's)."""
         return float(miou(self.intersection.sum(0), self.union.sum(0)))
 
-    def save(self, path: Path) -> None:
-        """Write ``path`` (npz, compressed); the caller makes it atomic."""
+    def save(self, path: Path, samples: np.ndarray | None = None) -> None:
+        """Write ``path`` (npz, compressed), with the run's bootstrap ``samples`` (B,) if given;
+        the caller makes it atomic."""
+        extra = {} if samples is None else {"samples": np.asarray(samples, np.float64)}
         with open(path, "wb") as f:
             np.savez_compressed(
                 f, version=np.array(COUNTS_VERSION), ids=np.array(self.ids, dtype=str),
                 intersection=self.intersection.astype(np.uint32), union=self.union.astype(np.uint32),
-                truth=self.truth.astype(np.uint32), pixels=self.pixels.astype(np.int64),
+                truth=self.truth.astype(np.uint32), pixels=self.pixels.astype(np.int64), **extra,
             )
+
+    @staticmethod
+    def load_samples(path: Path) -> np.ndarray | None:
+        """The bootstrap samples stored with the counts (B,), or None when the file has none;
+        DataError naming the file when it cannot be read."""
+        try:
+            with np.load(path, allow_pickle=False) as data:
+                return data["samples"].astype(np.float64) if "samples" in data.files else None
+        except FileNotFoundError:
+            raise DataError(f"{path}: count file not found (named in the record's 'counts')") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise DataError(f"{path}: not a readable wssbench count file ({type(e).__name__}: {e})") from None
 
     @classmethod
     def load(cls, path: Path) -> "ImageCounts":

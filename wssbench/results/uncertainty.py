@@ -12,18 +12,21 @@ split's mIoU. Its 95 % interval comes from a two-level percentile bootstrap:
    (one confusion matrix over the resampled split, as the metric is defined: not a mean of
    per-image IoUs), and average over the drawn seeds;
 
-``n_resamples`` times (1,000 by default) from a fixed random seed, and take the 2.5th and 97.5th
-percentiles. The interval so covers both what the images and what the training seed move; with
-few seeds (3) the seed level is coarse, and it is the image level that dominates.
+``n_resamples`` times (1,000 by default), and take the 2.5th and 97.5th percentiles. The
+interval so covers both what the images and what the training seed move; with few seeds (3)
+the seed level is coarse, and it is the image level that dominates.
 
-Two rows scored on the same images are compared by the same bootstrap applied to the difference
-of their numbers, with the same image draws for both rows (paired), and, when both rows ran the
-same seeds, the same seed draws too (a seed's classifier is shared by rows that differ only
-after it). A difference whose interval contains 0 is a tie.
+The image draws are *canonical*: a fixed random seed, the images in sorted-id order. Every run
+scored on the same images therefore sees the same draws, so a run's resampled mIoUs
+(:func:`run_samples`, B numbers) can be computed once, when the run ends, and stored with its
+counts; the leaderboard then combines stored samples without re-reading any count. Two rows on
+the same images are compared by the difference of their samples, resample by resample (a
+paired bootstrap: the same image draws for both rows and, when both rows ran the same seeds,
+the same seed draws too, since a seed's classifier is shared by rows that differ only after
+it). A difference whose interval contains 0 is a tie.
 
-Vectorised: the image draws are a (B, N) matrix of multiplicities, so the resampled counts of a
-run are one matrix product (B, N) @ (N, C); a 20-row leaderboard over 1,449 images takes well
-under a second per 1,000 resamples (``benchmarks/bootstrap_speed.py``).
+Vectorised: the image draws are a (B, N) matrix of multiplicities, so a run's resampled counts
+are one matrix product (B, N) @ (N, C) (``benchmarks/bootstrap_speed.py``).
 """
 
 from __future__ import annotations
@@ -47,30 +50,44 @@ def check_resamples(n: int) -> int:
     return n
 
 
-def image_draws(n_images: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+def image_draws(n_images: int, n_resamples: int, seed: int = SEED) -> np.ndarray:
     """(B, N) multiplicities of the images in each resample (each row sums to N): N draws with
-    replacement per resample, counted per image."""
+    replacement per resample, counted per image; the same for the same (N, B, seed)."""
+    rng = np.random.default_rng([seed, n_images])
     drawn = rng.integers(0, n_images, size=(n_resamples, n_images))  # (B, N) image indices
     offsets = np.arange(n_resamples)[:, None] * n_images
     return np.bincount((drawn + offsets).ravel(), minlength=n_resamples * n_images).reshape(n_resamples, n_images)
 
 
-def seed_draws(n_seeds: int, n_resamples: int, rng: np.random.Generator) -> np.ndarray:
+def run_samples(counts: ImageCounts, n_resamples: int = DEFAULT_RESAMPLES, seed: int = SEED) -> np.ndarray:
+    """(B,) the run's dataset mIoU under each canonical image draw (images in sorted-id order)."""
+    ordered = counts.subset(sorted(counts.ids))
+    w = image_draws(len(ordered.ids), n_resamples, seed).astype(np.float64)
+    return miou(w @ ordered.intersection, w @ ordered.union)
+
+
+def seed_draws(n_seeds: int, n_resamples: int, seed: int = SEED) -> np.ndarray:
     """(B, R) indices of the seeds drawn in each resample (with replacement)."""
     if n_seeds == 1:
         return np.zeros((n_resamples, 1), np.int64)
-    return rng.integers(0, n_seeds, size=(n_resamples, n_seeds))
+    return np.random.default_rng([seed, n_seeds, 1]).integers(0, n_seeds, size=(n_resamples, n_seeds))
 
 
-def resampled_mious(runs: list[ImageCounts], weights: np.ndarray) -> np.ndarray:
-    """(B, R): each run's dataset mIoU under each image draw ``weights`` (B, N)."""
-    w = weights.astype(np.float64)
-    return np.stack([miou(w @ run.intersection, w @ run.union) for run in runs], axis=1)
+def combine(samples: np.ndarray, seed: int = SEED) -> np.ndarray:
+    """(B, R) per-run samples (one column per seed) -> (B,) the row's resampled mean over seeds."""
+    draws = seed_draws(samples.shape[1], samples.shape[0], seed)
+    return np.take_along_axis(samples, draws, axis=1).mean(1)
+
+
+def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
+    tail = 100 * (1 - level) / 2
+    lo, hi = np.nanpercentile(samples, [tail, 100 - tail])
+    return float(lo), float(hi)
 
 
 @dataclass(frozen=True)
 class Estimate:
-    """A row's number and its interval (percent-free fractions, as records hold mIoU)."""
+    """A row's number and its interval (fractions, as records hold mIoU)."""
 
     mean: float  # mean over seeds of the split's mIoU
     std: float | None  # sample standard deviation over seeds (None with one seed)
@@ -78,39 +95,15 @@ class Estimate:
     ci95: tuple[float, float]
 
 
-def _aligned(runs: list[ImageCounts]) -> list[ImageCounts]:
-    """The runs with their images in the first run's order; UsageError if they differ."""
-    ids = runs[0].ids
-    out = []
-    for run in runs:
-        if run.ids != ids:
-            if sorted(run.ids) != sorted(ids):
-                raise UsageError("the runs of one row were scored on different images")
-            run = run.subset(list(ids))
-        out.append(run)
-    return out
-
-
-def estimate(runs: list[ImageCounts], n_resamples: int = DEFAULT_RESAMPLES, seed: int = SEED) -> Estimate:
-    """The mean over ``runs`` (one per training seed) and its two-level bootstrap interval."""
-    runs = _aligned(runs)
-    rng = np.random.default_rng(seed)
-    weights = image_draws(len(runs[0].ids), n_resamples, rng)
-    seeds = seed_draws(len(runs), n_resamples, rng)
-    samples = np.take_along_axis(resampled_mious(runs, weights), seeds, axis=1).mean(1)  # (B,)
-    point = np.array([run.miou() for run in runs])
+def estimate_from(points: list[float], samples: np.ndarray) -> Estimate:
+    """A row from its runs' mIoUs (R,) and their stored samples (B, R)."""
+    points = np.asarray(points, np.float64)
     return Estimate(
-        mean=float(point.mean()),
-        std=float(point.std(ddof=1)) if len(runs) > 1 else None,
-        n_seeds=len(runs),
-        ci95=percentile_interval(samples),
+        mean=float(points.mean()),
+        std=float(points.std(ddof=1)) if len(points) > 1 else None,
+        n_seeds=len(points),
+        ci95=percentile_interval(combine(samples)),
     )
-
-
-def percentile_interval(samples: np.ndarray, level: float = LEVEL) -> tuple[float, float]:
-    tail = 100 * (1 - level) / 2
-    lo, hi = np.nanpercentile(samples, [tail, 100 - tail])
-    return float(lo), float(hi)
 
 
 @dataclass(frozen=True)
@@ -125,21 +118,37 @@ class Difference:
         return self.ci95[0] <= 0.0 <= self.ci95[1]
 
 
-def difference(a: list[ImageCounts], b: list[ImageCounts], n_resamples: int = DEFAULT_RESAMPLES, seed: int = SEED,
-               paired_seeds: bool = False) -> Difference:
-    """The paired bootstrap of mean(a) - mean(b): the same image draws for both rows and, with
-    ``paired_seeds`` (both rows ran the same seeds, in the same order), the same seed draws."""
-    a, b = _aligned(a), _aligned(b)
-    if sorted(a[0].ids) != sorted(b[0].ids):
-        raise UsageError("rows scored on different images cannot be compared pairwise")
-    b = [run.subset(list(a[0].ids)) for run in b]
-    if paired_seeds and len(a) != len(b):
+def difference_from(points_a: list[float], samples_a: np.ndarray, points_b: list[float], samples_b: np.ndarray,
+                    paired_seeds: bool = False) -> Difference:
+    """mean(a) - mean(b) and its paired-bootstrap interval from stored samples (B, R_a), (B, R_b)
+    computed on the same images with the same canonical draws. With ``paired_seeds`` (the same
+    seeds in the same order) the seed draws are shared too; else independent."""
+    if samples_a.shape[0] != samples_b.shape[0]:
+        raise UsageError("rows bootstrapped with different numbers of resamples cannot be compared")
+    if paired_seeds and samples_a.shape[1] != samples_b.shape[1]:
         raise UsageError("paired seeds need the same number of runs in both rows")
-    rng = np.random.default_rng(seed)
-    weights = image_draws(len(a[0].ids), n_resamples, rng)
-    seeds_a = seed_draws(len(a), n_resamples, rng)
-    seeds_b = seeds_a if paired_seeds else seed_draws(len(b), n_resamples, rng)
-    sa = np.take_along_axis(resampled_mious(a, weights), seeds_a, axis=1).mean(1)
-    sb = np.take_along_axis(resampled_mious(b, weights), seeds_b, axis=1).mean(1)
-    point = float(np.mean([r.miou() for r in a]) - np.mean([r.miou() for r in b]))
-    return Difference(point, percentile_interval(sa - sb))
+    a = combine(samples_a)
+    b = combine(samples_b) if paired_seeds else combine(samples_b, seed=SEED + 1)
+    return Difference(float(np.mean(points_a) - np.mean(points_b)), percentile_interval(a - b))
+
+
+def _check_same_images(runs: list[ImageCounts]) -> None:
+    ids = sorted(runs[0].ids)
+    if any(sorted(run.ids) != ids for run in runs[1:]):
+        raise UsageError("runs scored on different images cannot be combined or compared")
+
+
+def estimate(runs: list[ImageCounts], n_resamples: int = DEFAULT_RESAMPLES) -> Estimate:
+    """The mean over ``runs`` (one per training seed) and its two-level bootstrap interval."""
+    _check_same_images(runs)
+    samples = np.stack([run_samples(run, n_resamples) for run in runs], axis=1)  # (B, R)
+    return estimate_from([run.miou() for run in runs], samples)
+
+
+def difference(a: list[ImageCounts], b: list[ImageCounts], n_resamples: int = DEFAULT_RESAMPLES,
+               paired_seeds: bool = False) -> Difference:
+    """The paired bootstrap of mean(a) - mean(b) on the same images (module docstring)."""
+    _check_same_images([*a, *b])
+    sa = np.stack([run_samples(run, n_resamples) for run in a], axis=1)
+    sb = np.stack([run_samples(run, n_resamples) for run in b], axis=1)
+    return difference_from([r.miou() for r in a], sa, [r.miou() for r in b], sb, paired_seeds)
