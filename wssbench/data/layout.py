@@ -10,8 +10,8 @@
 Image-level labels come from ``cls_labels.npy`` when present, otherwise from
 :meth:`SegmentationDataset.labels_fallback` (the VOC XML annotations for VOC 2012, the masks
 for a dataset without either). psa and irn keep the file in ``VOCdevkit/``, one level above the
-``VOC2012`` root; a file found there is used with a warning naming it, since it lies outside
-the folder the user pointed at.
+``VOC2012`` root; a file found there is used, with a warning naming it when it lies outside the
+folder the user pointed at (``--data-root .../VOC2012``).
 """
 
 from __future__ import annotations
@@ -43,8 +43,9 @@ class SegmentationDataset:
     mask_dir = "SegmentationClass"
     image_ext = ".jpg"
 
-    def __init__(self, root: str | Path):
+    def __init__(self, root: str | Path, given: str | Path | None = None):
         self.root = Path(root)
+        self.given = Path(given) if given is not None else self.root  # the folder the user named
 
     @property
     def num_classes(self) -> int:
@@ -126,8 +127,9 @@ class SegmentationDataset:
         if inside.is_file():
             return read_cls_labels(inside)
         if above.is_file():
-            warnings.warn(f"image labels read from {above}, outside the data root {self.root} (psa/irn keep it there)",
-                          stacklevel=2)
+            if not above.resolve().is_relative_to(self.given.resolve()):
+                warnings.warn(f"image labels read from {above}, outside the data root {self.given} (psa/irn keep it there)",
+                              stacklevel=2)
             return read_cls_labels(above)
         return None
 

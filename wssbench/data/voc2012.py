@@ -84,7 +84,7 @@ class VOC2012(SegmentationDataset):
 
     def __init__(self, root: str | None = None):
         given = Path(root) if root is not None else default_root()
-        super().__init__(find_voc2012(given))
+        super().__init__(find_voc2012(given), given)
 
     def prepare(self) -> None:
         if not self.root.exists():
