@@ -2,7 +2,7 @@
 
 The three-pass path is what wssbench did before: classify (a forward without autograd), then the
 class-map producer's own forward, then the saliency method's own forward and backward passes.
-The shared path is the pipeline's (``wssbench.seed.pipeline.forward_batch``): one forward, recorded
+The shared path is the pipeline's (``wssbench.seed.maps.forward_batch``): one forward, recorded
 under the saliency method's backward rule, whose scores pick the classes, whose score maps or
 features give the class maps and whose graph the saliency maps are back-propagated from. Both
 paths run here in one process, alternately, on the same images; the maps must be identical.
@@ -24,7 +24,7 @@ import torch
 
 import wssbench
 from wssbench.seed.config import RunConfig
-from wssbench.seed.pipeline import forward_batch, select_classes
+from wssbench.seed.maps import forward_batch, select_classes
 
 
 def sync(device: torch.device) -> None:

@@ -18,7 +18,7 @@ from scipy.ndimage import gaussian_filter
 
 from wssbench.host.registry import default_registry
 from wssbench.runtime.workers import PredictPool, predict_one
-from wssbench.seed.pipeline import ImageMaps
+from wssbench.seed.maps import ImageMaps
 
 
 def stand_in_maps(dataset, ids: list[str], seed: int = 0) -> list[ImageMaps]:

@@ -51,14 +51,25 @@ class ImagePriorFusion(ThresholdRule):
         if scores is None:
             raise ValueError("image-prior fusion needs the image-level scores of the labels (scores=...)")
         probs = super().__call__(image, labels, class_maps, saliency_maps, background)  # (K+1, H, W)
+        weighted = probs * self.image_prior(scores, background_score)[:, None, None]
+        return weighted / weighted.sum(0, keepdims=True)  # (K+1, H, W)
+
+    @staticmethod
+    def image_prior(scores, background_score=None) -> np.ndarray:
+        """The image-level probabilities (K+1,): background first."""
         if background_score is not None:
             from scipy.special import softmax
 
-            prior = softmax(np.r_[background_score, np.asarray(scores, np.float64)]).astype(np.float32)  # (K+1,)
-        else:
-            prior = np.r_[1.0, 1.0 / (1.0 + np.exp(-np.asarray(scores, np.float64)))].astype(np.float32)  # (K+1,)
-        weighted = probs * prior[:, None, None]
-        return weighted / weighted.sum(0, keepdims=True)  # (K+1, H, W)
+            return softmax(np.r_[background_score, np.asarray(scores, np.float64)]).astype(np.float32)
+        return np.r_[1.0, 1.0 / (1.0 + np.exp(-np.asarray(scores, np.float64)))].astype(np.float32)
+
+    def foreground(self, image, labels, class_maps, saliency_maps, scores=None, background_score=None) -> np.ndarray:
+        """The threshold rule's evidence times each class's prior (background's is 1 without a
+        background output: the threshold curve sweeps the constant against these)."""
+        fg = super().foreground(image, labels, class_maps, saliency_maps)
+        if scores is None:
+            return fg
+        return fg * self.image_prior(scores, background_score)[1:, None, None]
 
 
 @dataclass(frozen=True)

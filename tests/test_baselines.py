@@ -17,8 +17,9 @@ from wssbench.classifier.training import LOSSES, TrainRecipe, head_targets, reci
 from wssbench.errors import UsageError
 from wssbench.host.registry import default_registry
 from wssbench.methods.forward import plain_forward
+from wssbench.seed.classifier import classifier_key
 from wssbench.seed.config import RunConfig, build_config
-from wssbench.seed.pipeline import background_of, classifier_key, select_classes
+from wssbench.seed.maps import background_of, select_classes
 from wssbench.seed.presets import PRESETS, deviations, unverified
 from wssbench_plugins.classmaps import FCNScoreMaps
 from wssbench_plugins.fusion import ImagePriorFusion, ThresholdFusion

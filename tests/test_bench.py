@@ -71,7 +71,7 @@ def test_shipped_bench_files_are_valid(name):
 
     from wssbench.cli.bench import load_bench, row_config
     from wssbench.host.registry import default_registry
-    from wssbench.seed.pipeline import check
+    from wssbench.seed.components import check
     from wssbench.segmentation.config import SegmentConfig
 
     registry = default_registry()

@@ -15,8 +15,9 @@ import wssbench.storage.io
 from wssbench.classifier.training import TrainRecipe, checkpoint_path, load_cached_checkpoint, save_checkpoint
 from wssbench.data.synthetic import SyntheticDataset
 from wssbench.host.registry import default_registry
+from wssbench.seed.classifier import classifier_key, load_or_train
+from wssbench.seed.components import resolve
 from wssbench.seed.config import RunConfig
-from wssbench.seed.pipeline import classifier_key, load_or_train, resolve
 from wssbench.storage.mapcache import MapCache
 
 

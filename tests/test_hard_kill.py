@@ -23,7 +23,7 @@ RUN = textwrap.dedent("""
     import numpy as np
     import wssbench
     from wssbench.seed.config import RunConfig
-    from wssbench.seed.pipeline import run
+    from wssbench.seed.run import run
     from wssbench.host.registry import build_registry
     from wssbench.classifier.training import TrainRecipe
 

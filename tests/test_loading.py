@@ -10,8 +10,9 @@ from wssbench.classifier.training import TrainRecipe, train
 from wssbench.errors import DataError, UsageError
 from wssbench.runtime.loading import default_loader_workers, load_all
 from wssbench.runtime.precision import autocast, check_precision
+from wssbench.seed.classifier import compute_key
 from wssbench.seed.config import RunConfig
-from wssbench.seed.pipeline import batches, compute_key
+from wssbench.seed.maps import batches
 from wssbench.storage.mapcache import MapCache
 from wssbench_plugins.classmaps import FCNScoreMaps
 from wssbench_plugins.saliency import GuidedBP
@@ -123,7 +124,7 @@ def test_max_normalise_is_float32_and_finite_from_fp16():
 def test_untrained_classifier_is_the_same_in_every_process():
     """The random initialisation comes from the recipe's seed, not from the process's RNG state."""
     from wssbench.host.registry import default_registry
-    from wssbench.seed.pipeline import resolve
+    from wssbench.seed.components import resolve
 
     config = RunConfig(options=(("dataset", "preset", "tiny"),))
     _, first = resolve(config, default_registry())

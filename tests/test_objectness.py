@@ -19,8 +19,8 @@ import wssbench
 from wssbench.errors import UsageError
 from wssbench.host.registry import build_registry, default_registry
 from wssbench.methods.objectness import BoxProposals, SegmentProposals, cached, coverage, objectness_map, smooth
+from wssbench.seed.components import check
 from wssbench.seed.config import build_config
-from wssbench.seed.pipeline import check
 from wssbench.seed.presets import PRESETS, deviations
 
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -9,7 +9,7 @@ import torch
 from wssbench.classifier.model import POOLINGS
 from wssbench.errors import UsageError
 from wssbench.seed.config import RunConfig, parse_option_strings
-from wssbench.seed.pipeline import select_classes
+from wssbench.seed.maps import select_classes
 
 
 def test_select_predicted_classes():
@@ -70,7 +70,8 @@ def test_select_classes_without_cap_or_forced_top1():
 
 
 def test_a_batch_with_no_detection_is_all_background(resnet18_classifier):
-    from wssbench.seed.pipeline import Timer, stage_maps
+    from wssbench.runtime.timer import Timer
+    from wssbench.seed.maps import stage_maps
     from wssbench_plugins.classmaps import FCNScoreMaps
     from wssbench_plugins.fusion import ThresholdFusion
     from wssbench_plugins.saliency import GuidedBP

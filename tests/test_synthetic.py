@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wssbench.data.cls_labels import read_cls_labels
 from wssbench.data import synthetic
+from wssbench.data.cls_labels import read_cls_labels
 from wssbench.data.synthetic import CLASSES, SyntheticDataset, SyntheticSpec, generate
 from wssbench.errors import DataError
 from wssbench.host.options import parse_option

@@ -196,3 +196,30 @@ def test_threshold_curve_summary_and_the_run_threshold_off_the_grid():
     assert s["threshold_used"] == {"threshold": 0.3, "miou": 1.0}
     with pytest.raises(UsageError):
         CurveAccumulator((0.5, 0.2), 2)
+
+
+def test_a_run_records_its_counts_interval_diagnostics_and_threshold_curve(tmp_path, tiny_dataset, monkeypatch):
+    """End to end on the tiny dataset: the counts file beside result.json reproduces the record's
+    mIoU; without refiners, the curve at the run's own threshold is the run's mIoU."""
+    import json
+
+    import wssbench
+
+    pipe = wssbench.Pipeline(saliency="gbp", classmap="fcn", refine="none", epochs=1, workers=1,
+                             options={"dataset.preset": "tiny", "fusion.bg_threshold": 0.3})
+    record = pipe.run(out=tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["counts"]["file"] == "counts.npz"
+    counts = ImageCounts.load(tmp_path / "run" / "counts.npz")
+    assert counts.ids == tuple(tiny_dataset.ids("val")) and counts.miou() == pytest.approx(record["miou"], abs=1e-12)
+    assert ImageCounts.load_samples(tmp_path / "run" / "counts.npz").shape == (record["counts"]["resamples"],)
+    lo, hi = record["ci95"]
+    assert lo <= record["miou"] <= hi
+    assert set(record["diagnostics"]) >= {"precision", "recall", "iou_by_size", "absent_class_rate"}
+    assert [p["threshold"] for p in record["threshold_curve"]] == [round(0.05 * i, 2) for i in range(20)]
+    assert record["threshold_used"] == {"threshold": 0.3, "miou": pytest.approx(record["miou"], abs=1e-12)}
+    assert record["threshold_max"]["oracle"] is True
+    assert record["threshold_auc"] == pytest.approx(np.mean([p["miou"] for p in record["threshold_curve"]]))
+    assert record["priors"] == []
+    off = wssbench.Pipeline(saliency="gbp", classmap="fcn", refine="none", epochs=1, workers=1,
+                            options={"dataset.preset": "tiny", "fusion.curve": "none"}).run()
+    assert "threshold_curve" not in off

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import warnings
-
 from pathlib import Path
 
 import numpy as np
@@ -160,7 +159,7 @@ def test_missing_image_is_named(devkit: Path):
 def test_missing_files_are_found_before_training(devkit: Path, monkeypatch: pytest.MonkeyPatch):
     """An id of the split without its image fails when the run starts, not after training."""
     import wssbench
-    from wssbench.seed import pipeline
+    from wssbench.seed import run as pipeline
 
     write_split(devkit / "VOC2012", "val", ["2007_000003", "2007_000009", "2007_000010"])
     trained = []

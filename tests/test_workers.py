@@ -32,7 +32,7 @@ def test_finish_yields_each_result_when_it_is_done_not_after_the_last():
         pool.submit(maps("slow", 30))
         results = pool.results(finish=True)
         first_id, first_at = next(results)[0].image_id, time.monotonic()
-        rest = [m.image_id for m, _, _ in results]
+        rest = [m.image_id for m, _, _, _ in results]
         last_at = time.monotonic()
     assert (first_id, rest) == ("fast", ["slow"])
     assert last_at - first_at > 1.5  # the fast one came while the slow one (3 s) was still running
@@ -41,5 +41,5 @@ def test_finish_yields_each_result_when_it_is_done_not_after_the_last():
 def test_inline_pool_gives_the_same_label_maps():
     with PredictPool(SleepFusion(), [], workers=1) as pool:
         pool.submit(maps("a", 0))
-        (m, pred, seconds), = pool.results(finish=True)
-    assert m.image_id == "a" and pred.shape == (4, 4) and not pred.any() and "fusion" in seconds
+        (m, pred, seconds, curve), = pool.results(finish=True)
+    assert m.image_id == "a" and pred.shape == (4, 4) and not pred.any() and "fusion" in seconds and curve is None

@@ -34,7 +34,7 @@ def create_classifier(backbone: str, num_classes: int, pooling: str = "gap", pre
     random initialisation is drawn from ``seed``.
     """
     from wssbench.host.registry import default_registry
-    from wssbench.seed.pipeline import create_classifier as create
+    from wssbench.seed.classifier import create_classifier as create
 
     registry = registry or default_registry()
     provider_name, _, model_name = backbone.rpartition(":")
@@ -47,7 +47,7 @@ class Pipeline:
 
     def __init__(self, config: RunConfig | None = None, *, registry: Any = None, **description: Any):
         from wssbench.host.registry import default_registry
-        from wssbench.seed.pipeline import resolve
+        from wssbench.seed.components import resolve
 
         if config is not None and description:
             raise TypeError("Pipeline: pass a RunConfig or keyword arguments, not both")
@@ -67,7 +67,8 @@ class Pipeline:
 
     def prepare(self, progress: Any = None) -> tuple:
         """Make the data ready, train (or load) the classifier and fit what needs fitting."""
-        from wssbench.seed.pipeline import Timer, prepare_run
+        from wssbench.runtime.timer import Timer
+        from wssbench.seed.run import prepare_run
 
         if self._prepared is None:
             self._prepared = prepare_run(self.config, self.components, Timer(), progress)
@@ -75,17 +76,19 @@ class Pipeline:
 
     def run(self, out: str | os.PathLike | None = None, progress: Any = None, annotations: dict | None = None) -> dict:
         """Segment and score the split; the result record. With ``out``, also write it there."""
-        from wssbench.seed.pipeline import run
+        from wssbench.seed.run import run
 
         return run(self.config, self.registry, Path(out) if out is not None else None, progress,
                    self.components, annotations)
 
     def predictions(self, split: str | None = None, limit: int | None = None) -> Iterator[Any]:
-        """Each image's :class:`~wssbench.seed.pipeline.Prediction` (image id, label map, maps), in the
+        """Each image's :class:`~wssbench.seed.maps.Prediction` (image id, label map, maps), in the
         order they finish; nothing is written."""
         import dataclasses
 
-        from wssbench.seed.pipeline import Timer, check_split, map_caches, predictions
+        from wssbench.runtime.timer import Timer
+        from wssbench.seed.maps import map_caches
+        from wssbench.seed.run import check_split, predictions
 
         model, info, _ = self.prepare()
         config = dataclasses.replace(self.config, split=split or self.config.split, limit=limit or self.config.limit)

@@ -53,7 +53,11 @@ from wssbench.results.uncertainty import DEFAULT_RESAMPLES, combine, difference_
 from wssbench.seed.config import parse_option_strings, recorded_value
 from wssbench.seed.presets import PRESETS, TRAIN
 
-
+__all__ = [  # the tables as data and their formats are re-exported: one import for leaderboard users
+    "DEVIATION_MARK", "FORMATTERS", "NEUTRAL", "SORT_KEYS", "TIE_MARK", "Column", "Group", "Row", "build_groups", "cell_text",
+    "experiment_key", "find_records", "find_saliency_records", "group_key", "latex_escape", "method_label", "read_record",
+    "to_csv", "to_json", "to_latex", "to_markdown",
+]
 NEUTRAL = ("workers", "loader_workers", "cache_maps", "batch_size", "device", "data_root")
 
 

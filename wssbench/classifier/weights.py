@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import pickle
 import re
-
 import sys
 from pathlib import Path
 

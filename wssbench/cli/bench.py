@@ -46,7 +46,7 @@ SET_BY_BENCH = {"out", "as_json", "from_record"}
 def load_bench(path: Path, registry: Any = None, overrides: dict | None = None) -> dict:
     """Read a bench file and check every row (names, options, value types, labels) before
     anything runs; each row's checked config is kept under ``row["_config"]``."""
-    from wssbench.seed.pipeline import check
+    from wssbench.seed.components import check
     from wssbench.segmentation.run import resolve as resolve_segment
 
     try:

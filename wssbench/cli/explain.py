@@ -34,8 +34,10 @@ from wssbench.cli import traceback_option
 from wssbench.cli.params import ComponentName
 from wssbench.errors import DataError, UsageError
 from wssbench.host.registry import Registry, default_registry
+from wssbench.runtime.timer import Timer
+from wssbench.seed.components import check, resolve
 from wssbench.seed.config import RunConfig, build_config
-from wssbench.seed.pipeline import Timer, check, prepare_run, resolve
+from wssbench.seed.run import prepare_run
 from wssbench.storage.io import atomic_path, read_image
 
 MIN_TILE = 256  # pixels, short side of a tile

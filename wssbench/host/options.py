@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 import re
+import types
 import typing
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -44,7 +45,7 @@ def _annotation(factory: Callable, name: str) -> Any:
 def _convert(value: str, annotation: Any) -> Any:
     origin = typing.get_origin(annotation)
     args = typing.get_args(annotation)
-    if origin is typing.Union or (origin is not None and str(origin) == "types.UnionType"):
+    if origin in (typing.Union, types.UnionType):
         if value.lower() in ("none", "null") and type(None) in args:
             return None
         for arg in args:

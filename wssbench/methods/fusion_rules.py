@@ -8,6 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from wssbench.results.curve import DEFAULT_GRID, check_grid
+
 
 def normalise_saliency(maps: np.ndarray, sigma: float, quantile: float) -> np.ndarray:
     """Blur each raw saliency map (K, H, W) and scale it to [0, 1] by a robust maximum.
@@ -49,6 +51,11 @@ class ThresholdRule:
     weight: float = 0.75  # weight of the class map; 1 - weight goes to the saliency map
     sigma: float = 0.03  # saliency blur, as a fraction of the image's shorter side
     quantile: float = 0.99  # saliency maps are divided by this quantile
+    # background thresholds at which the run also scores its label maps (before refiners): the
+    # record's threshold curve (wssbench.results.curve); none: no curve
+    curve: tuple[float, ...] | None = DEFAULT_GRID
+
+    threshold_option = "bg_threshold"  # capability: the option ``labels_at`` sweeps
 
     def __post_init__(self) -> None:
         if not 0.0 < self.bg_threshold < 1.0:
@@ -57,8 +64,32 @@ class ThresholdRule:
             raise ValueError(f"weight must be in [0, 1], got {self.weight}")
         if not 0.0 < self.quantile <= 1.0:
             raise ValueError(f"quantile must be in (0, 1], got {self.quantile}")
+        if self.curve:
+            check_grid(self.curve)
 
     def __call__(self, image, labels, class_maps, saliency_maps, background=None, background_score=None) -> np.ndarray:
+        fg = self.foreground(image, labels, class_maps, saliency_maps)  # (K, H, W)
+        bg = np.full((1, *fg.shape[1:]), self.bg_threshold, np.float32) if background is None else np.asarray(background, np.float32)[None]
+        scores = np.concatenate([bg, fg])  # (K+1, H, W)
+        return scores / np.maximum(scores.sum(0, keepdims=True), np.finfo(np.float32).tiny)  # (K+1, H, W)
+
+    def labels_at(self, thresholds: tuple[float, ...], image, labels, class_maps, saliency_maps, background=None,
+                  **extra) -> list[np.ndarray] | None:
+        """The label maps (H, W) uint8 this rule gives at each background threshold in turn
+        (the same argmax as ``__call__``, ties to background), from one evaluation of the
+        foreground evidence; None when the background is the classifier's own probability
+        (no threshold to sweep)."""
+        if background is not None:
+            return None
+        fg = self.foreground(image, labels, class_maps, saliency_maps, **extra)  # (K, H, W)
+        values = np.concatenate([[0], np.asarray(labels)]).astype(np.uint8)
+        if len(fg) == 0:
+            return [np.zeros(image.shape[:2], np.uint8) for _ in thresholds]
+        top, arg = fg.max(0), fg.argmax(0) + 1  # (H, W)
+        return [values[np.where(top > t, arg, 0)] for t in thresholds]
+
+    def foreground(self, image, labels, class_maps, saliency_maps, **extra) -> np.ndarray:
+        """The foreground evidence ``F_k`` (K, H, W) float32 against which the background score is set."""
         h, w = image.shape[:2]
         evidence = []
         if class_maps is not None:
@@ -67,6 +98,4 @@ class ThresholdRule:
             s = normalise_saliency(saliency_maps, self.sigma, self.quantile)
             evidence.append((1.0 - self.weight if class_maps is not None else 1.0, s))
         fg = sum(wt * m for wt, m in evidence) if evidence else np.zeros((len(labels), h, w), np.float32)
-        bg = np.full((1, h, w), self.bg_threshold, np.float32) if background is None else np.asarray(background, np.float32)[None]
-        scores = np.concatenate([bg, fg.astype(np.float32)])  # (K+1, H, W)
-        return scores / np.maximum(scores.sum(0, keepdims=True), np.finfo(np.float32).tiny)  # (K+1, H, W)
+        return np.asarray(fg, np.float32)

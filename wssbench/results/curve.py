@@ -56,9 +56,16 @@ class CurveAccumulator:
         for t, pred in enumerate(predictions):
             self.matrices[t] += confusion(gt, pred, self.num_classes)
 
-    def add(self, matrices: np.ndarray) -> None:
-        """Counts accumulated elsewhere (a worker process, another rank)."""
+    def add(self, matrices: np.ndarray) -> "CurveAccumulator":
+        """Counts accumulated elsewhere (a worker process); returns self."""
         self.matrices += matrices
+        return self
+
+    def merged(self, others: list["CurveAccumulator"]) -> "CurveAccumulator":
+        """This and other ranks' accumulations of the same points, summed."""
+        for other in others:
+            self.matrices += other.matrices
+        return self
 
     def summary(self) -> dict:
         """The record's ``threshold_*`` fields (module docstring)."""

@@ -26,8 +26,14 @@ import numpy as np
 _state: dict[str, Any] = {}
 
 
-def predict_one(maps: Any, fusion: Any, refiners: list[tuple[str, Any]]) -> tuple[np.ndarray, dict[str, float]]:
-    """Fuse and refine one image's maps: the label map (H, W) uint8 and seconds per stage."""
+Curve = tuple[tuple[float, ...], int]  # the background thresholds to score the fusion at, and the number of labels
+
+
+def predict_one(maps: Any, fusion: Any, refiners: list[tuple[str, Any]], curve: Curve | None = None
+                ) -> tuple[np.ndarray, dict[str, float], np.ndarray | None]:
+    """Fuse and refine one image's maps: the label map (H, W) uint8, seconds per stage, and with
+    ``curve`` the confusion matrices (T, C, C + 1) of the fusion's label maps (before refiners) at
+    each threshold (a fusion with ``labels_at``; None when it has no threshold to sweep)."""
     seconds: dict[str, float] = {}
     start = time.perf_counter()
     extra = {"scores": maps.scores[maps.labels - 1]} if getattr(fusion, "needs_scores", False) else {}
@@ -35,12 +41,22 @@ def predict_one(maps: Any, fusion: Any, refiners: list[tuple[str, Any]]) -> tupl
         extra.update(background=maps.background, background_score=maps.background_score)
     probs = fusion(maps.image, maps.labels, maps.class_maps, maps.saliency_maps, **extra)  # (K+1, H, W)
     seconds["fusion"] = time.perf_counter() - start
+    matrices = None
+    if curve is not None:
+        start = time.perf_counter()
+        points, num_classes = curve
+        at = fusion.labels_at(points, maps.image, maps.labels, maps.class_maps, maps.saliency_maps, **extra)
+        if at is not None:
+            from wssbench.results.metrics import confusion
+
+            matrices = np.stack([confusion(maps.mask, pred, num_classes) for pred in at])  # (T, C, C + 1)
+        seconds["threshold_curve"] = time.perf_counter() - start
     for name, refiner in refiners:
         start = time.perf_counter()
         probs = refiner(maps.image, probs)  # (K+1, H, W)
         seconds[f"refine:{name}"] = time.perf_counter() - start
     values = np.concatenate([[0], maps.labels]).astype(np.uint8)
-    return values[probs.argmax(0)], seconds
+    return values[probs.argmax(0)], seconds, matrices
 
 
 def component_stats(fusion: Any, refiners: list[tuple[str, Any]]) -> dict[str, dict]:
@@ -76,25 +92,27 @@ def watch_parent(parent: int, poll: float = PARENT_POLL) -> threading.Thread:
     return thread
 
 
-def _init(parent: int, fusion: Any, refiners: list[tuple[str, Any]]) -> None:
+def _init(parent: int, fusion: Any, refiners: list[tuple[str, Any]], curve: Curve | None) -> None:
     watch_parent(parent)
-    _state["fusion"], _state["refiners"] = fusion, refiners
+    _state["fusion"], _state["refiners"], _state["curve"] = fusion, refiners, curve
 
 
-def _work(maps: Any) -> tuple[Any, np.ndarray, dict[str, float], int, dict]:
-    pred, seconds = predict_one(maps, _state["fusion"], _state["refiners"])
-    return maps, pred, seconds, os.getpid(), component_stats(_state["fusion"], _state["refiners"])
+def _work(maps: Any) -> tuple[Any, np.ndarray, dict[str, float], Any, int, dict]:
+    pred, seconds, curve = predict_one(maps, _state["fusion"], _state["refiners"], _state["curve"])
+    return maps, pred, seconds, curve, os.getpid(), component_stats(_state["fusion"], _state["refiners"])
 
 
 class PredictPool:
-    """``submit(maps)`` images, iterate ``results()`` as (maps, label map, seconds per stage)."""
+    """``submit(maps)`` images, iterate ``results()`` as (maps, label map, seconds per stage,
+    threshold-curve confusions or None)."""
 
-    def __init__(self, fusion: Any, refiners: list[tuple[str, Any]], workers: int, max_pending: int = 32):
-        self.fusion, self.refiners = fusion, refiners
+    def __init__(self, fusion: Any, refiners: list[tuple[str, Any]], workers: int, max_pending: int = 32,
+                 curve: Curve | None = None):
+        self.fusion, self.refiners, self.curve = fusion, refiners, curve
         self.workers = workers
         self.max_pending = max_pending
         self._pending: set[Future] = set()
-        self._done: list[tuple[Any, np.ndarray, dict[str, float]]] = []
+        self._done: list[tuple[Any, np.ndarray, dict[str, float], np.ndarray | None]] = []
         self._stats_by_worker: dict[int, dict] = {}
         self._executor: ProcessPoolExecutor | None = None
 
@@ -104,7 +122,7 @@ class PredictPool:
             method = "fork" if sys.platform.startswith("linux") else "spawn"
             self._executor = ProcessPoolExecutor(
                 self.workers, mp_context=multiprocessing.get_context(method),
-                initializer=_init, initargs=(os.getpid(), self.fusion, self.refiners),
+                initializer=_init, initargs=(os.getpid(), self.fusion, self.refiners, self.curve),
             )
         return self
 
@@ -114,14 +132,13 @@ class PredictPool:
 
     def submit(self, maps: Any) -> None:
         if self._executor is None:
-            pred, seconds = predict_one(maps, self.fusion, self.refiners)
-            self._done.append((maps, pred, seconds))
+            self._done.append((maps, *predict_one(maps, self.fusion, self.refiners, self.curve)))
             return
         if len(self._pending) >= self.max_pending:
             self._collect(block=True)
         self._pending.add(self._executor.submit(_work, maps))
 
-    def results(self, finish: bool = False) -> Iterator[tuple[Any, np.ndarray, dict[str, float]]]:
+    def results(self, finish: bool = False) -> Iterator[tuple[Any, np.ndarray, dict[str, float], np.ndarray | None]]:
         """What is done so far; with ``finish``, everything submitted, each as soon as it is done
         (so that the caller writes and reports it then, not after the last one)."""
         self._collect(block=False)
@@ -142,6 +159,6 @@ class PredictPool:
             return
         finished, self._pending = wait(self._pending, timeout=None if block else 0, return_when=FIRST_COMPLETED)
         for future in finished:
-            maps, pred, seconds, pid, stats = future.result()
+            maps, pred, seconds, curve, pid, stats = future.result()
             self._stats_by_worker[pid] = stats
-            self._done.append((maps, pred, seconds))
+            self._done.append((maps, pred, seconds, curve))

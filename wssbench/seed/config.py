@@ -288,7 +288,7 @@ def build_config(description: Mapping[str, Any] | None = None, *, where: str = "
     options merge, the description's winning per STAGE.KEY. ``device="auto"``,
     ``loader_workers="auto"`` and an unset ``workers`` are resolved here. ``where`` prefixes
     error messages (e.g. ``"bench.toml: row 'FCN': "``). Names of components are checked
-    against the registry later, by :func:`wssbench.seed.pipeline.check`.
+    against the registry later, by :func:`wssbench.seed.components.check`.
     """
     given = merge(dict(description or {}), kwargs)
     unknown = sorted(set(given) - KEYS)

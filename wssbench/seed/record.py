@@ -8,7 +8,12 @@ from typing import Any
 
 from wssbench.host.options import defaults
 from wssbench.results.metrics import ConfusionMatrix
+from wssbench.results.counts import ImageCounts
+from wssbench.results.curve import CurveAccumulator
+from wssbench.results.diagnostics import diagnostics
+from wssbench.results.uncertainty import percentile_interval
 from wssbench.seed.presets import deviations, unverified
+from wssbench.storage.cache import fingerprint
 from wssbench.storage.cache import package_version
 
 RECORD_VERSION = 1
@@ -45,9 +50,14 @@ ONCE_PER_RUN = ("data", "classifier", "classmap_fit")  # timer stages that do no
 
 
 def build_record(config, parts, registry, cm: ConfusionMatrix, ids, classifier, timings, started: float, stats: dict,
-                 world_size: int = 1, map_cache: dict | None = None, annotations: dict | None = None) -> dict:
+                 world_size: int = 1, map_cache: dict | None = None, annotations: dict | None = None,
+                 counts: ImageCounts | None = None, samples=None, curve: CurveAccumulator | None = None,
+                 counts_file: str | None = None) -> dict:
     """The result record of a run, made here and only here. ``annotations`` (a bench row's
-    label, tuning and published number) are added as they are."""
+    label, tuning and published number) are added as they are; ``counts`` (per image), their
+    bootstrap ``samples`` and the threshold ``curve`` add the uncertainty, the diagnostics and the
+    threshold-free summary (:mod:`wssbench.results`); ``counts_file`` names the file they are
+    written to beside the record."""
     result = cm.compute()
     components = describe_components(config, registry)
     per_image = {k: v for k, v in timings.items() if k not in ONCE_PER_RUN}  # stages that scale with the images
@@ -85,5 +95,38 @@ def build_record(config, parts, registry, cm: ConfusionMatrix, ids, classifier, 
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "world_size": world_size,
         "map_cache": map_cache or {},  # for 'wssbench show'
+        "priors": priors(config, parts),
+        **uncertainty(counts, samples, counts_file, names),
+        **(curve.summary() if curve is not None else {}),
         **(annotations or {}),
     }
+
+
+def uncertainty(counts: ImageCounts | None, samples, counts_file: str | None, classes) -> dict:
+    """The record's ``counts`` (where the per-image counts are and on which images), the run's
+    own 95 % image-bootstrap interval ``ci95`` and its error ``diagnostics``."""
+    if counts is None:
+        return {}
+    out = {"counts": {"file": counts_file, "ids_digest": fingerprint(sorted(counts.ids)), "n_images": len(counts.ids),
+                      "resamples": None if samples is None else len(samples)},
+           "diagnostics": diagnostics(counts, list(classes))}
+    if samples is not None:
+        out["ci95"] = list(percentile_interval(samples))
+    return out
+
+
+def priors(config, parts) -> list[dict]:
+    """What entered the run besides the training images' labels (the leaderboard's badges):
+    pretrained weights, and what any component declares as its ``priors`` (``{"mark", "what"}``:
+    e.g. a detector trained with pixel masks)."""
+    out = []
+    provider = parts.model if getattr(parts.model, "trained", False) else None
+    if config.pretrained or config.weights or provider is not None:
+        out.append({"mark": "I", "what": f"ImageNet weights of {config.backbone}"})
+    components = [parts.saliency, parts.classmap, parts.fusion, *(r for _, r in parts.refiners)]
+    for component in components:
+        declared = getattr(component, "priors", None)
+        for prior in ([declared] if isinstance(declared, dict) else list(declared or ())):
+            if prior not in out:
+                out.append(dict(prior))
+    return out

@@ -16,7 +16,10 @@ from wssbench.host.registry import Registry
 from wssbench.results.metrics import ConfusionMatrix
 from wssbench.runtime import distributed
 from wssbench.runtime.distributed import World
-from wssbench.seed.pipeline import Timer, batches, compute_key, rank_dir
+from wssbench.runtime.timer import Timer
+from wssbench.seed.classifier import compute_key
+from wssbench.seed.maps import batches
+from wssbench.seed.run import rank_dir
 from wssbench.segmentation.config import SegmentConfig
 from wssbench.segmentation.data import TrainSamples
 from wssbench.segmentation.infer import segment_images

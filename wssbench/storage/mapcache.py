@@ -67,7 +67,7 @@ class MapCache:
         }
         if code:
             self.key["code"] = code
-        self.key.update(compute or {})  # precision / device when not fp32 on the CPU (``pipeline.compute_key``)
+        self.key.update(compute or {})  # precision / device when not fp32 on the CPU (``wssbench.seed.classifier.compute_key``)
         self.dir = cache_dir("maps", f"{kind}-{name}-{fingerprint(self.key)}")
         self._writable: bool | None = None  # unknown until the first put
 
