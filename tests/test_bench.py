@@ -28,6 +28,7 @@ def test_bench_runs_tunes_and_resumes(tmp_path):
     assert record["config"]["options"]["fusion"]["bg_threshold"] == chosen
     assert record["tuning"]["chosen"] == max(record["tuning"]["scores"], key=lambda s: s["miou"])["options"]
     assert record["tuning"]["at_edge"] == ([] if chosen == 0.2 else ["fusion.bg_threshold"])
+    assert record["tuning"]["overlap"] == 0 and record["tuning"]["n_images"] > 0 and record["tuning"]["ids_digest"]
 
     # nothing changed: every row is done already, a tuned row at the edge of its grid included
     unchanged = bench(BENCH, "--out", tmp_path, "--json")
@@ -49,7 +50,12 @@ def test_bench_errors(tmp_path):
     assert result.exit_code == 2 and "unknown saliency 'gpb'" in result.stderr
     bad.write_text('tune_split = "val"\n[[rows]]\nlabel = "x"\ntune = { "fusion.bg_threshold" = [0.2] }\n')
     result = bench(bad, "--out", tmp_path / "o")
-    assert result.exit_code == 2 and "is the reported split" in result.stderr
+    assert result.exit_code == 2 and "shares 120 images with the scored split 'val'" in result.stderr  # before any row ran
+    assert not (tmp_path / "o").exists()
+    for seeds in ("[1, 1]", "[0, -1]", '"0,1"', "[0.5]"):
+        bad.write_text(f'[defaults]\nseeds = {seeds}\n[[rows]]\nlabel = "x"\n')
+        result = bench(bad, "--out", tmp_path / "o")
+        assert result.exit_code == 2 and "seeds: expected a list of distinct non-negative integers" in result.stderr, seeds
     bad.write_text("rows = [")
     assert bench(bad).exit_code == 1
     assert "bench file not found" in bench(tmp_path / "none.toml").stderr
@@ -136,3 +142,32 @@ def test_the_table_marks_a_preset_row_that_departs_from_its_recipe(tmp_path):
     rows = {r["label"]: r for r in json.loads(bench(path, "--out", tmp_path / "runs", "--json").stdout)["rows"]}
     assert {"option": "backbone", "published": "vgg16", "used": "resnet10t"} in rows["MIL-FCN"]["deviations"]
     assert rows["plain"]["deviations"] == []
+
+
+def test_seeds_make_one_row_of_full_runs_with_an_interval(tmp_path):
+    spec = tmp_path / "seeds.toml"
+    spec.write_text('''[defaults]
+options = { "dataset.preset" = "tiny" }
+epochs = 1
+refine = "none"
+seeds = [0, 1]
+[[rows]]
+label = "fcn"
+saliency = "none"
+[[rows]]
+label = "floor"
+fusion = "background"
+seeds = [3]
+''')
+    result = bench(spec, "--out", tmp_path / "o", "--json")
+    assert result.exit_code == 0, result.output
+    rows = {r["label"]: r for r in json.loads(result.stdout)["rows"]}
+    runs = [json.loads((tmp_path / "o" / "fcn" / f"seed-{s}" / "result.json").read_text()) for s in (0, 1)]
+    assert [r["seed"] for r in runs] == [0, 1] and [r["config"]["recipe"]["seed"] for r in runs] == [0, 1]
+    assert rows["fcn"]["n_seeds"] == 2 and rows["fcn"]["seeds"] == [0, 1]
+    assert rows["fcn"]["miou"] == pytest.approx((runs[0]["miou"] + runs[1]["miou"]) / 2)
+    assert rows["fcn"]["ci95"][0] <= rows["fcn"]["miou"] <= rows["fcn"]["ci95"][1]
+    assert rows["floor"]["seeds"] == [3] and rows["floor"]["miou_std"] is None
+    assert (tmp_path / "o" / "floor" / "seed-3" / "result.json").is_file()
+    table = bench(spec, "--out", tmp_path / "o")
+    assert table.stderr.count("done already") == 3 and " ± " in table.stdout

@@ -77,3 +77,18 @@ def test_unknown_id_names_it(tmp_path, tiny_dataset):
     run = make_run(tmp_path, tiny_dataset, tiny_dataset.ids("val")[:1])
     result = CliRunner().invoke(cli, ["show", str(run), "--ids", "nope"])
     assert result.exit_code == 1 and "no prediction for 'nope'" in result.output
+
+
+def test_the_threshold_curve_is_drawn_when_the_run_recorded_one(tmp_path, tiny_dataset):
+    ids = tiny_dataset.ids("val")[:2]
+    run = make_run(tmp_path, tiny_dataset, ids)
+    assert CliRunner().invoke(cli, ["show", str(run), "--n", "2"]).exit_code == 0
+    assert not (tmp_path / "run-gallery" / "curve.png").exists()  # no curve recorded: none drawn
+    record = json.loads((run / "result.json").read_text())
+    record.update(threshold_curve=[{"threshold": t / 10, "miou": 0.1 + t / 50} for t in range(10)], threshold_auc=0.19,
+                  threshold_max={"threshold": 0.9, "miou": 0.28, "oracle": True}, threshold_used={"threshold": 0.3, "miou": 0.16})
+    (run / "result.json").write_text(json.dumps(record))
+    assert CliRunner().invoke(cli, ["show", str(run), "--n", "2"]).exit_code == 0
+    with Image.open(tmp_path / "run-gallery" / "curve.png") as img:
+        assert img.size[0] > 300 and img.format == "PNG"
+    assert "curve.png" in (tmp_path / "run-gallery" / "gallery.html").read_text()

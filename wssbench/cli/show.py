@@ -24,6 +24,7 @@ from PIL import Image, ImageDraw, ImageFont
 from wssbench.cli import traceback_option
 from wssbench.errors import DataError
 from wssbench.host.registry import default_registry
+from wssbench.results.plots import threshold_curve_png
 from wssbench.storage.io import PALETTE, atomic_path, read_mask
 
 IGNORE = 255
@@ -101,7 +102,8 @@ def _legend_html(classes: tuple[str, ...], labels: set[int]) -> str:
 def show_command(run_dir: Path, count: int, ids: str | None, seed: int, out: Path | None) -> None:
     """Write a gallery of a run's images: image, truth, class map, saliency map, prediction.
 
-    Writes gallery.png and gallery.html into RUN_DIR-gallery/ (beside the run, so that a rerun
+    Writes gallery.png, curve.png (the threshold curve, when the run recorded one) and
+    gallery.html into RUN_DIR-gallery/ (beside the run, so that a rerun
     of the same run keeps it) or --out, and prints the page's path.
     """
     from wssbench.cli.explain import compose_panel, overlay
@@ -148,6 +150,10 @@ def show_command(run_dir: Path, count: int, ids: str | None, seed: int, out: Pat
         "and blended half and half over the image.</p>"
         f"{_legend_html(tuple(dataset.classes), labels)}<img src='gallery.png' alt='gallery'>"
     )
+    if record.get("threshold_curve"):  # the threshold curve, where the run recorded one
+        with atomic_path(out / "curve.png") as tmp:
+            threshold_curve_png(record, tmp)
+        page += "<h2>threshold curve</h2><img src='curve.png' alt='mIoU against the background threshold'>"
     with atomic_path(out / "gallery.html") as tmp:
         tmp.write_text(page)
     click.echo(out / "gallery.html")

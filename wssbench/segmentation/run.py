@@ -13,7 +13,9 @@ import torch
 
 from wssbench.errors import DataError, OfflineError, UsageError
 from wssbench.host.registry import Registry
+from wssbench.results.counts import COUNTS_FILE, CountsAccumulator
 from wssbench.results.metrics import ConfusionMatrix
+from wssbench.results.uncertainty import run_samples
 from wssbench.runtime import distributed
 from wssbench.runtime.distributed import World
 from wssbench.runtime.timer import Timer
@@ -24,10 +26,11 @@ from wssbench.segmentation.config import SegmentConfig
 from wssbench.segmentation.data import TrainSamples
 from wssbench.segmentation.infer import segment_images
 from wssbench.segmentation.masks import PseudoMaskRun, open_mask_run
+from wssbench.seed.record import uncertainty
 from wssbench.segmentation.record import build_record
 from wssbench.segmentation.train import SegModel, load_or_train, recipe_dict, train
 from wssbench.storage.cache import file_digest, fingerprint
-from wssbench.storage.io import atomic_dir, write_json, write_mask
+from wssbench.storage.io import atomic_dir, run_dir, write_json, write_mask
 
 NETWORK_VERSION = 1
 # DeepLab's dense-CRF post-processing (DESIGN.md section 3); ``-O crf.KEY=VALUE`` changes it
@@ -198,19 +201,23 @@ def segment(config: SegmentConfig, registry: Registry, out: Path, progress: Any 
         raise DataError(f"split '{config.split}' of dataset '{config.dataset}' is empty")
     ids = world.shard(all_ids)
     cm = ConfusionMatrix(parts.dataset.num_classes)
+    counts = CountsAccumulator(parts.dataset.num_classes)
     main = world.is_main
     task = progress.add_task(f"segmenting {config.split}", total=len(ids)) if progress else None
-    with atomic_dir(out if main else rank_dir(out, world)) as tmp:
+    with (run_dir(out) if main else atomic_dir(rank_dir(out, world))) as tmp:
         masks_dir = tmp / "masks" if main else tmp
         masks_dir.mkdir(exist_ok=True)
         with timer("segment"):
             for image_id, gt, pred in segment_images(model, batches(parts.dataset, ids, config.batch_size, config.loader_workers),
                                                      config.scales, config.flip, parts.crf, config.precision):
-                cm.update(gt, pred)
+                cm.matrix += counts.update(image_id, gt, pred)
                 write_mask(masks_dir / f"{image_id}.png", pred)
                 if progress:
                     progress.advance(task)
         cm.matrix = world.sum(cm.matrix)
+        for rank, other in enumerate(world.gather(counts)):
+            if rank != world.rank:
+                counts.merge(other)
         if main:
             world.barrier()  # the other ranks have committed their masks
             for rank in range(1, world.size):
@@ -221,7 +228,11 @@ def segment(config: SegmentConfig, registry: Registry, out: Path, progress: Any 
             backbone = getattr(parts.segnet, "encoder", None)
             record = build_record(config, registry, parts.dataset.classes, cm, len(all_ids), training,
                                   parts.masks.summary() if parts.masks else None, timer.seconds, started, world.size, backbone)
+            image_counts = counts.result(all_ids)
+            samples = run_samples(image_counts)
+            record.update(uncertainty(image_counts, samples, COUNTS_FILE, parts.dataset.classes))
             record.update(annotations or {})
+            image_counts.save(tmp / COUNTS_FILE, samples)
             write_json(tmp / "result.json", record)
     if progress:
         progress.remove_task(task)
