@@ -148,3 +148,17 @@ def test_background_fusion_computes_no_maps():
 def test_both_map_stages_off_needs_a_fusion_without_maps():
     with pytest.raises(UsageError, match="cannot both be 'none'"):
         wssbench.Pipeline(saliency="none", classmap="none", **TINY)
+
+
+def test_wssbench_run_picks_the_stage_and_returns_a_record_without_writing(tmp_path, monkeypatch, tiny_dataset):
+    import wssbench
+
+    monkeypatch.chdir(tmp_path)
+    seed = wssbench.run({"options": {"dataset.preset": "tiny"}, "epochs": 1, "refine": "none", "workers": 1})
+    assert seed["stage"] == "seed" and 0 <= seed["miou"] <= 1
+    segmented = wssbench.run(preset="em-adapt", dataset="synthetic", options={"dataset.preset": "tiny", "segnet.channels": 32},
+                             backbone="vgg11", pretrained=False, epochs=1, crop=48, batch_size=4, limit=3, crf=False, device="cpu")
+    assert segmented["stage"] == "segmentation" and segmented["n_images"] == 3 and segmented["counts"]["file"] is None
+    assert list(tmp_path.iterdir()) == []  # nothing written without out
+    wssbench.run({"options": {"dataset.preset": "tiny"}, "epochs": 1, "refine": "none", "workers": 1}, out=tmp_path / "r")
+    assert (tmp_path / "r" / "result.json").is_file() and (tmp_path / "r" / "counts.npz").is_file()

@@ -113,3 +113,33 @@ def test_plugins_table_shows_failed_plugins(monkeypatch):
     assert json.loads(out.output)["failed"] == [
         {"plugin": "Broken-0", "stage": "register_refiners", "error": "RuntimeError: cannot register"}
     ]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--seed", "-1"], "--seed: expected 0 or more, got -1"),
+    (["--epochs", "0"], "'--epochs': 0 is not in the range x>=1"),
+    (["--lr", "-1"], "'--lr': -1.0 is not in the range x>0"),
+])
+def test_out_of_range_recipe_values_are_one_line_usage_errors(args, message, tmp_path, monkeypatch):
+    monkeypatch.setenv("WSSBENCH_HOME", str(tmp_path))
+    result = CliRunner().invoke(cli, ["run", "-O", "dataset.preset=tiny", *args])
+    assert result.exit_code == 2 and message in result.output and "internal error" not in result.output
+
+
+def test_range_checks_hold_for_the_api_records_and_bench_rows(tmp_path):
+    import json
+
+    import wssbench
+    from wssbench.errors import UsageError
+    from wssbench.seed.config import config_from_record
+
+    with pytest.raises(UsageError, match="--epochs: expected at least 1, got 0"):
+        wssbench.build_config(epochs=0)
+    record = tmp_path / "result.json"
+    record.write_text(json.dumps({"config": {"recipe": {"epochs": -5}}}))
+    with pytest.raises(UsageError, match=r"result.json: --epochs: expected at least 1, got -5"):
+        config_from_record(record)
+    bench = tmp_path / "b.toml"
+    bench.write_text('[[rows]]\nlabel = "x"\nlr = -1\n')
+    result = CliRunner().invoke(cli, ["bench", str(bench)])
+    assert result.exit_code == 2 and "row 'x': --lr: expected a positive number" in result.output

@@ -72,10 +72,38 @@ def test_new_replaced_and_refused_folders(tmp_path):
         check_run_dir(tmp_path / "file")
     (tmp_path / "empty").mkdir()
     assert check_run_dir(tmp_path / "empty") is False
-    legacy = tmp_path / "legacy"  # a run folder from before the marker
+    legacy = tmp_path / "legacy"  # a run folder from before the marker: its result.json is a wssbench record
     (legacy / "masks").mkdir(parents=True)
-    (legacy / "result.json").write_text("{}")
+    (legacy / "masks" / "a.png").write_bytes(b"png")
+    (legacy / "result.json").write_text('{"record_version": 1, "config": {}}')
     assert check_run_dir(legacy) is True
+
+
+def test_a_file_the_user_put_inside_masks_is_never_deleted(tmp_path):
+    out = tmp_path / "out"
+    write_run(out)
+    (out / "masks").mkdir(exist_ok=True)
+    (out / "masks" / "MY_NOTES.txt").write_text("hand-corrected")
+    with pytest.raises(UsageError, match="also holds masks/MY_NOTES.txt, which the run did not write"):
+        write_run(out)
+    assert (out / "masks" / "MY_NOTES.txt").read_text() == "hand-corrected"
+
+
+def test_another_tools_predictions_are_not_a_legacy_run(tmp_path):
+    """result.json and masks/ without the marker, but not a wssbench record: refused, untouched."""
+    theirs = tmp_path / "theirs"
+    (theirs / "masks").mkdir(parents=True)
+    (theirs / "masks" / "2007_000032.png").write_bytes(b"png")
+    (theirs / "result.json").write_text('{"mIoU": 61.7}')
+    with pytest.raises(UsageError, match="is not a wssbench run folder"):
+        write_run(theirs)
+    assert (theirs / "result.json").read_text() == '{"mIoU": 61.7}'
+    legacy = tmp_path / "legacy"  # a wssbench record, but something else beside the masks
+    (legacy / "masks" / "deeper").mkdir(parents=True)
+    (legacy / "result.json").write_text('{"record_version": 1, "config": {}}')
+    (legacy / "masks" / "deeper" / "x.png").write_bytes(b"png")
+    with pytest.raises(UsageError, match="masks/deeper"):
+        write_run(legacy)
 
 
 def test_a_failed_run_leaves_nothing_behind(tmp_path):

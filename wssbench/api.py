@@ -95,3 +95,25 @@ class Pipeline:
         ids = check_split(config, self.components.dataset)
         caches = map_caches(config, self.registry, Path(info["checkpoint"]).stem)
         yield from predictions(config, self.components, model, ids, Timer(), caches)
+
+
+def run(description: dict | None = None, *, out: str | os.PathLike | None = None, registry: Any = None,
+        progress: Any = None, **kwargs: Any) -> dict:
+    """Run one method described as ``wssbench run`` takes it and return its record; with
+    ``out``, also write it (record, counts, masks). The stage follows the description: a
+    segmentation preset (``em-adapt``, ``ccnn``, ``stc``) or segmentation-network keys
+    (``segnet``, ``objective``, ``schedule``, ``masks``) train and score a segmentation network
+    (stage 2); anything else is a seed run (stage 1, :class:`Pipeline`)."""
+    from wssbench.host.registry import default_registry
+    from wssbench.segmentation.describe import build_segment_config, is_segment_preset
+    from wssbench.segmentation.run import segment
+
+    given = {**(description or {}), **kwargs}
+    registry = registry or default_registry()
+    out = Path(out) if out is not None else None
+    if is_segment_preset(given.get("preset")) or any(k in given for k in SEGMENT_KEYS):
+        return segment(build_segment_config(given), registry, out, progress)
+    return Pipeline(**given, registry=registry).run(out, progress)
+
+
+SEGMENT_KEYS = ("segnet", "objective", "schedule", "masks")  # description keys only stage 2 has

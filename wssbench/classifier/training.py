@@ -92,10 +92,20 @@ class TrainRecipe:
     loss: str = "soft-margin"  # soft-margin (CAM/IRN), mil (Pathak et al. 2015) or softmax (Pinheiro & Collobert 2015)
 
     def __post_init__(self) -> None:
-        if self.loss not in LOSSES:
-            from wssbench.errors import UsageError
+        from wssbench.errors import UsageError
 
+        if self.loss not in LOSSES:
             raise UsageError(f"--loss: unknown loss '{self.loss}'; available: {', '.join(LOSSES)}")
+        # one place for every way a recipe is described (flags, bench rows, --from, the Python API)
+        for name, ok, expected in (
+            ("epochs", self.epochs >= 1, "at least 1"), ("batch_size", self.batch_size >= 1, "at least 1"),
+            ("lr", self.lr > 0, "a positive number"), ("head_lr_mult", self.head_lr_mult > 0, "a positive number"),
+            ("momentum", 0 <= self.momentum < 1, "a value in [0, 1)"), ("weight_decay", self.weight_decay >= 0, "0 or more"),
+            ("crop", self.crop >= 8, "at least 8"), ("seed", self.seed >= 0, "0 or more"),
+            ("scale", len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1], "two increasing positive factors"),
+        ):
+            if not ok:
+                raise UsageError(f"--{name.replace('_', '-')}: expected {expected}, got {getattr(self, name)!r}")
 
 
 def _augment(image: np.ndarray, recipe: TrainRecipe, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

@@ -94,6 +94,8 @@ class RunConfig:
                 raise UsageError(f"--{name.replace('_', '-')}: expected at least 1, got {getattr(self, name)}")
         if self.limit is not None and self.limit < 1:
             raise UsageError(f"--limit: expected at least 1, got {self.limit}")
+        if self.seed < 0:
+            raise UsageError(f"--seed: expected 0 or more, got {self.seed}")
         if "none" in self.refine:
             raise UsageError("--refine none: means no refinement and cannot be combined with refiners")
         stages = set(STAGES) | set(self.refine)
@@ -320,7 +322,10 @@ def build_config(description: Mapping[str, Any] | None = None, *, where: str = "
     recipe.update({k: given[k] for k in RECIPE_KEYS if k in given})
     if "seed" in values and "seed" not in (given.get("recipe") or {}):
         recipe["seed"] = values["seed"]
-    values["recipe"] = TrainRecipe(**{k: _coerce(k, v, where) for k, v in recipe.items()})
+    try:
+        values["recipe"] = TrainRecipe(**{k: _coerce(k, v, where) for k, v in recipe.items()})
+    except UsageError as e:
+        raise UsageError(f"{where}{e}") from None
     device = resolve_device(str(given.get("device", "auto")))
     values["device"] = device
     workers = given.get("loader_workers", "auto")
@@ -331,7 +336,10 @@ def build_config(description: Mapping[str, Any] | None = None, *, where: str = "
     else:
         values["loader_workers"] = _coerce("loader_workers", workers, where)
     values["workers"] = _coerce("workers", given["workers"], where) if given.get("workers") is not None else (os.cpu_count() or 1)
-    return RunConfig(**values)
+    try:
+        return RunConfig(**values)
+    except UsageError as e:
+        raise UsageError(f"{where}{e}") from None
 
 
 def description_of(config: RunConfig) -> dict[str, Any]:

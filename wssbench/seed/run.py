@@ -39,8 +39,9 @@ from wssbench.storage.mapcache import MapCache
 
 SEGMENT_WALL = "segment_wall"  # timer stage: the whole loop over the split
 
-def check_split(config: RunConfig, dataset: Any) -> list[str]:
-    """The ids to segment, with a cheap check that their files exist (before any training)."""
+def check_split(config: RunConfig, dataset: Any, needs_training: bool = True) -> list[str]:
+    """The ids to segment, with a cheap check that their files exist (before any training);
+    with ``needs_training``, the training split must hold images too."""
     for split in (config.split, config.train_split):
         check = getattr(dataset, "check_split", None)
         if callable(check):
@@ -48,6 +49,8 @@ def check_split(config: RunConfig, dataset: Any) -> list[str]:
     ids = dataset.ids(config.split)[: config.limit]
     if not ids:
         raise DataError(f"split '{config.split}' of dataset '{config.dataset}' is empty")
+    if needs_training and not dataset.ids(config.train_split):
+        raise DataError(f"training split '{config.train_split}' of dataset '{config.dataset}' is empty: nothing to train the classifier on")
     check = getattr(dataset, "check_files", None)
     if callable(check):
         check(ids)
@@ -57,7 +60,7 @@ def prepare_run(config: RunConfig, parts: Components, timer: Timer, progress: An
     """Make the data ready and the classifier trained; returns it, its info and this rank's ids."""
     with timer("data"), world.main_first():
         parts.dataset.prepare()
-    ids = check_split(config, parts.dataset)
+    ids = check_split(config, parts.dataset, needs_training=not getattr(parts.model, "trained", False))
     with timer("classifier"), world.main_first():
         model, info = load_or_train(config, parts, torch.device(config.device), progress)
     if getattr(parts.classmap, "needs_fit", False):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import os
 import time
@@ -174,9 +175,10 @@ def train_single(config: SegmentConfig, parts: Parts, world: World, device: str,
     return model, {**training, "n_images": len(train_ids)}
 
 
-def segment(config: SegmentConfig, registry: Registry, out: Path, progress: Any = None, parts: Parts | None = None,
+def segment(config: SegmentConfig, registry: Registry, out: Path | None, progress: Any = None, parts: Parts | None = None,
             annotations: dict | None = None) -> dict | None:
-    """Train (or read back) the network, segment ``config.split``, write ``out`` (record + masks).
+    """Train (or read back) the network, segment ``config.split``, and return the record; with
+    ``out``, write it there too (record, counts and masks, atomically).
 
     A schedule (``config.schedule``, e.g. STC's three steps) trains the network in its own way
     and says so in the record's ``training``; otherwise one network is trained (:func:`train_single`).
@@ -204,14 +206,19 @@ def segment(config: SegmentConfig, registry: Registry, out: Path, progress: Any 
     counts = CountsAccumulator(parts.dataset.num_classes)
     main = world.is_main
     task = progress.add_task(f"segmenting {config.split}", total=len(ids)) if progress else None
-    with (run_dir(out) if main else atomic_dir(rank_dir(out, world))) as tmp:
-        masks_dir = tmp / "masks" if main else tmp
-        masks_dir.mkdir(exist_ok=True)
+    with contextlib.ExitStack() as stack:
+        tmp = None
+        if out is not None:
+            tmp = stack.enter_context(run_dir(out) if main else atomic_dir(rank_dir(out, world)))
+        masks_dir = (tmp / "masks" if main else tmp) if tmp is not None else None
+        if masks_dir is not None:
+            masks_dir.mkdir(exist_ok=True)
         with timer("segment"):
             for image_id, gt, pred in segment_images(model, batches(parts.dataset, ids, config.batch_size, config.loader_workers),
                                                      config.scales, config.flip, parts.crf, config.precision):
                 cm.matrix += counts.update(image_id, gt, pred)
-                write_mask(masks_dir / f"{image_id}.png", pred)
+                if masks_dir is not None:
+                    write_mask(masks_dir / f"{image_id}.png", pred)
                 if progress:
                     progress.advance(task)
         cm.matrix = world.sum(cm.matrix)
@@ -220,20 +227,24 @@ def segment(config: SegmentConfig, registry: Registry, out: Path, progress: Any 
                 counts.merge(other)
         if main:
             world.barrier()  # the other ranks have committed their masks
-            for rank in range(1, world.size):
-                other = rank_dir(out, World(rank, world.size))
-                for path in other.iterdir():
-                    os.replace(path, masks_dir / path.name)
-                other.rmdir()
+            if out is not None:
+                for rank in range(1, world.size):
+                    other = rank_dir(out, World(rank, world.size))
+                    for path in other.iterdir():
+                        os.replace(path, masks_dir / path.name)
+                    other.rmdir()
             backbone = getattr(parts.segnet, "encoder", None)
             record = build_record(config, registry, parts.dataset.classes, cm, len(all_ids), training,
                                   parts.masks.summary() if parts.masks else None, timer.seconds, started, world.size, backbone)
             image_counts = counts.result(all_ids)
             samples = run_samples(image_counts)
-            record.update(uncertainty(image_counts, samples, COUNTS_FILE, parts.dataset.classes))
+            record.update(uncertainty(image_counts, samples, COUNTS_FILE if tmp is not None else None, parts.dataset.classes))
             record.update(annotations or {})
-            image_counts.save(tmp / COUNTS_FILE, samples)
-            write_json(tmp / "result.json", record)
+            if tmp is not None:
+                image_counts.save(tmp / COUNTS_FILE, samples)
+                write_json(tmp / "result.json", record)
+        elif tmp is not None:
+            stack.close()  # commit this rank's masks before rank 0 collects them
     if progress:
         progress.remove_task(task)
     if not main:

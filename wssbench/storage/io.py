@@ -234,9 +234,9 @@ def atomic_dir(path: str | os.PathLike, before_commit: Callable[[Path], None] | 
 
 # --- run output folders -------------------------------------------------------------------
 
-RUN_MARKER = ".wssbench-run"  # written into every run folder: JSON with the names the run wrote
-LATER_FILES = frozenset({"gallery.png", "gallery.html"})  # what ``wssbench show`` adds to a run folder
-LEGACY_RUN_FILES = frozenset({"result.json", "masks"}) | LATER_FILES  # run folders older than the marker
+RUN_MARKER = ".wssbench-run"  # written into every run folder: JSON with every file the run wrote
+LATER_FILES = frozenset({"gallery.png", "gallery.html"})  # what ``wssbench show`` once added to a run folder
+LEGACY_RUN_FILES = frozenset({"result.json", "masks", "counts.npz"}) | LATER_FILES  # what runs write at the top
 
 
 def _listing(names: list[str], most: int = 3) -> str:
@@ -244,14 +244,40 @@ def _listing(names: list[str], most: int = 3) -> str:
     return shown + (f" and {len(names) - most} more" if len(names) > most else "")
 
 
+def _tree(path: Path) -> list[str]:
+    """Every file and folder under ``path``, as relative POSIX paths (the marker left out)."""
+    out = []
+    for root, dirs, files in os.walk(path):
+        rel = Path(root).relative_to(path)
+        out += [(rel / d).as_posix() for d in dirs] + [(rel / f).as_posix() for f in files if (rel / f).as_posix() != RUN_MARKER]
+    return sorted(out)
+
+
+def _is_record(path: Path) -> bool:
+    """Whether ``path`` is a result record wssbench wrote (not another tool's ``result.json``)."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(record, dict) and "record_version" in record and isinstance(record.get("config"), dict)
+
+
+def _legacy_written(path: Path, tree: list[str]) -> set[str]:
+    """What a run folder from before the full manifest may hold: its top-level files and the
+    masks it wrote (PNGs directly in ``masks/``)."""
+    return {t for t in tree if t in LEGACY_RUN_FILES or (t.startswith("masks/") and t.count("/") == 1 and t.endswith(".png"))}
+
+
 def check_run_dir(path: str | os.PathLike) -> bool:
     """Whether output folder ``path`` may be written: False when it is new (or an empty
     folder), True when it holds an earlier run that a new run will replace.
 
-    A run folder is one with the ``RUN_MARKER`` file a run writes (or, from before the marker,
-    one that holds only ``result.json``, ``masks/`` and a gallery). Raises ``UsageError`` naming
-    the folder when it is something else, when it holds files the run did not write (a user's
-    notes are never deleted), or when it cannot be written.
+    A run folder is one with the ``RUN_MARKER`` a run writes, which lists every file and folder
+    the run wrote; a folder from before that list is accepted only when its ``result.json`` is a
+    wssbench record and it holds nothing but what a run writes (``result.json``, ``counts.npz``,
+    the PNGs of ``masks/``). Raises ``UsageError`` naming the folder when it is something else,
+    when anywhere inside it lies a file the run did not write (a user's notes in ``masks/`` are
+    never deleted), or when it cannot be written.
     """
     path = Path(path)
     if path.is_symlink() or (path.exists() and not path.is_dir()):
@@ -268,31 +294,34 @@ def check_run_dir(path: str | os.PathLike) -> bool:
         return False
     if not os.access(path.parent, os.W_OK | os.X_OK):
         raise UsageError(f"--out {path}: cannot replace it, {path.parent} is not writable")
+    tree = _tree(path)
     marker = path / RUN_MARKER
+    written = None
     if marker.is_file():
         try:
-            written = set(json.loads(marker.read_text())["files"])
+            listed = json.loads(marker.read_text())
+            written = set(listed["tree"]) if "tree" in listed else _legacy_written(path, tree) | set(listed["files"])
         except (OSError, ValueError, KeyError, TypeError):
-            written = set(LEGACY_RUN_FILES)
-        foreign = [n for n in names if n not in written | LATER_FILES | {RUN_MARKER}]
-        if foreign:
+            written = None
+    if written is None:
+        if not _is_record(path / "result.json"):
             raise UsageError(
-                f"--out {path}: an earlier run's folder that also holds {_listing(foreign)}, which the run "
-                f"did not write; move them out or choose another folder"
+                f"--out {path}: exists and is not a wssbench run folder (it holds {_listing(names)}); "
+                f"choose another folder, nothing in it was touched"
             )
-        return True
-    if "result.json" in names and set(names) <= LEGACY_RUN_FILES:
-        return True
-    raise UsageError(
-        f"--out {path}: exists and is not a wssbench run folder (it holds {_listing(names)}); "
-        f"choose another folder, nothing in it was touched"
-    )
+        written = _legacy_written(path, tree)
+    foreign = [t for t in tree if t not in written and t not in LATER_FILES]
+    if foreign:
+        raise UsageError(
+            f"--out {path}: an earlier run's folder that also holds {_listing(foreign)}, which the run "
+            f"did not write; move them out or choose another folder"
+        )
+    return True
 
 
 def _mark_run(tmp: Path, final: Path) -> None:
     check_run_dir(final)  # again: the folder may have changed while the run worked
-    names = sorted(os.listdir(tmp))
-    (tmp / RUN_MARKER).write_text(json.dumps({"files": names}) + "\n")
+    (tmp / RUN_MARKER).write_text(json.dumps({"files": sorted(os.listdir(tmp)), "tree": _tree(tmp)}) + "\n")
 
 
 @contextmanager
