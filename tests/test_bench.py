@@ -62,7 +62,7 @@ def test_bench_errors(tmp_path):
 
 
 def test_grid_edges():
-    from wssbench.cli.bench import grid_edges
+    from wssbench.bench import grid_edges
 
     grid = {"fusion.bg_threshold": [0.1, 0.2, 0.3], "fusion.weight": [0.5, 0.25, 0.75], "densecrf.iterations": [5, 10]}
     assert grid_edges(grid, {"fusion.bg_threshold": 0.1, "fusion.weight": 0.5, "densecrf.iterations": 10}) == ["fusion.bg_threshold"]
@@ -75,7 +75,7 @@ def test_shipped_bench_files_are_valid(name):
     """Every row (and every value of its tuning grid) names real components with valid options."""
     import itertools
 
-    from wssbench.cli.bench import load_bench, row_config
+    from wssbench.bench import load_bench, row_config
     from wssbench.host.registry import default_registry
     from wssbench.seed.components import check
     from wssbench.segmentation.config import SegmentConfig
@@ -94,7 +94,7 @@ def test_shipped_bench_files_are_valid(name):
 
 
 def test_row_options_merge_with_the_defaults(tmp_path):
-    from wssbench.cli.bench import load_bench
+    from wssbench.bench import load_bench
     from wssbench.host.registry import default_registry
 
     path = tmp_path / "merge.toml"

@@ -236,7 +236,7 @@ def test_run_preset_stc_through_the_cli_records_the_substitutions(tiny_dataset, 
 def test_the_bench_rows_name_the_stc_preset():
     from pathlib import Path
 
-    from wssbench.cli.bench import load_bench
+    from wssbench.bench import load_bench
 
     root = Path(__file__).resolve().parents[1] / "benchmarks"
     for name, published in (("poster-voc2012.toml", 49.8), ("poster-synthetic.toml", 49.8)):
