@@ -20,33 +20,8 @@ from wssbench.cli.params import ComponentName
 from wssbench.errors import DataError, UsageError
 from wssbench.host.options import parse_option_strings
 from wssbench.host.registry import default_registry
-
-
-def evaluate_folder(pred_dir: Path, dataset, split: str, ids: list[str] | None = None):
-    """One confusion matrix over ``ids`` (default: every image of ``split``); each needs ``pred_dir/<id>.png``."""
-    from wssbench.results.metrics import ConfusionMatrix
-    from wssbench.storage.io import read_mask
-
-    if not pred_dir.is_dir():
-        raise DataError(f"{pred_dir}: prediction folder not found")
-    ids = dataset.ids(split) if ids is None else ids
-    cm = ConfusionMatrix(dataset.num_classes)
-    for image_id in ids:
-        path = pred_dir / f"{image_id}.png"
-        if not path.is_file():
-            raise DataError(f"{path}: prediction missing for image '{image_id}' of split '{split}'")
-        pred = read_mask(path)
-        gt = dataset.load_mask(image_id)
-        if pred.shape != gt.shape:
-            raise DataError(
-                f"{path}: prediction size {pred.shape[1]}x{pred.shape[0]} differs from ground truth "
-                f"{gt.shape[1]}x{gt.shape[0]}"
-            )
-        try:
-            cm.update(gt, pred)
-        except DataError as e:
-            raise DataError(f"{path}: {e}") from None
-    return cm, ids
+from wssbench.results.folder import evaluate_folder, run_limit
+from wssbench.results.uncertainty import percentile_interval, run_samples
 
 
 def read_ids(text: str) -> list[str]:
@@ -62,22 +37,6 @@ def read_ids(text: str) -> list[str]:
     if not ids:
         raise UsageError(f"--ids {text!r}: no image id given")
     return ids
-
-
-def run_limit(pred_dir: Path, dataset: str, split: str) -> int | None:
-    """The ``--limit`` of the run whose ``masks/`` folder ``pred_dir`` is, when it scored this dataset and split."""
-    path = pred_dir.parent / "result.json"
-    if pred_dir.name != "masks" or not path.is_file():
-        return None
-    try:
-        record = json.loads(path.read_text())
-        config = record["config"]
-    except (OSError, ValueError, KeyError, TypeError):
-        return None
-    if config.get("dataset") != dataset or config.get("split") != split:
-        return None
-    limit = config.get("limit")
-    return limit if isinstance(limit, int) and limit > 0 else None
 
 
 @click.command("eval")
@@ -129,7 +88,7 @@ def eval_command(
         ids = wanted
     elif limit is not None:
         ids = ids[:limit]
-    cm, ids = evaluate_folder(pred_dir, ds, split, ids)
+    cm, ids, counts = evaluate_folder(pred_dir, ds, split, ids)
     result = cm.compute()
     whole = len(ids) == len(ds.ids(split))
     record = {
@@ -141,6 +100,7 @@ def eval_command(
         "miou": result.miou,
         "per_class_iou": {n: (None if v != v else float(v)) for n, v in zip(ds.classes, result.iou)},
         "pixel_accuracy": result.pixel_accuracy,
+        "ci95": list(percentile_interval(run_samples(counts))),  # the image bootstrap (wssbench.results.uncertainty)
         "confusion_matrix": cm.matrix.tolist(),
         "pred_dir": str(pred_dir),
     }
