@@ -8,7 +8,8 @@ import torch
 
 from wssbench.classifier.model import POOLINGS
 from wssbench.errors import UsageError
-from wssbench.seed.config import RunConfig, parse_option_strings
+from wssbench.host.options import parse_option_strings
+from wssbench.seed.config import RunConfig
 from wssbench.seed.maps import select_classes
 
 

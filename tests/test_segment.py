@@ -281,10 +281,10 @@ def test_a_bench_row_can_name_a_segmentation_preset(tiny_dataset, tmp_path, monk
 
 
 def test_run_segnet_flag_reaches_the_segmentation_preset_and_is_refused_without_one(monkeypatch):
-    from wssbench.cli import segment as segment_cli
+    from wssbench.cli import run as run_cli
 
     seen = []
-    monkeypatch.setattr(segment_cli, "run_segmentation", lambda config, out, as_json: seen.append(config))
+    monkeypatch.setattr(run_cli, "run_segmentation", lambda config, out, as_json: seen.append(config))
     chosen = CliRunner().invoke(cli, ["run", "--preset", "stc", "--segnet", "deeplab-largefov", "--device", "cpu"])
     assert chosen.exit_code == 0, chosen.output
     assert seen[0].segnet == "deeplab-largefov" and seen[0].schedule == "stc"

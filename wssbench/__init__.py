@@ -17,7 +17,7 @@ _LAZY = {"Pipeline": "api", "create_classifier": "api", "run": "api", "build_con
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
+        import importlib  # the lazy names: 'import wssbench' imports no torch
 
         return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'wssbench' has no attribute {name!r}")

@@ -18,11 +18,21 @@ call this same path.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any, Iterator
 
+from wssbench.host.registry import default_registry
+from wssbench.runtime.timer import Timer
+from wssbench.seed.classifier import create_classifier as create
+from wssbench.seed.components import resolve
 from wssbench.seed.config import RunConfig, build_config, config_from_record
+from wssbench.seed.maps import map_caches
+from wssbench.seed.run import check_split, predictions, prepare_run
+from wssbench.seed.run import run as run_seed
+from wssbench.segmentation.describe import build_segment_config, is_segment_preset
+from wssbench.segmentation.run import segment
 
 
 def create_classifier(backbone: str, num_classes: int, pooling: str = "gap", pretrained: bool = False,
@@ -33,9 +43,6 @@ def create_classifier(backbone: str, num_classes: int, pooling: str = "gap", pre
     ``model(images) -> scores (B, C)``, ``model.score_maps(images) -> (B, C, h, w)``; the
     random initialisation is drawn from ``seed``.
     """
-    from wssbench.host.registry import default_registry
-    from wssbench.seed.classifier import create_classifier as create
-
     registry = registry or default_registry()
     provider_name, _, model_name = backbone.rpartition(":")
     provider = registry.create("backbone", provider_name or "timm", **backbone_options)
@@ -46,8 +53,6 @@ class Pipeline:
     """One run: its checked config, its components, its trained classifier; run or iterate."""
 
     def __init__(self, config: RunConfig | None = None, *, registry: Any = None, **description: Any):
-        from wssbench.host.registry import default_registry
-        from wssbench.seed.components import resolve
 
         if config is not None and description:
             raise TypeError("Pipeline: pass a RunConfig or keyword arguments, not both")
@@ -67,28 +72,18 @@ class Pipeline:
 
     def prepare(self, progress: Any = None) -> tuple:
         """Make the data ready, train (or load) the classifier and fit what needs fitting."""
-        from wssbench.runtime.timer import Timer
-        from wssbench.seed.run import prepare_run
-
         if self._prepared is None:
             self._prepared = prepare_run(self.config, self.components, Timer(), progress)
         return self._prepared
 
     def run(self, out: str | os.PathLike | None = None, progress: Any = None, annotations: dict | None = None) -> dict:
         """Segment and score the split; the result record. With ``out``, also write it there."""
-        from wssbench.seed.run import run
-
-        return run(self.config, self.registry, Path(out) if out is not None else None, progress,
+        return run_seed(self.config, self.registry, Path(out) if out is not None else None, progress,
                    self.components, annotations)
 
     def predictions(self, split: str | None = None, limit: int | None = None) -> Iterator[Any]:
         """Each image's :class:`~wssbench.seed.maps.Prediction` (image id, label map, maps), in the
         order they finish; nothing is written."""
-        import dataclasses
-
-        from wssbench.runtime.timer import Timer
-        from wssbench.seed.maps import map_caches
-        from wssbench.seed.run import check_split, predictions
 
         model, info, _ = self.prepare()
         config = dataclasses.replace(self.config, split=split or self.config.split, limit=limit or self.config.limit)
@@ -104,10 +99,6 @@ def run(description: dict | None = None, *, out: str | os.PathLike | None = None
     segmentation preset (``em-adapt``, ``ccnn``, ``stc``) or segmentation-network keys
     (``segnet``, ``objective``, ``schedule``, ``masks``) train and score a segmentation network
     (stage 2); anything else is a seed run (stage 1, :class:`Pipeline`)."""
-    from wssbench.host.registry import default_registry
-    from wssbench.segmentation.describe import build_segment_config, is_segment_preset
-    from wssbench.segmentation.run import segment
-
     given = {**(description or {}), **kwargs}
     registry = registry or default_registry()
     out = Path(out) if out is not None else None

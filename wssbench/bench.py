@@ -27,14 +27,22 @@ import json
 import re
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from typing import Callable
+import numpy as np
 
+from wssbench.api import Pipeline
 from wssbench.errors import DataError, UsageError
+from wssbench.results.counts import ImageCounts
+from wssbench.results.uncertainty import estimate_from
+from wssbench.seed.components import check
 from wssbench.seed.config import RunConfig, build_config, merge
+from wssbench.seed.record import describe_components, versions
 from wssbench.segmentation.config import SegmentConfig
 from wssbench.segmentation.describe import build_segment_config, is_segment_preset
+from wssbench.segmentation.record import describe as describe_segment
+from wssbench.segmentation.run import resolve as resolve_segment
+from wssbench.segmentation.run import segment
 from wssbench.storage.cache import fingerprint
 from wssbench.storage.io import check_run_dir
 
@@ -45,9 +53,6 @@ SET_BY_BENCH = {"out", "as_json", "from_record"}
 def load_bench(path: Path, registry: Any = None, overrides: dict | None = None) -> dict:
     """Read a bench file and check every row (names, options, value types, labels) before
     anything runs; each row's checked config is kept under ``row["_config"]``."""
-    from wssbench.seed.components import check
-    from wssbench.segmentation.run import resolve as resolve_segment
-
     try:
         spec = tomllib.loads(path.read_text())
     except FileNotFoundError:
@@ -136,8 +141,6 @@ def slug(label: str) -> str:
 
 def tune_row(spec: dict, row: dict, registry, progress: Any = None) -> tuple[dict, dict]:
     """Grid-search ``row['tune']`` on the tune split; returns the chosen options and a report."""
-    from wssbench.api import Pipeline
-
     grid = row["tune"]
     split = spec.get("tune_split", "train")
     tune, scored = tuning_ids(spec, row, registry)
@@ -171,14 +174,11 @@ SPEED_ONLY = ("workers", "loader_workers", "cache_maps", "batch_size", "device")
 def row_key(spec: dict, row: dict, registry) -> str:
     """What makes a finished row's result valid: its checked config (options that only change
     speed left out), the components' code defaults, the tuning setup and the versions."""
-    from wssbench.seed.record import describe_components, versions
-
     config = row["_config"]
     described = config.to_dict()
     for key in SPEED_ONLY:
         described.pop(key, None)
     if isinstance(config, SegmentConfig):
-        from wssbench.segmentation.record import describe as describe_segment
 
         components = describe_segment(config, registry)
     else:
@@ -219,7 +219,6 @@ def run_row(spec: dict, row: dict, out: Path, registry, say: Callable[[str], Non
     say(f"{row['label']}: running")
     annotations = {"bench_row": key, "bench_label": row["label"], "tuning": tuning, "published": row.get("published")}
     if isinstance(config, SegmentConfig):
-        from wssbench.segmentation.run import segment  # imports torch: loaded when a row runs
 
         return segment(config, registry, out, progress, annotations=annotations)
     return Pipeline(config, registry=registry).run(out, progress, annotations=annotations)
@@ -230,7 +229,6 @@ def seed_runs(spec: dict, row: dict, out: Path, registry) -> list[tuple[dict, Pa
     (the row with its config at that seed)."""
     if not row.get("_seeds"):
         return [(row, out)]
-    from wssbench.seed.components import check
 
     runs = []
     for s in row["_seeds"]:
@@ -243,10 +241,6 @@ def seed_runs(spec: dict, row: dict, out: Path, registry) -> list[tuple[dict, Pa
 def summary(records: list[dict]) -> dict:
     """A row's mean over its seeds, their spread and the bootstrap interval (fractions), from
     the records' stored counts where they have them."""
-    import numpy as np
-
-    from wssbench.results.counts import ImageCounts
-    from wssbench.results.uncertainty import estimate_from
 
     mious = [r["miou"] for r in records if r.get("miou") is not None]
     out = {"miou": float(np.mean(mious)) if mious else None, "miou_std": float(np.std(mious, ddof=1)) if len(mious) > 1 else None,

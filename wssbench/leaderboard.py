@@ -48,10 +48,11 @@ import numpy as np
 from wssbench.errors import DataError
 from wssbench.results import references
 from wssbench.results.board import DEVIATION_MARK, TIE_MARK, Column, Group, Row, cell_text
+from wssbench.results.counts import ImageCounts
 from wssbench.results.formats import FORMATTERS, latex_escape, to_csv, to_json, to_latex, to_markdown
+from wssbench.results.records import is_score, read_record
 from wssbench.results.uncertainty import DEFAULT_RESAMPLES, combine, difference_from, percentile_interval, run_samples
-from wssbench.seed.config import parse_option_strings, recorded_value
-from wssbench.seed.presets import PRESETS, TRAIN
+from wssbench.seed.labels import as_text, method_label
 
 __all__ = [  # the tables as data and their formats are re-exported: one import for leaderboard users
     "DEVIATION_MARK", "FORMATTERS", "NEUTRAL", "SORT_KEYS", "TIE_MARK", "Column", "Group", "Row", "build_groups", "cell_text",
@@ -71,28 +72,8 @@ SORT_KEYS = ("miou", "auc", "pixel_accuracy", "map", "method")
 AUC_COLUMN = Column("auc", "thr. AUC", True)  # the mean mIoU over the background-threshold grid (wssbench.results.curve)
 CI_COLUMN = Column("ci95", "95 % CI")
 MARKS_COLUMN = Column("marks", "priors")
-REQUIRED = {"dataset": str, "split": str, "protocol": str, "n_images": int, "config": dict}
 
 
-def read_record(path: Path) -> dict:
-    """One result record, checked for what the leaderboard needs; DataError naming the file if not."""
-    try:
-        record = json.loads(path.read_text())
-    except (OSError, UnicodeDecodeError) as e:
-        raise DataError(f"{path}: unreadable ({e})") from None
-    except json.JSONDecodeError as e:
-        raise DataError(f"{path}: not valid JSON ({e})") from None
-    if not isinstance(record, dict):
-        raise DataError(f"{path}: not a JSON object")
-    for key, kind in REQUIRED.items():
-        if not isinstance(record.get(key), kind):
-            raise DataError(f"{path}: '{key}' missing or not a {kind.__name__}")
-    if "miou" not in record:
-        raise DataError(f"{path}: 'miou' missing")
-    for key in ("miou", "pixel_accuracy"):
-        if not _is_score(record.get(key)):
-            raise DataError(f"{path}: '{key}' is not a number")
-    return record
 
 
 def find_records(root: Path) -> list[tuple[Path, dict]]:
@@ -118,38 +99,12 @@ def find_records(root: Path) -> list[tuple[Path, dict]]:
     return found
 
 
-def method_label(config: dict) -> str:
-    """The preset's name if the run follows it, else e.g. ``fcn+gbp/threshold/densecrf``.
-
-    Component options set with ``-O`` (dataset options aside) follow in brackets, and a run that
-    changed a preset's components says which preset it started from.
-    """
-    preset = config.get("preset")
-    follows = bool(preset) and _follows_preset(config, preset)
-    if follows:
-        label = preset
-    else:
-        maps = "+".join(name for name in (config.get("classmap"), config.get("saliency")) if name)
-        label = f"{maps or '-'}/{config.get('fusion') or '-'}/{'+'.join(config.get('refine') or ['none'])}"
-    from_preset = _preset_options(preset) if follows else {}
-    options = [
-        f"{stage}.{key}={value}"
-        for stage, opts in sorted((config.get("options") or {}).items())
-        if stage != "dataset"
-        for key, value in sorted(opts.items())
-        if from_preset.get((stage, key)) != _as_text(value)  # the preset's own setting goes without saying
-    ]
-    if options:
-        label += f" [{', '.join(options)}]"
-    if preset and not follows:
-        label += f" (from {preset})"
-    return label
 
 
 def group_key(record: dict) -> tuple:
     """(dataset, split, protocol, n_images, dataset options, precision, stage): what rows must share."""
     config = record["config"]
-    dataset_options = tuple(sorted((str(k), _as_text(v)) for k, v in ((config.get("options") or {}).get("dataset") or {}).items()))
+    dataset_options = tuple(sorted((str(k), as_text(v)) for k, v in ((config.get("options") or {}).get("dataset") or {}).items()))
     stage = record.get("stage") if isinstance(record.get("stage"), str) else None
     precision = config.get("precision") or "fp32"
     return (record["dataset"], record["split"], record["protocol"], record["n_images"], dataset_options, precision, stage or "")
@@ -166,8 +121,6 @@ def experiment_key(record: dict) -> str:
 
 def find_saliency_records(root: Path) -> list[dict]:
     """Every ``wssbench saliency-eval`` record (JSON with ``"kind": "saliency-eval"``) under ``root``."""
-    import json
-
     found = []
     for path in sorted(Path(root).rglob("*.json")):
         if path.name == "result.json" or any(d.startswith(".") for d in path.relative_to(root).parts):
@@ -228,12 +181,12 @@ def _experiment_rows(runs: list[tuple[Path, dict]], root: Path, saliency: list[d
     seeds = [key[0] for key in unique]
     varying = []
     if len(seeds) != len(set(seeds)):  # the same seed scored differently: a neutral option changed the numbers
-        varying = [k for k in NEUTRAL if len({_as_text(r["config"].get(k)) for _, r in runs}) > 1]
+        varying = [k for k in NEUTRAL if len({as_text(r["config"].get(k)) for _, r in runs}) > 1]
     variants: dict[tuple, list[list[tuple[Path, dict]]]] = {}
     for n, repeats in enumerate(unique.values()):
         config = repeats[0][1]["config"]
         if varying or len(seeds) == len(set(seeds)):
-            variant = tuple(_as_text(config.get(k)) for k in varying)
+            variant = tuple(as_text(config.get(k)) for k in varying)
         else:  # the same seed scored differently and no neutral option says why: each its own row
             variant = (n,)
         variants.setdefault(variant, []).append(repeats)
@@ -268,7 +221,7 @@ def _seed_row(runs: list[tuple[Path, dict]], root: Path, saliency: list[dict], b
         if isinstance(value, float) and all(isinstance(v, float) for v in values):
             cells[key] = round(float(np.mean(values)), 1)
     seeds = tuple(int(r.get("seed")) for _, r in runs if isinstance(r.get("seed"), int))
-    mious = [r["miou"] for _, r in runs if _is_score(r.get("miou")) and r.get("miou") is not None]
+    mious = [r["miou"] for _, r in runs if is_score(r.get("miou")) and r.get("miou") is not None]
     std = round(100 * float(np.std(mious, ddof=1)), 1) if len(mious) > 1 else None
     samples = _samples(runs, bootstrap)
     ci95 = None
@@ -284,8 +237,6 @@ def _seed_row(runs: list[tuple[Path, dict]], root: Path, saliency: list[dict], b
 def _samples(runs: list[tuple[Path, dict]], bootstrap: int) -> np.ndarray | None:
     """(B, R) the runs' bootstrap samples (stored with their counts, else computed from them);
     None when a run kept no counts or they were scored on different images."""
-    from wssbench.results.counts import ImageCounts
-
     columns, digests = [], set()
     for path, record in runs:
         counts = record.get("counts") if isinstance(record.get("counts"), dict) else None
@@ -337,52 +288,25 @@ def _mark_ties(rows: list[Row], sort: str) -> list[Row]:
     return out
 
 
-def _is_score(value: Any) -> bool:
-    return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
 
 
 def _pct(value: Any) -> float | None:
-    if not _is_score(value) or value is None or math.isnan(value):
+    if not is_score(value) or value is None or math.isnan(value):
         return None
     return round(100.0 * value, 1)
 
 
-def _follows_preset(config: dict, preset: str) -> bool:
-    """True when the run's components are the preset's (options given on the command line win)."""
-    known = PRESETS.get(preset)
-    if known is None:
-        return False
-    from wssbench.classifier.training import TrainRecipe
-    from wssbench.seed.config import RECIPE_KEYS
-
-    for key, value in known.options.items():
-        if key == "options" or key in TRAIN:
-            continue  # component options are listed in the label; a changed schedule is a deviation (†)
-        used = (config.get("recipe") or {}).get(key, getattr(TrainRecipe, key)) if key in RECIPE_KEYS else config.get(key)
-        if recorded_value(key, used) != recorded_value(key, value):
-            return False
-    return True
 
 
-def _preset_options(preset: str | None) -> dict[tuple[str, str], str]:
-    """(stage, key) -> value text of the component options a preset sets."""
-    known = PRESETS.get(preset or "")
-    texts = tuple(known.options.get("options", ())) if known else ()
-    return {(stage, key): value for stage, key, value in parse_option_strings(texts)}
 
 
-def _as_text(value: Any) -> str:
-    """An option value as it is written on the command line (lists comma-separated, booleans lower case)."""
-    if isinstance(value, (list, tuple)):
-        return ",".join(_as_text(v) for v in value)
-    return str(value).lower() if isinstance(value, bool) else str(value)
 
 
 def _saliency_cells(record: dict, saliency: list[dict]) -> dict[str, Any]:
     """The pointing game (%) and the sanity check ("fail (rho 0.74)") of the run's saliency method."""
     if not saliency:
         return {}
-    from wssbench.evaluation import columns_for_run
+    from wssbench.evaluation import columns_for_run  # loads torch: only where saliency records are shown
 
     for evaluation in saliency:
         columns = columns_for_run(evaluation, record)

@@ -32,6 +32,7 @@ val the top VOC class is a true one for 7 of 43 images at native size, 35 of 43 
 
 from __future__ import annotations
 
+import difflib
 import json
 from functools import lru_cache
 from importlib import resources
@@ -79,7 +80,6 @@ def imagenet_index(name: str) -> int:
         return hits[0]
     if hits:
         raise UsageError(f"ImageNet class '{name}' is ambiguous: " + "; ".join(f"{i} ({imagenet_descriptions()[i]})" for i in hits) + "; give the index")
-    import difflib
 
     close = difflib.get_close_matches(name, imagenet_names(), n=3)
     raise UsageError(f"unknown ImageNet class '{name}'" + (f"; did you mean {', '.join(close)}?" if close else "; give a name or an index 0-999"))
@@ -224,7 +224,6 @@ def resolve_input_size(input_size: int | str, own: int) -> int | None:
 
 def _create(model_name: str, output_stride: int, pretrained: bool = False) -> nn.Module:
     if not timm.is_model(model_name):
-        import difflib
 
         close = difflib.get_close_matches(model_name, timm.list_models(), n=3)
         raise UsageError(f"unknown timm model '{model_name}'" + (f"; did you mean {', '.join(close)}?" if close else ""))

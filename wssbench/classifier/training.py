@@ -20,6 +20,7 @@ from sklearn.metrics import average_precision_score
 
 from wssbench.classifier.model import Classifier
 from wssbench.classifier.weights import load_error
+from wssbench.errors import UsageError
 from wssbench.runtime.loading import load_all
 from wssbench.runtime.precision import autocast, grad_scaler
 from wssbench.storage.cache import cache_dir, cannot_write, damaged, file_digest, fingerprint
@@ -92,7 +93,6 @@ class TrainRecipe:
     loss: str = "soft-margin"  # soft-margin (CAM/IRN), mil (Pathak et al. 2015) or softmax (Pinheiro & Collobert 2015)
 
     def __post_init__(self) -> None:
-        from wssbench.errors import UsageError
 
         if self.loss not in LOSSES:
             raise UsageError(f"--loss: unknown loss '{self.loss}'; available: {', '.join(LOSSES)}")

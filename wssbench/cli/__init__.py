@@ -12,6 +12,7 @@ is reported as that plugin's failure, naming the plugin and its distribution; ot
 from __future__ import annotations
 
 import importlib
+import logging
 import sys
 import warnings
 
@@ -102,7 +103,7 @@ class WssbenchGroup(click.Group):
 def describe_failure(error: BaseException) -> str:
     """``plugin P (distribution D V) failed: ...`` when a third-party plugin's code raised it,
     else ``internal error: ...`` (wssbench or a built-in plugin)."""
-    from wssbench.host.registry import loaded_registry
+    from wssbench.host.registry import loaded_registry  # only when a command failed: start-up stays light
 
     registry = loaded_registry()
     culprit = registry.blame(error) if registry is not None else None
@@ -124,8 +125,6 @@ def cli() -> None:
 def _say_library_messages() -> None:
     """The library's own messages (``logging.getLogger("wssbench")``: waiting for another run's
     lock, ...) as ``info: ...`` lines on stderr."""
-    import logging
-
     log = logging.getLogger("wssbench")
     if not any(getattr(h, "_wssbench", False) for h in log.handlers):
         handler = logging.StreamHandler(sys.stderr)

@@ -14,6 +14,7 @@ from wssbench.bench import load_bench, run_bench
 from wssbench.cli import traceback_option
 from wssbench.cli.progress import progress_display
 from wssbench.errors import UsageError
+from wssbench.host.registry import default_registry
 from wssbench.results.board import DEVIATION_MARK
 from wssbench.storage.cache import fingerprint
 
@@ -30,8 +31,6 @@ def _pct(x: Any) -> str:
 @traceback_option
 def bench_command(file: Path, out: Path | None, settings: tuple[str, ...], as_json: bool) -> None:
     """Run every row of a bench FILE (TOML), resuming finished rows, and print the table."""
-    from wssbench.host.registry import default_registry
-
     registry = default_registry()
     overrides = {}
     for text in settings:

@@ -17,6 +17,7 @@ from rich.console import Console
 
 from wssbench.cli import traceback_option
 from wssbench.cli.params import ComponentName
+from wssbench.cli.tables import result_table
 from wssbench.errors import DataError, UsageError
 from wssbench.host.options import parse_option_strings
 from wssbench.host.registry import default_registry
@@ -107,6 +108,5 @@ def eval_command(
     if as_json:
         click.echo(json.dumps(record, indent=2))
     else:
-        from wssbench.cli.tables import result_table
 
         Console().print(result_table(record))

@@ -14,26 +14,24 @@ from pathlib import Path
 import click
 from rich.console import Console
 
+from wssbench.api import Pipeline
 from wssbench.classifier.model import POOLINGS
 from wssbench.classifier.training import TrainRecipe
 from wssbench.cli import traceback_option
 from wssbench.cli.params import ComponentName
 from wssbench.cli.progress import progress_display
+from wssbench.cli.stage2 import run_segmentation
 from wssbench.cli.tables import config_panel, result_table
 from wssbench.errors import UsageError
 from wssbench.runtime.precision import PRECISIONS
 from wssbench.seed.config import RunConfig, build_config, config_from_record
-from wssbench.seed.presets import PRESETS
+from wssbench.seed.presets import PRESETS, deviations
+from wssbench.seed.run import default_out
+from wssbench.segmentation.describe import build_segment_config
 from wssbench.segmentation.presets import SEGMENT_PRESETS
-from wssbench.storage.cache import fingerprint
 from wssbench.storage.io import check_run_dir
 
 D = RunConfig()  # the defaults shown in --help (build_config applies them)
-
-
-def default_out(config: RunConfig) -> Path:
-    parts = [config.dataset, config.split, config.classmap or "nocm", config.saliency or "nosal", config.fusion, *config.refine]
-    return Path("wssbench-runs") / ("-".join(parts) + "-" + fingerprint(config.to_dict(), 8))
 
 
 @click.command("run")
@@ -77,14 +75,10 @@ def default_out(config: RunConfig) -> Path:
 @traceback_option
 def run_command(from_record: str | None, out: str | None, as_json: bool, **kw) -> None:
     """Segment a split with one combination of components and score it (mIoU)."""
-    from wssbench.api import Pipeline
-
     given = description_from_flags(kw)
     if given.get("preset") in SEGMENT_PRESETS:  # EM-Adapt, CCNN: a segmentation network from image labels
         if from_record:
             raise UsageError(f"--from: preset '{given['preset']}' trains a segmentation network; rerun it with its options")
-        from wssbench.cli.segment import run_segmentation
-        from wssbench.segmentation.describe import build_segment_config
 
         return run_segmentation(build_segment_config(given), out, as_json)
     if "segnet" in given:
@@ -99,7 +93,6 @@ def run_command(from_record: str | None, out: str | None, as_json: bool, **kw) -
     err.print(config_panel(config, out_dir))
     if replacing:
         err.print(f"replacing the earlier run in {out_dir}", soft_wrap=True, highlight=False)
-    from wssbench.seed.presets import deviations
 
     changed = deviations(config, pipe.registry)
     if changed:

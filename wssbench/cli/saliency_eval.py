@@ -27,10 +27,11 @@ from wssbench.cli.params import ComponentName
 from wssbench.errors import UsageError
 from wssbench.evaluation import METRICS, EvalOptions, evaluate_saliency
 from wssbench.evaluation.causal import BASELINES
+from wssbench.host.options import parse_option_strings
 from wssbench.host.registry import Registry, default_registry
 from wssbench.runtime.timer import Timer
 from wssbench.seed.components import resolve
-from wssbench.seed.config import RunConfig, build_config, parse_option_strings
+from wssbench.seed.config import RunConfig, build_config
 from wssbench.seed.record import versions
 from wssbench.seed.run import prepare_run
 from wssbench.storage.io import write_json

@@ -2,53 +2,34 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shlex
 from pathlib import Path
 
 import click
-from rich.console import Console
-from rich.panel import Panel
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from wssbench.cli import traceback_option
 from wssbench.cli.params import ComponentName
+from wssbench.cli.run import description_from_flags, run_command
+from wssbench.cli.stage2 import run_segmentation
 from wssbench.errors import UsageError
-from wssbench.host.registry import default_registry
 from wssbench.runtime.precision import PRECISIONS
+from wssbench.seed.config import build_config
 from wssbench.segmentation.config import BN_MODES, MULTI_SCALES, SCHEDULES, SegmentConfig, SegRecipe
 from wssbench.segmentation.describe import build_segment_config
+from wssbench.segmentation.masks import make_pseudo_masks
 from wssbench.segmentation.presets import SEGMENT_PRESETS
-from wssbench.segmentation.run import resolve, segment
-from wssbench.storage.cache import fingerprint
-from wssbench.storage.io import check_run_dir
-
-
-def default_out(config: SegmentConfig) -> Path:
-    name = "-".join([config.dataset, config.split, config.segnet, config.objective])
-    return Path("wssbench-runs") / f"segment-{name}-{fingerprint(config.to_dict(), 8)}"
 
 
 def make_masks(args: str, train_split: str, dataset: str) -> Path:
     """Run ``wssbench run ARGS --split TRAIN`` (ground-truth image labels unless ARGS say
     otherwise) into its default folder, unless that folder holds a result already."""
-    from wssbench.api import Pipeline
-    from wssbench.cli.run import default_out as run_out
-    from wssbench.cli.run import description_from_flags, run_command
-    from wssbench.seed.config import build_config
-
     ctx = run_command.make_context("run", shlex.split(args), resilient_parsing=False)
     kw = dict(ctx.params)
     out = kw.pop("out")
     for key in ("from_record", "as_json"):
         kw.pop(key, None)
     given = {"classes_from": "labels", **description_from_flags(kw), "split": train_split, "dataset": dataset}
-    config = build_config(given)
-    out = Path(out) if out else run_out(config)
-    if not (out / "result.json").is_file():
-        Pipeline(config).run(out)
-    return out
+    return make_pseudo_masks(build_config(given), Path(out) if out else None)
 
 
 def config_from_options(kw: dict, explicit: set[str]) -> SegmentConfig:
@@ -101,37 +82,3 @@ def segment_command(ctx: click.Context, **kw) -> None:
         kw["masks"] = str(make_masks(kw["masks_run"], kw["train_split"], kw["dataset"]))
         explicit.add("masks")
     run_segmentation(config_from_options(kw, explicit), kw["out"], kw["as_json"])
-
-
-def run_segmentation(config: SegmentConfig, out: str | None, as_json: bool) -> None:
-    """Resolve, train, segment, write and print: ``wssbench segment`` and ``wssbench run --preset
-    em-adapt`` (a preset that trains a network) end here."""
-    from wssbench.segmentation.presets import segment_deviations
-
-    registry = default_registry()
-    config, parts = resolve(config, registry)
-    out = Path(out) if out else default_out(config)
-    replacing = check_run_dir(out)  # refused before any work when it is not a run's folder
-    err = Console(stderr=True, quiet=os.environ.get("RANK", "0") != "0")
-    if replacing:
-        err.print(f"replacing the earlier run in {out}", soft_wrap=True, highlight=False)
-    err.print(Panel(json.dumps(config.to_dict(), indent=1, default=str), title=f"wssbench segment -> {out}"))
-    changed = segment_deviations(config, registry)
-    if changed:
-        listed = "; ".join(f"{d['option']}: {d['published']} -> {d['used']}" for d in changed)
-        err.print(f"warning: --preset {config.preset}: {len(changed)} deviations from the published recipe (recorded): {listed}",
-                  soft_wrap=True, highlight=False, markup=False)
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=err, transient=True) as progress:
-        record = segment(config, registry, out, progress, parts)
-    if record is None:
-        return
-    if as_json:
-        click.echo(json.dumps(record, indent=2))
-    else:
-        pseudo = record["pseudo_masks"]
-        line = f"{record['method']}: {record['split']} mIoU {100 * record['miou']:.1f} (stage segmentation)"
-        if pseudo:
-            line += f"; pseudo-masks {pseudo['split']} mIoU {100 * pseudo['miou']:.1f} (stage pseudo-mask)"
-        click.echo(line)
-    err.print(f"wrote {out / 'result.json'} and {record['n_images']} masks under {out / 'masks'}")

@@ -22,6 +22,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from wssbench.cli import traceback_option
+from wssbench.cli.explain import compose_panel, jet, overlay
 from wssbench.errors import DataError
 from wssbench.host.registry import default_registry
 from wssbench.results.plots import threshold_curve_png
@@ -49,8 +50,6 @@ def default_gallery_dir(run_dir: Path) -> Path:
 
 def legend(classes: tuple[str, ...], labels: set[int], width: int) -> Image.Image:
     """Palette swatches of ``labels`` (named by ``classes``, 255 = ignore) and the map colour bar."""
-    from wssbench.cli.explain import jet
-
     font = ImageFont.load_default()
     items = [(PALETTE[v], classes[v] if v < len(classes) else "ignore") for v in sorted(labels)]
     entries = []  # (x, y) of each swatch, laid out in lines no wider than ``width``
@@ -76,7 +75,6 @@ def legend(classes: tuple[str, ...], labels: set[int], width: int) -> Image.Imag
 
 
 def _legend_html(classes: tuple[str, ...], labels: set[int]) -> str:
-    from wssbench.cli.explain import jet
 
     swatches = "".join(
         f"<span style='display:inline-block;margin-right:1em'><span style='display:inline-block;width:1em;height:1em;"
@@ -106,8 +104,6 @@ def show_command(run_dir: Path, count: int, ids: str | None, seed: int, out: Pat
     gallery.html into RUN_DIR-gallery/ (beside the run, so that a rerun
     of the same run keeps it) or --out, and prints the page's path.
     """
-    from wssbench.cli.explain import compose_panel, overlay
-
     path = run_dir / "result.json"
     if not path.is_file():
         raise DataError(f"{path}: not found; RUN_DIR must be a folder written by 'wssbench run'")

@@ -75,7 +75,7 @@ def ancestors(offset: str, parents: dict[str, list[str]]) -> set[str]:
 
 
 def derive(wordnet_dir: Path) -> dict:
-    from timm.data import ImageNetInfo
+    from timm.data import ImageNetInfo  # a maintenance script: timm only when it runs
 
     data_noun = wordnet_dir / "data.noun"
     parents, lemmas = read_hypernyms(data_noun)

@@ -5,12 +5,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # torch is imported where it is used, so listing the plugins stays fast
-    import torch
+    import torch  # plugins import this module when they register: no torch until maps are made
 
 
 def select(maps: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     """Pick the requested classes: (B, C, h, w), (B, K) -> (B, K, h, w), zeros for padding."""
-    import torch
+    import torch  # plugins import this module when they register: no torch until maps are made
 
     b, _, h, w = maps.shape
     picked = torch.gather(maps, 1, classes.clamp(min=0)[:, :, None, None].expand(-1, -1, h, w))

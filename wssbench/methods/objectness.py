@@ -40,6 +40,8 @@ from typing import Any, Protocol
 import numpy as np
 
 from wssbench.storage.arrays import pack_arrays, unpack_arrays
+from wssbench.storage.cache import cache_dir, fingerprint, seal, unseal
+from wssbench.storage.mapcache import code_digests
 
 
 class Proposals(Protocol):
@@ -211,9 +213,6 @@ def cached(method: Any, name: str, options: dict, image: np.ndarray) -> Proposal
     type other than :class:`BoxProposals` and :class:`SegmentProposals` are not cached. Where the
     cache cannot be written, the proposals are used as computed.
     """
-    from wssbench.storage.cache import cache_dir, fingerprint, seal, unseal
-    from wssbench.storage.mapcache import code_digests
-
     image = np.ascontiguousarray(image)
     digest = hashlib.sha256(image.tobytes() + repr(image.shape).encode()).hexdigest()[:24]
     key = fingerprint({"method": name, "options": options, "code": code_digests(type(method))})

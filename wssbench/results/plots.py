@@ -12,10 +12,10 @@ def threshold_curve_png(record: dict, path: Path) -> bool:
     curve = record.get("threshold_curve")
     if not curve:
         return False
-    import matplotlib
+    import matplotlib  # heavy, and only 'show' draws
 
     matplotlib.use("Agg")  # files only, no display
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # after choosing the file-only backend
 
     xs = [p["threshold"] for p in curve]
     ys = [100 * p["miou"] if p["miou"] is not None else float("nan") for p in curve]

@@ -23,6 +23,8 @@ from typing import Any, Iterator
 
 import numpy as np
 
+from wssbench.results.metrics import confusion
+
 _state: dict[str, Any] = {}
 
 
@@ -47,7 +49,6 @@ def predict_one(maps: Any, fusion: Any, refiners: list[tuple[str, Any]], curve: 
         points, num_classes = curve
         at = fusion.labels_at(points, maps.image, maps.labels, maps.class_maps, maps.saliency_maps, **extra)
         if at is not None:
-            from wssbench.results.metrics import confusion
 
             matrices = np.stack([confusion(maps.mask, pred, num_classes) for pred in at])  # (T, C, C + 1)
         seconds["threshold_curve"] = time.perf_counter() - start

@@ -22,22 +22,17 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from wssbench.classifier.training import TrainRecipe
+from wssbench.engine.description import coerce, merge, option_triples, resolve_device
 from wssbench.errors import DataError, UsageError
-from wssbench.host.options import parse_option_strings
 from wssbench.results.references import SEED_QUALITY, SEGMENTATION
-
-# Stages whose component options can be set with ``-O STAGE.KEY=VALUE`` (refiners by name).
-STAGES = ("dataset", "backbone", "saliency", "classmap", "fusion")
-OPTIONAL_STAGES = ("saliency", "classmap")
-# Flat description keys that set a field of the training recipe.
-RECIPE_KEYS = ("epochs", "lr", "crop", "loss")
+from wssbench.seed.keys import OPTIONAL_STAGES, RECIPE_KEYS, STAGES, refiners, stage_name
+from wssbench.seed.presets import PRESETS
 
 
 @dataclass(frozen=True)
@@ -152,136 +147,6 @@ KEYS = set(FIELDS) | set(RECIPE_KEYS)
 AUTO = ("device", "loader_workers", "workers")
 
 
-def _split_target(target: str, text: str) -> tuple[str, str]:
-    stage, dot, key = str(target).partition(".")
-    if not (dot and stage and key):
-        raise UsageError(f"-O {text}: expected STAGE.KEY=VALUE, e.g. -O fusion.bg_threshold=0.3")
-    return stage, key
-
-
-def option_triples(options: Any) -> tuple[tuple[str, str, Any], ...]:
-    """Component options in any of the description's spellings -> ``((stage, key, value), ...)``."""
-    if options is None:
-        return ()
-    if isinstance(options, str):
-        options = [options]
-    if isinstance(options, Mapping):
-        out = []
-        for target, value in options.items():
-            if isinstance(value, Mapping):  # {"stage": {"key": value}} (records)
-                out += [(target, key, v) for key, v in value.items()]
-            else:  # {"stage.key": value} (bench files)
-                out.append((*_split_target(target, f"{target}={value}"), value))
-        return tuple(out)
-    if all(isinstance(o, (tuple, list)) and len(o) == 3 for o in options):
-        return tuple(tuple(o) for o in options)  # type: ignore[misc]
-    return parse_option_strings(list(options))
-
-
-def merge(*descriptions: Mapping[str, Any]) -> dict[str, Any]:
-    """Later descriptions win key by key; component ``options`` merge per STAGE.KEY."""
-    out: dict[str, Any] = {}
-    options: dict[tuple[str, str], Any] = {}
-    for description in descriptions:
-        for key, value in description.items():
-            if key == "options":
-                options.update({(s, k): v for s, k, v in option_triples(value)})
-            else:
-                out[key] = value
-    if options:
-        out["options"] = tuple((s, k, v) for (s, k), v in options.items())
-    return out
-
-
-def _coerce(name: str, value: Any, where: str, owner: type | None = None) -> Any:
-    """``value`` as the type a RunConfig or TrainRecipe field declares (strings converted); with
-    ``owner``, the type that class declares for ``name``."""
-    if owner is not None:
-        hint = typing.get_type_hints(owner)[name]
-    else:
-        hint = typing.get_type_hints(RunConfig).get(name) or typing.get_type_hints(TrainRecipe).get(name, Any)
-    args = [a for a in typing.get_args(hint) if a is not type(None)]
-    optional = type(None) in typing.get_args(hint)
-    if value is None or (optional and value in ("none", "None", "")):
-        if optional:
-            return None
-        raise UsageError(f"{where}{name}: a value is required")
-    target = args[0] if optional and args else hint
-    origin = typing.get_origin(target)
-    try:
-        if origin is tuple:
-            items = value.split(",") if isinstance(value, str) else list(value)
-            inner = typing.get_args(target)[0]
-            return tuple(_coerce_scalar(inner, v) for v in items if str(v).strip())
-        return _coerce_scalar(target, value)
-    except (TypeError, ValueError):
-        kind = getattr(target, "__name__", str(target))
-        raise UsageError(f"{where}{name}: expected {kind}, got {value!r}") from None
-
-
-def _coerce_scalar(kind: Any, value: Any) -> Any:
-    if kind is bool:
-        if isinstance(value, bool):
-            return value
-        low = str(value).lower()
-        if low in ("1", "true", "yes", "on"):
-            return True
-        if low in ("0", "false", "no", "off"):
-            return False
-        raise ValueError(value)
-    if kind is int:
-        if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
-            raise ValueError(value)
-        return int(value)
-    if kind is float:
-        if isinstance(value, bool):
-            raise ValueError(value)
-        return float(value)
-    if kind is str:
-        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
-            raise ValueError(value)
-        return str(value)
-    return value
-
-
-def resolve_device(name: str) -> str:
-    """``auto`` -> ``cuda`` when available, else ``cpu``; anything else is checked."""
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    try:
-        device = torch.device(name)
-    except RuntimeError:
-        raise UsageError(f"--device: '{name}' is not a torch device (cpu, cuda, cuda:1, auto)") from None
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise UsageError(f"--device {name}: CUDA is not available on this machine")
-    return name
-
-
-def _stage_name(value: Any) -> str | None:
-    return None if value in (None, "none") else str(value)
-
-
-def _refiners(value: Any) -> tuple[str, ...]:
-    names = [value] if isinstance(value, str) else list(value or ())
-    if names == ["none"]:
-        return ()
-    return tuple(str(n) for n in names)
-
-
-def recorded_value(key: str, value: Any) -> Any:
-    """A description's value as a record's ``config`` holds it (``none`` stages as None, refiners
-    as a list): how a leaderboard compares a preset's choices with a recorded run."""
-    if key in OPTIONAL_STAGES:
-        return _stage_name(value)
-    if key == "refine":
-        return list(_refiners(value))
-    if value == "none":  # an optional value left unset (--max-classes none)
-        return None
-    return list(value) if isinstance(value, tuple) else value
-
-
 def build_config(description: Mapping[str, Any] | None = None, *, where: str = "", **kwargs: Any) -> RunConfig:
     """The one way to turn a description of a run into a checked, frozen :class:`RunConfig`.
 
@@ -298,8 +163,6 @@ def build_config(description: Mapping[str, Any] | None = None, *, where: str = "
         raise UsageError(f"{where}unknown run option '{unknown[0]}'; known: {', '.join(sorted(KEYS))}")
     preset = given.get("preset")
     if preset:
-        from wssbench.seed.presets import PRESETS
-
         if preset not in PRESETS:
             raise UsageError(f"{where}unknown preset '{preset}'; available: {', '.join(PRESETS)}")
         given = merge(PRESETS[preset].options, given)
@@ -308,11 +171,11 @@ def build_config(description: Mapping[str, Any] | None = None, *, where: str = "
         if name in ("options", "recipe", *RECIPE_KEYS, *AUTO):
             continue
         if name in OPTIONAL_STAGES:
-            values[name] = _stage_name(value)
+            values[name] = stage_name(value)
         elif name == "refine":
-            values[name] = _refiners(value)
+            values[name] = refiners(value)
         else:
-            values[name] = _coerce(name, value, where)
+            values[name] = coerce(name, value, where, RunConfig, TrainRecipe)
     values["options"] = option_triples(given.get("options"))
     # the training recipe: a whole mapping (records), then the flat keys, then the run's seed
     recipe = dict(given.get("recipe") or {})
@@ -323,19 +186,19 @@ def build_config(description: Mapping[str, Any] | None = None, *, where: str = "
     if "seed" in values and "seed" not in (given.get("recipe") or {}):
         recipe["seed"] = values["seed"]
     try:
-        values["recipe"] = TrainRecipe(**{k: _coerce(k, v, where) for k, v in recipe.items()})
+        values["recipe"] = TrainRecipe(**{k: coerce(k, v, where, RunConfig, TrainRecipe) for k, v in recipe.items()})
     except UsageError as e:
         raise UsageError(f"{where}{e}") from None
     device = resolve_device(str(given.get("device", "auto")))
     values["device"] = device
     workers = given.get("loader_workers", "auto")
     if workers == "auto":
-        from wssbench.runtime.loading import default_loader_workers
+        from wssbench.runtime.loading import default_loader_workers  # torch: only when a run is really described
 
         values["loader_workers"] = default_loader_workers(device)
     else:
-        values["loader_workers"] = _coerce("loader_workers", workers, where)
-    values["workers"] = _coerce("workers", given["workers"], where) if given.get("workers") is not None else (os.cpu_count() or 1)
+        values["loader_workers"] = coerce("loader_workers", workers, where, RunConfig, TrainRecipe)
+    values["workers"] = coerce("workers", given["workers"], where, RunConfig, TrainRecipe) if given.get("workers") is not None else (os.cpu_count() or 1)
     try:
         return RunConfig(**values)
     except UsageError as e:

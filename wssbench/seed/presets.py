@@ -14,25 +14,15 @@ recipe items that could not be checked against the paper or the authors' code (`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from wssbench.seed.config import RECIPE_KEYS, RunConfig, option_triples, recorded_value
+from wssbench.engine.description import option_triples
+from wssbench.engine.presets import Preset, text
+from wssbench.host.options import defaults
+from wssbench.seed.keys import RECIPE_KEYS, recorded_value
 
-
-@dataclass(frozen=True)
-class Preset:
-    description: str
-    options: dict[str, Any] = field(default_factory=dict)  # the published recipe, as run options
-    published: str = ""
-    unverified: tuple[str, ...] = ()  # recipe options chosen where the source could not be checked
-    departures: tuple[dict[str, str], ...] = ()  # what wssbench's implementation does differently
-
-    def deviations(self, changed: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """A run's ``changed`` options (``{"option", "published", "used"}``), each flagged
-        ``"unverified": True`` where this preset's value was a choice, then the departures."""
-        flagged = [{**d, "unverified": True} if d["option"] in self.unverified else d for d in changed]
-        return flagged + [dict(d) for d in self.departures]
+if TYPE_CHECKING:
+    from wssbench.seed.config import RunConfig
 
 
 VGG16 = {"backbone": "vgg16", "pretrained": True}  # the poster's and the baselines' network
@@ -151,17 +141,6 @@ PRESETS: dict[str, Preset] = {
 }
 
 
-def _text(value: Any) -> str:
-    """A value as the command line writes it, for comparing a recipe's strings with typed options."""
-    if isinstance(value, (list, tuple)):
-        return ",".join(_text(v) for v in value)
-    if isinstance(value, bool):
-        return str(value).lower()
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    return str(value)
-
-
 def deviations(config: RunConfig, registry: Any = None, tuned: Any = ()) -> list[dict[str, Any]]:
     """How a run departs from its preset's published recipe: each recipe option the run changed
     (``{"option", "published", "used"}``, with ``"unverified": True`` where the preset's value is
@@ -178,7 +157,7 @@ def deviations(config: RunConfig, registry: Any = None, tuned: Any = ()) -> list
     pinned = {(stage, name): value for stage, name, value in option_triples(preset.options.get("options"))}
     for (stage, name), value in pinned.items():
         used = config.options_for(stage).get(name)
-        if used is None or _text(used) != _text(value):
+        if used is None or text(used) != text(value):
             out.append({"option": f"{stage}.{name}", "published": value, "used": used})
     chosen = config.components()
     for stage, name, used in config.options:
@@ -187,7 +166,7 @@ def deviations(config: RunConfig, registry: Any = None, tuned: Any = ()) -> list
         if f"{stage}.{name}" in tuned:
             continue
         default = _component_default(registry, *chosen[stage], name)
-        if default is None or _text(default) != _text(used):
+        if default is None or text(default) != text(used):
             out.append({"option": f"{stage}.{name}", "published": default if default is not None else "the component's default", "used": used})
     for key, published in preset.options.items():
         if key == "options":
@@ -210,6 +189,5 @@ def unverified(config: Any, presets: dict[str, Preset] = PRESETS) -> list[str]:
 def _component_default(registry: Any, kind: str, name: str, option: str) -> Any:
     if registry is None:
         return None
-    from wssbench.host.options import defaults
 
     return defaults(registry.get(kind, name).factory).get(option)

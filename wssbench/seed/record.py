@@ -7,14 +7,13 @@ import time
 from typing import Any
 
 from wssbench.host.options import defaults
-from wssbench.results.metrics import ConfusionMatrix
 from wssbench.results.counts import ImageCounts
 from wssbench.results.curve import CurveAccumulator
 from wssbench.results.diagnostics import diagnostics
+from wssbench.results.metrics import ConfusionMatrix
 from wssbench.results.uncertainty import percentile_interval
 from wssbench.seed.presets import deviations, unverified
-from wssbench.storage.cache import fingerprint
-from wssbench.storage.cache import package_version
+from wssbench.storage.cache import fingerprint, package_version
 
 RECORD_VERSION = 1
 PACKAGES = ("wssbench", "torch", "timm", "numpy", "scikit-image", "scikit-learn", "pydensecrf2", "pulp", "pluggy")

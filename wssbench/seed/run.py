@@ -34,6 +34,7 @@ from wssbench.seed.components import Components, resolve
 from wssbench.seed.config import RunConfig
 from wssbench.seed.maps import Prediction, compute_maps, map_caches
 from wssbench.seed.record import build_record
+from wssbench.storage.cache import fingerprint
 from wssbench.storage.io import atomic_dir, run_dir, write_json, write_mask
 from wssbench.storage.mapcache import MapCache
 
@@ -196,6 +197,12 @@ def run(config: RunConfig, registry: Registry, out: Path | None = None, progress
                 image_counts.save(tmp / COUNTS_FILE, samples)
                 write_json(tmp / "result.json", record)
     return record
+
+def default_out(config: RunConfig) -> Path:
+    """Where a run writes when no ``--out`` is given: ``wssbench-runs/<dataset>-<split>-<methods>-<hash>``."""
+    parts = [config.dataset, config.split, config.classmap or "nocm", config.saliency or "nosal", config.fusion, *config.refine]
+    return Path("wssbench-runs") / ("-".join(parts) + "-" + fingerprint(config.to_dict(), 8))
+
 
 def curve_of(fusion: Any, num_classes: int) -> CurveAccumulator | None:
     """The threshold curve a run records: for a fusion that sweeps a background threshold

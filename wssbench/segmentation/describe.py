@@ -23,9 +23,10 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Mapping
 
+from wssbench.engine.description import coerce, merge, option_triples, resolve_device
 from wssbench.errors import UsageError
-from wssbench.seed.config import _coerce, merge, option_triples, resolve_device
 from wssbench.segmentation.config import MULTI_SCALES, SegmentConfig, SegRecipe
+from wssbench.segmentation.presets import SEGMENT_PRESETS
 
 RECIPE_KEYS = ("epochs", "lr", "crop", "bn", "batch_size")
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(SegmentConfig) if f.name not in ("recipe", "batch_size"))
@@ -33,7 +34,6 @@ KEYS = frozenset(CONFIG_KEYS + RECIPE_KEYS + ("backbone", "pretrained", "multisc
 
 
 def is_segment_preset(name: Any) -> bool:
-    from wssbench.segmentation.presets import SEGMENT_PRESETS
 
     return isinstance(name, str) and name in SEGMENT_PRESETS
 
@@ -51,7 +51,6 @@ def build_segment_config(description: Mapping[str, Any], *, where: str = "") -> 
     given = {k: v for k, v in dict(description).items() if v is not None}
     preset = given.get("preset")
     if preset:
-        from wssbench.segmentation.presets import SEGMENT_PRESETS
 
         if preset not in SEGMENT_PRESETS:
             raise UsageError(f"{where}unknown segmentation preset '{preset}'; available: {', '.join(SEGMENT_PRESETS)}")
@@ -64,20 +63,20 @@ def build_segment_config(description: Mapping[str, Any], *, where: str = "") -> 
     if given.get("backbone"):
         options.append(("segnet", "encoder", str(given["backbone"])))
     if "pretrained" in given:
-        options.append(("segnet", "pretrained", _coerce("pretrained", given["pretrained"], where, _ExtraKeys)))
-    recipe = {k: _coerce(k, given[k], where, SegRecipe) for k in RECIPE_KEYS if k in given}
-    values = {k: _coerce(k, given[k], where, SegmentConfig) for k in CONFIG_KEYS
+        options.append(("segnet", "pretrained", coerce("pretrained", given["pretrained"], where, _ExtraKeys)))
+    recipe = {k: coerce(k, given[k], where, SegRecipe) for k in RECIPE_KEYS if k in given}
+    values = {k: coerce(k, given[k], where, SegmentConfig) for k in CONFIG_KEYS
               if k in given and k not in ("options", "device", "loader_workers")}
     seed = values.get("seed", 0)
     values["device"] = device = resolve_device(str(values.get("device", "auto")))
     workers = given.get("loader_workers", "auto")
     if workers == "auto":
-        from wssbench.runtime.loading import default_loader_workers
+        from wssbench.runtime.loading import default_loader_workers  # torch: only when a run is really described
 
         values["loader_workers"] = default_loader_workers(device)
     else:
-        values["loader_workers"] = _coerce("loader_workers", workers, where, SegmentConfig)
-    if "scales" not in values and "multiscale" in given and _coerce("multiscale", given["multiscale"], where, _ExtraKeys):
+        values["loader_workers"] = coerce("loader_workers", workers, where, SegmentConfig)
+    if "scales" not in values and "multiscale" in given and coerce("multiscale", given["multiscale"], where, _ExtraKeys):
         values["scales"] = MULTI_SCALES
     return SegmentConfig(**values, options=tuple(merge({"options": tuple(options)}).get("options", ())),
                          recipe=SegRecipe(**{"seed": seed, **recipe}))

@@ -8,9 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from wssbench.errors import DataError, UsageError
-from wssbench.leaderboard import method_label, read_record
+from wssbench.host.registry import default_registry
+from wssbench.results.records import read_record
+from wssbench.seed.labels import method_label
+from wssbench.seed.run import default_out, run
 
 
 @dataclass(frozen=True)
@@ -48,3 +52,13 @@ def open_mask_run(folder: str | Path, dataset: str, train_split: str) -> PseudoM
     if record["split"] != train_split:
         raise UsageError(f"--masks {folder}: masks of split '{record['split']}', the network trains on '{train_split}'")
     return PseudoMaskRun(folder, record)
+
+
+def make_pseudo_masks(config: Any, out: Path | None = None) -> Path:
+    """The folder of a seed run's masks to train on: run ``config`` (a
+    :class:`~wssbench.seed.config.RunConfig`, usually the train split with ground-truth image
+    labels) into ``out`` (default: the run's own default folder), unless a result is there already."""
+    out = out or default_out(config)
+    if not (out / "result.json").is_file():
+        run(config, default_registry(), out)
+    return out

@@ -14,8 +14,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from wssbench.seed.config import option_triples
-from wssbench.seed.presets import Preset, _text
+from wssbench.engine.description import option_triples
+from wssbench.engine.presets import Preset, text
+from wssbench.host.options import defaults
+from wssbench.host.registry import default_registry
 
 # DeepLab-LargeFOV's training as both papers inherit it: crops of 321, batches of 20, 6000
 # iterations (about 12 epochs of VOC's 10,582 train_aug images), lr 1e-3 (classifier 10x)
@@ -100,26 +102,24 @@ def segment_deviations(config: Any, registry: Any = None) -> list[dict[str, Any]
         used = config.options_for(stage).get(name)
         if name == "pretrained":  # a local --weights file of the same network is the published start
             used = bool(used) or config.weights is not None
-        if used is None or _text(used) != _text(value):
+        if used is None or text(used) != text(value):
             out.append({"option": f"{stage}.{name}", "published": value, "used": used})
     for stage in ("segnet", "objective"):
         name = getattr(config, stage)
         if name != preset.options.get(stage):
             continue  # a component the preset does not name: the top-level deviation says so
         if registry is None:
-            from wssbench.host.registry import default_registry
 
             registry = default_registry()
-        from wssbench.host.options import defaults
 
         default = defaults(registry.get(stage, name).factory)
         for key, used in config.options_for(stage).items():
-            if (stage, key) not in pinned and _text(default.get(key)) != _text(used):
+            if (stage, key) not in pinned and text(default.get(key)) != text(used):
                 out.append({"option": f"{stage}.{key}", "published": default.get(key), "used": used})
     for key, value in preset.options.items():
         if key in SEGNET_KEYS or key == "options":
             continue
         used = getattr(config.recipe, key) if hasattr(config.recipe, key) and key != "seed" else getattr(config, key)
-        if _text(used) != _text(value):
+        if text(used) != text(value):
             out.append({"option": key, "published": value, "used": used})
     return preset.deviations(out)

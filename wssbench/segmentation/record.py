@@ -12,6 +12,8 @@ from wssbench.results.references import SEGMENTATION
 from wssbench.seed.presets import unverified
 from wssbench.seed.record import RECORD_VERSION, versions
 from wssbench.segmentation.presets import SEGMENT_PRESETS, segment_deviations
+from wssbench.segmentation.stc import SCHEDULES
+from wssbench.storage.cache import package_version
 
 STAGE = "segmentation"
 
@@ -33,7 +35,6 @@ def describe(config: Any, registry: Any) -> dict:
         options = {**defaults(entry.factory), **config.options_for(stage)}
         out[stage] = {"kind": kind, "name": name, "plugin": entry.plugin, "options": options}
     if config.schedule != "single":
-        from wssbench.segmentation.stc import SCHEDULES
 
         options = {**defaults(SCHEDULES[config.schedule]), **config.options_for("schedule")}
         out["schedule"] = {"kind": "schedule", "name": config.schedule, "plugin": "wssbench", "options": options}
@@ -80,6 +81,5 @@ def build_record(config: Any, registry: Any, names: list[str], cm: ConfusionMatr
 
 
 def _smp_version() -> str | None:
-    from wssbench.storage.cache import package_version
 
     return package_version("segmentation-models-pytorch")

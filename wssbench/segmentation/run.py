@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from wssbench.errors import DataError, OfflineError, UsageError
+from wssbench.errors import DataError, UsageError
+from wssbench.host.options import parse_option
 from wssbench.host.registry import Registry
 from wssbench.results.counts import COUNTS_FILE, CountsAccumulator
 from wssbench.results.metrics import ConfusionMatrix
@@ -20,20 +21,19 @@ from wssbench.results.uncertainty import run_samples
 from wssbench.runtime import distributed
 from wssbench.runtime.distributed import World
 from wssbench.runtime.timer import Timer
-from wssbench.seed.classifier import compute_key
 from wssbench.seed.maps import batches
+from wssbench.seed.record import uncertainty
 from wssbench.seed.run import rank_dir
 from wssbench.segmentation.config import SegmentConfig
 from wssbench.segmentation.data import TrainSamples
 from wssbench.segmentation.infer import segment_images
 from wssbench.segmentation.masks import PseudoMaskRun, open_mask_run
-from wssbench.seed.record import uncertainty
+from wssbench.segmentation.network import build_model, network_key
 from wssbench.segmentation.record import build_record
-from wssbench.segmentation.train import SegModel, load_or_train, recipe_dict, train
-from wssbench.storage.cache import file_digest, fingerprint
+from wssbench.segmentation.stc import SCHEDULES
+from wssbench.segmentation.train import SegModel, load_or_train, train
 from wssbench.storage.io import atomic_dir, run_dir, write_json, write_mask
 
-NETWORK_VERSION = 1
 # DeepLab's dense-CRF post-processing (DESIGN.md section 3); ``-O crf.KEY=VALUE`` changes it
 CRF_DEFAULTS = {"gaussian_sxy": 1.0, "gaussian_compat": 3.0, "bilateral_sxy": 67.0, "bilateral_srgb": 3.0,
                 "bilateral_compat": 4.0, "iterations": 10}
@@ -88,9 +88,6 @@ def resolve(config: SegmentConfig, registry: Registry) -> tuple[SegmentConfig, P
 
 def make_schedule(config: SegmentConfig) -> tuple[Any, dict[str, Any]]:
     """The schedule's trainer (None for a single network) and its parsed ``-O schedule.*`` options."""
-    from wssbench.host.options import parse_option
-    from wssbench.segmentation.stc import SCHEDULES
-
     given = config.options_for("schedule")
     factory = SCHEDULES.get(config.schedule)
     if factory is None:
@@ -102,45 +99,6 @@ def make_schedule(config: SegmentConfig) -> tuple[Any, dict[str, Any]]:
         return factory(**options), options
     except (TypeError, ValueError) as e:
         raise UsageError(f"schedule '{config.schedule}': {e}") from e
-
-
-def build_model(config: SegmentConfig, parts: Parts) -> SegModel:
-    """The untrained network, its random initialisation drawn from the recipe's seed."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(config.recipe.seed)
-        try:
-            net = parts.segnet.build(parts.dataset.num_classes, weights=config.weights)
-        except OfflineError as e:
-            if not config.preset:
-                raise
-            encoder = config.options_for("segnet").get("encoder", "its encoder")
-            raise OfflineError(
-                f"--preset {config.preset} starts from ImageNet weights of '{encoder}', which cannot be downloaded here: "
-                f"pass --weights FILE (a local checkpoint of it), or --backbone MODEL --no-pretrained (recorded as deviations)"
-            ) from e
-    return SegModel(net, parts.segnet.mean, parts.segnet.std)
-
-
-def network_key(config: SegmentConfig, parts: Parts, train_ids: list[str], world: World) -> dict:
-    """Everything that determines the trained network's weights."""
-    masks = None
-    if parts.masks is not None:
-        masks = fingerprint([[i, file_digest(parts.masks.path(i))] for i in train_ids])
-    component = {kind: config.options_for(kind) for kind in ("dataset", "segnet", "objective")}
-    return {
-        "version": NETWORK_VERSION,
-        "dataset": config.dataset,
-        "data": [str(Path(parts.dataset.root).resolve()), len(train_ids), train_ids[:5], train_ids[-5:]],
-        "split": config.train_split,
-        "segnet": config.segnet,
-        "objective": config.objective,
-        "options": component,
-        "masks": masks,
-        "weights": file_digest(config.weights) if config.weights else None,
-        "recipe": recipe_dict(config.recipe),
-        "world_size": world.size,
-        **compute_key(config),
-    }
 
 
 def training_ids(config: SegmentConfig, parts: Parts) -> list[str]:

@@ -25,6 +25,8 @@ from typing import Callable
 
 import numpy as np
 from scipy import ndimage
+from skimage.color import rgb2gray, rgb2lab
+from skimage.transform import resize
 
 from wssbench.errors import UsageError
 
@@ -33,8 +35,6 @@ BINOMIAL5 = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 
 def frequency_tuned(image: np.ndarray) -> np.ndarray:
     """uint8 RGB (H, W, 3) -> float64 (H, W): Achanta et al.'s saliency, unnormalised (Lab units)."""
-    from skimage.color import rgb2lab
-
     lab = rgb2lab(image)  # (H, W, 3)
     blurred = ndimage.convolve1d(ndimage.convolve1d(lab, BINOMIAL5, axis=0, mode="reflect"), BINOMIAL5, axis=1, mode="reflect")
     mean = lab.reshape(-1, 3).mean(0)  # (3,)
@@ -43,9 +43,6 @@ def frequency_tuned(image: np.ndarray) -> np.ndarray:
 
 def spectral_residual(image: np.ndarray, side: int = 64, sigma: float = 8.0) -> np.ndarray:
     """uint8 RGB (H, W, 3) -> float64 (H, W): Hou & Zhang's saliency, unnormalised."""
-    from skimage.color import rgb2gray
-    from skimage.transform import resize
-
     grey = rgb2gray(image)  # (H, W) in [0, 1]
     h, w = grey.shape
     scale = side / max(h, w)

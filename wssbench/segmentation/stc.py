@@ -51,6 +51,7 @@ from wssbench.runtime.distributed import World
 from wssbench.segmentation.batch import IGNORE, SegBatch, per_image_mean
 from wssbench.segmentation.data import TrainSamples
 from wssbench.segmentation.infer import predict_probs
+from wssbench.segmentation.network import build_model, network_key
 from wssbench.segmentation.salient_objects import DETECTORS, saliency_map
 from wssbench.segmentation.train import SegModel, load_or_train, train
 from wssbench.storage.cache import cache_dir, file_digest, fingerprint
@@ -156,8 +157,6 @@ def mask_folder(model: SegModel, parts: Any, ids: list[str], key: dict, precisio
 def train_stc(schedule: StcSchedule, config: Any, parts: Any, world: World, device: str,
               progress: Any = None) -> tuple[SegModel, dict]:
     """Train the three networks in turn; returns the Powerful-DCNN and the record's ``training``."""
-    from wssbench.segmentation.run import build_model, network_key  # run imports this module lazily
-
     ids = parts.dataset.ids(config.train_split)
     simple, complex_ = split_simple(parts.dataset, ids)
     if len(simple) < config.recipe.batch_size:
