@@ -6,7 +6,6 @@ file's size and digest; a damaged checkpoint is detected, warned about and retra
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from dataclasses import dataclass
@@ -21,7 +20,9 @@ from sklearn.metrics import average_precision_score
 from wssbench.classifier.model import Classifier
 from wssbench.classifier.weights import load_error
 from wssbench.errors import UsageError
+from wssbench.runtime import optim
 from wssbench.runtime.loading import load_all
+from wssbench.runtime.optim import Solver
 from wssbench.runtime.precision import autocast, grad_scaler
 from wssbench.storage.cache import cache_dir, cannot_write, damaged, file_digest, fingerprint
 from wssbench.storage.io import atomic_path
@@ -78,8 +79,9 @@ def head_targets(model: Classifier, labels: torch.Tensor) -> torch.Tensor:
 
 
 @dataclass(frozen=True)
-class TrainRecipe:
-    """How the classifier is trained (a loss of ``LOSSES``, SGD with momentum, poly decay)."""
+class TrainRecipe(Solver):
+    """How the classifier is trained: a loss of ``LOSSES``, SGD with momentum (the solver of
+    :mod:`wssbench.runtime.optim`: poly decay by default), random rescale, flip and crop."""
 
     epochs: int = 24
     batch_size: int = 16
@@ -87,13 +89,13 @@ class TrainRecipe:
     head_lr_mult: float = 10.0  # the new 1x1 head learns faster, as in CAM/IRN
     momentum: float = 0.9
     weight_decay: float = 1e-4
-    crop: int = 128  # square random crop (padded when the image is smaller)
+    crop: int | None = 128  # square random crop (padded when the image is smaller); None: the whole image (batch 1)
     scale: tuple[float, float] = (0.75, 1.25)  # random rescaling before the crop
+    flip: bool = True  # random horizontal flips
     seed: int = 0
     loss: str = "soft-margin"  # soft-margin (CAM/IRN), mil (Pathak et al. 2015) or softmax (Pinheiro & Collobert 2015)
 
     def __post_init__(self) -> None:
-
         if self.loss not in LOSSES:
             raise UsageError(f"--loss: unknown loss '{self.loss}'; available: {', '.join(LOSSES)}")
         # one place for every way a recipe is described (flags, bench rows, --from, the Python API)
@@ -101,23 +103,31 @@ class TrainRecipe:
             ("epochs", self.epochs >= 1, "at least 1"), ("batch_size", self.batch_size >= 1, "at least 1"),
             ("lr", self.lr > 0, "a positive number"), ("head_lr_mult", self.head_lr_mult > 0, "a positive number"),
             ("momentum", 0 <= self.momentum < 1, "a value in [0, 1)"), ("weight_decay", self.weight_decay >= 0, "0 or more"),
-            ("crop", self.crop >= 8, "at least 8"), ("seed", self.seed >= 0, "0 or more"),
+            ("crop", self.crop is None or self.crop >= 8, "at least 8 (or none: whole images)"), ("seed", self.seed >= 0, "0 or more"),
             ("scale", len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1], "two increasing positive factors"),
         ):
             if not ok:
                 raise UsageError(f"--{name.replace('_', '-')}: expected {expected}, got {getattr(self, name)!r}")
+        if self.crop is None and self.batch_size != 1:
+            raise UsageError(f"--crop none (whole images) needs batches of 1 image (accumulate with iter_size), got {self.batch_size}")
+        self.check_solver()
 
 
 def _augment(image: np.ndarray, recipe: TrainRecipe, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Random rescale, horizontal flip and crop (zero padding) to ``recipe.crop``: uint8 (S, S, 3)
-    and where the image is (not padding), bool (S, S)."""
+    and where the image is (not padding), bool (S, S); with ``crop`` None, the whole (rescaled,
+    flipped) image."""
     t = torch.from_numpy(image).permute(2, 0, 1)[None].float()  # (1, 3, H, W)
     s = rng.uniform(*recipe.scale)
     h, w = image.shape[:2]
-    t = F.interpolate(t, size=(max(1, round(h * s)), max(1, round(w * s))), mode="bilinear", align_corners=False)
-    if rng.random() < 0.5:
+    if (s, recipe.scale) != (1.0, (1.0, 1.0)):
+        t = F.interpolate(t, size=(max(1, round(h * s)), max(1, round(w * s))), mode="bilinear", align_corners=False)
+    if rng.random() < 0.5 and recipe.flip:
         t = t.flip(-1)
     c = recipe.crop
+    if c is None:  # the whole image
+        whole = t[0].permute(1, 2, 0).clamp(0, 255).round().byte().numpy()
+        return whole, np.ones(whole.shape[:2], bool)
     _, _, h, w = t.shape
     out = torch.zeros(1, 3, max(h, c), max(w, c))
     inside = np.zeros((max(h, c), max(w, c)), bool)
@@ -157,24 +167,23 @@ def train(
     rng = np.random.default_rng(recipe.seed)
     ids = dataset.ids(split)
     labels = torch.from_numpy(np.stack([dataset.image_labels(i) for i in ids]).astype(np.float32))  # (N, C)
-    head = list(model.head.parameters())
-    head_ids = {id(p) for p in head}
-    body = [p for p in model.parameters() if id(p) not in head_ids]
-    optimizer = torch.optim.SGD(
-        [{"params": body, "lr": recipe.lr}, {"params": head, "lr": recipe.lr * recipe.head_lr_mult}],
-        lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay,
-    )
-    steps_per_epoch = max(1, len(ids) // recipe.batch_size)
-    total = recipe.epochs * steps_per_epoch
+    head_ids = {id(p) for p in model.head.parameters()}
+    named = list(model.named_parameters())
+    optimizer = optim.sgd(optim.param_groups([(n, p) for n, p in named if id(p) not in head_ids],
+                                             [(n, p) for n, p in named if id(p) in head_ids], recipe), recipe)
+    batches_per_epoch = max(1, len(ids) // recipe.batch_size)
+    total, epochs = optim.total_steps(recipe, batches_per_epoch)
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     scaler = grad_scaler(device, precision)
     model.to(device).train()
-    history, step = [], 0
-    for _ in range(recipe.epochs):
-        order = rng.permutation(len(ids))[: steps_per_epoch * recipe.batch_size]
+    history, step, batch_no = [], 0, 0
+    for _ in range(epochs):
+        order = rng.permutation(len(ids))[: batches_per_epoch * recipe.batch_size]
         images = load_all(dataset.load_image, [ids[i] for i in order], loader_workers)
         losses = []
-        for b in range(steps_per_epoch):
+        for b in range(batches_per_epoch):
+            if step == total:
+                break
             idx = order[b * recipe.batch_size : (b + 1) * recipe.batch_size]
             crops, inside = zip(*[_augment(next(images), recipe, rng) for _ in idx])
             batch = model.preprocess(np.stack(crops))
@@ -182,28 +191,19 @@ def train(
                 maps = model.head_maps(model.features(batch)).float()  # (B, N, h, w): every output
                 valid = valid_cells(torch.from_numpy(np.stack(inside)).to(device), maps.shape[-2:])  # (B, h, w)
                 loss = LOSSES[recipe.loss](model, maps, head_targets(model, labels[idx].to(device)), valid)
-            poly_sgd_step(optimizer, scaler, loss, base_lrs, step, total)
-            value = loss.item()  # one device sync per step
+            optim.backward(scaler, loss, recipe)
+            value = loss.item()  # one device sync per batch
             losses.append(value)
-            step += 1
-            if on_step:
-                on_step(step, total, value)
-        history.append(float(np.mean(losses)))
+            batch_no += 1
+            if batch_no % recipe.iter_size == 0:
+                optim.step(optimizer, scaler, base_lrs, recipe, step, total)
+                step += 1
+                if on_step:
+                    on_step(step, total, value)
+        if losses:
+            history.append(float(np.mean(losses)))
     model.eval()
     return history
-
-
-def poly_sgd_step(optimizer: torch.optim.Optimizer, scaler: Any, loss: torch.Tensor, base_lrs: list[float],
-                  step: int, total: int) -> None:
-    """One optimiser step at the poly-decayed learning rate ``base * (1 - step/total)^0.9`` per
-    parameter group, through the AMP grad scaler (a pass-through at fp32/bf16). Shared by the
-    classifier's training and the segmentation networks'."""
-    for group, base in zip(optimizer.param_groups, base_lrs):
-        group["lr"] = base * (1 - step / total) ** 0.9  # poly decay
-    optimizer.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    scaler.step(optimizer)
-    scaler.update()
 
 
 def mean_average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
@@ -280,11 +280,13 @@ def _damaged_checkpoint(path: Path, why: str) -> None:
 
 
 def recipe_dict(recipe: TrainRecipe) -> dict:
-    """The recipe as a cache key holds it: the default loss is left out, so that the keys of
-    classifiers trained before the loss was an option stay as they were."""
-    data = dataclasses.asdict(recipe)
-    if data["loss"] == TrainRecipe.loss:
-        del data["loss"]
+    """The recipe as a cache key holds it: the default loss, the default flip and the solver
+    settings at their defaults are left out, so that the keys of classifiers trained before they
+    were options stay as they were."""
+    data = optim.solver_key(recipe)
+    for name in ("loss", "flip"):
+        if data.get(name) == getattr(TrainRecipe, name):
+            data.pop(name)
     return data
 
 

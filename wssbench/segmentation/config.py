@@ -7,6 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from wssbench.errors import UsageError
+from wssbench.runtime.optim import Solver
 from wssbench.runtime.precision import check_precision
 
 BN_MODES = ("train", "frozen", "sync")
@@ -18,13 +19,16 @@ OPTION_KINDS = ("dataset", "segnet", "objective", "crf", "schedule")
 
 
 @dataclass(frozen=True)
-class SegRecipe:
-    """How the network is trained: SGD with momentum, poly decay, random rescale + crop + flip.
+class SegRecipe(Solver):
+    """How the network is trained: SGD with momentum (the solver of :mod:`wssbench.runtime.optim`:
+    poly decay by default, Caffe's step policy, iterations, gradient accumulation and bias
+    multipliers where a released solver says so), random rescale + crop + flip.
 
     Defaults follow DeepLab (v2): momentum 0.9, weight decay 5e-4, the new layers at 10x the
-    learning rate, poly power 0.9, random scale 0.5-1.5; ``bn`` says what batch-norm layers
-    do: ``train`` (batch statistics), ``frozen`` (ImageNet statistics and affine kept, as
-    DeepLab v2 with small batches) or ``sync`` (statistics over all torchrun ranks; CUDA).
+    learning rate, poly power 0.9, random scale 0.5-1.5; ``crop`` None trains on whole images
+    (batches of one; CCNN); ``bn`` says what batch-norm layers do: ``train`` (batch
+    statistics), ``frozen`` (ImageNet statistics and affine kept, as DeepLab v2 with small
+    batches) or ``sync`` (statistics over all torchrun ranks; CUDA).
     """
 
     epochs: int = 30
@@ -33,7 +37,7 @@ class SegRecipe:
     head_lr_mult: float = 10.0
     momentum: float = 0.9
     weight_decay: float = 5e-4
-    crop: int = 128
+    crop: int | None = 128
     scale: tuple[float, float] = (0.5, 1.5)
     flip: bool = True
     bn: str = "train"
@@ -42,8 +46,11 @@ class SegRecipe:
     def __post_init__(self) -> None:
         if self.bn not in BN_MODES:
             raise UsageError(f"--bn: expected one of {', '.join(BN_MODES)}, got '{self.bn}'")
-        if self.epochs < 1 or self.batch_size < 1 or self.crop < 16:
-            raise UsageError("epochs and batch size must be at least 1, crop at least 16")
+        if self.epochs < 1 or self.batch_size < 1 or (self.crop is not None and self.crop < 16):
+            raise UsageError("epochs and batch size must be at least 1, crop at least 16 (or none: whole images)")
+        if self.crop is None and self.batch_size != 1:
+            raise UsageError(f"crop none (whole images) needs batches of 1 image (accumulate with iter_size), got {self.batch_size}")
+        self.check_solver()
 
 
 @dataclass(frozen=True)

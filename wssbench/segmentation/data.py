@@ -22,7 +22,8 @@ from wssbench.storage.io import read_mask
 
 def augment(image: np.ndarray, mask: np.ndarray | None, recipe: SegRecipe, rng: np.random.Generator,
             fill: tuple[int, int, int]) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
-    """uint8 image (H, W, 3) and mask (H, W) -> crop (S, S, 3), mask (S, S) or None, valid (S, S) bool.
+    """uint8 image (H, W, 3) and mask (H, W) -> crop (S, S, 3), mask (S, S) or None, valid (S, S) bool
+    (with ``recipe.crop`` None: the whole rescaled, flipped image).
 
     Padding is ``fill`` (the normalisation mean, so it reads as 0 to the network) in the image,
     255 in the mask and False in ``valid``.
@@ -34,7 +35,22 @@ def augment(image: np.ndarray, mask: np.ndarray | None, recipe: SegRecipe, rng: 
                       align_corners=False)[0]  # (3, h', w')
     m = None if mask is None else F.interpolate(torch.from_numpy(mask)[None, None].float(), size=size, mode="nearest")[0, 0]
     flip = recipe.flip and rng.random() < 0.5
-    c = recipe.crop
+    if recipe.crop is None:  # whole images (batches of one): nothing padded, nothing cut
+        canvas, valid = t, torch.ones(size, dtype=torch.bool)
+        labels = m
+    else:
+        canvas, labels, valid = _crop(t, m, size, recipe.crop, rng, fill)
+    if flip:
+        canvas, valid = canvas.flip(-1), valid.flip(-1)
+        labels = None if labels is None else labels.flip(-1)
+    image_out = canvas.permute(1, 2, 0).clamp(0, 255).round().byte().numpy()
+    return image_out, None if labels is None else labels.byte().numpy(), valid.numpy()
+
+
+def _crop(t: torch.Tensor, m: torch.Tensor | None, size: tuple[int, int], c: int, rng: np.random.Generator,
+          fill: tuple[int, int, int]) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """A random ``c`` x ``c`` crop of the rescaled image (3, h', w') and mask, padded with ``fill``
+    (image), 255 (mask) and False (``valid``) where the image is smaller."""
     ph, pw = max(size[0], c), max(size[1], c)
     oy, ox = rng.integers(0, ph - size[0] + 1), rng.integers(0, pw - size[1] + 1)
     y, x = rng.integers(0, ph - c + 1), rng.integers(0, pw - c + 1)
@@ -47,13 +63,7 @@ def augment(image: np.ndarray, mask: np.ndarray | None, recipe: SegRecipe, rng: 
         labels = torch.full((ph, pw), float(IGNORE))
         labels[oy : oy + size[0], ox : ox + size[1]] = m
     crop = (slice(y, y + c), slice(x, x + c))
-    canvas, valid = canvas[:, crop[0], crop[1]], valid[crop]
-    labels = None if labels is None else labels[crop]
-    if flip:
-        canvas, valid = canvas.flip(-1), valid.flip(-1)
-        labels = None if labels is None else labels.flip(-1)
-    image_out = canvas.permute(1, 2, 0).clamp(0, 255).round().byte().numpy()
-    return image_out, None if labels is None else labels.byte().numpy(), valid.numpy()
+    return canvas[:, crop[0], crop[1]], None if labels is None else labels[crop], valid[crop]
 
 
 def sample_rng(seed: int, epoch: int, position: int) -> np.random.Generator:

@@ -51,7 +51,6 @@ def build_segment_config(description: Mapping[str, Any], *, where: str = "") -> 
     given = {k: v for k, v in dict(description).items() if v is not None}
     preset = given.get("preset")
     if preset:
-
         if preset not in SEGMENT_PRESETS:
             raise UsageError(f"{where}unknown segmentation preset '{preset}'; available: {', '.join(SEGMENT_PRESETS)}")
         given = merge(SEGMENT_PRESETS[preset].options, given)

@@ -1,4 +1,5 @@
-"""Training a segmentation network: SGD + poly decay, AMP, batch-norm modes, torchrun DDP, cache.
+"""Training a segmentation network: the shared SGD solver (:mod:`wssbench.runtime.optim`), AMP,
+batch-norm modes, torchrun DDP, cache.
 
 Under torchrun every rank trains: each global batch of ``batch_size`` samples is split
 evenly across the ranks, DistributedDataParallel averages the gradients, and since every
@@ -9,7 +10,6 @@ on CUDA for statistics over the global batch), and dropout draws differ per rank
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import time
 from pathlib import Path
@@ -19,8 +19,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from wssbench.classifier.training import poly_sgd_step
 from wssbench.errors import UsageError
+from wssbench.runtime import optim
 from wssbench.runtime.distributed import World
 from wssbench.runtime.precision import autocast, grad_scaler
 from wssbench.segmentation.batch import SegBatch
@@ -57,13 +57,12 @@ class SegModel(nn.Module):
 
 
 def param_groups(net: nn.Module, recipe: SegRecipe) -> list[dict]:
-    new = list(net.new_parameters()) if hasattr(net, "new_parameters") else []
-    new_ids = {id(p) for p in new}
-    body = [p for p in net.parameters() if id(p) not in new_ids and p.requires_grad]
-    groups = [{"params": body, "lr": recipe.lr}]
-    if new:
-        groups.append({"params": [p for p in new if p.requires_grad], "lr": recipe.lr * recipe.head_lr_mult})
-    return groups
+    """The pretrained body and the new layers (``new_parameters()``, at ``head_lr_mult``), biases
+    apart where the recipe has Caffe's bias settings (:func:`wssbench.runtime.optim.param_groups`)."""
+    new_ids = {id(p) for p in net.new_parameters()} if hasattr(net, "new_parameters") else set()
+    named = list(net.named_parameters())
+    return optim.param_groups([(n, p) for n, p in named if id(p) not in new_ids],
+                              [(n, p) for n, p in named if id(p) in new_ids], recipe)
 
 
 def freeze_batchnorm(net: nn.Module) -> None:
@@ -91,8 +90,7 @@ def train(model: SegModel, samples: TrainSamples, objective: Callable, recipe: S
             raise UsageError("--bn sync needs CUDA ranks (torch's SyncBatchNorm); use frozen or train on the CPU")
         net = nn.SyncBatchNorm.convert_sync_batchnorm(net)
         model.net = net
-    optimizer = torch.optim.SGD(param_groups(net, recipe), lr=recipe.lr, momentum=recipe.momentum,
-                                weight_decay=recipe.weight_decay)
+    optimizer = optim.sgd(param_groups(net, recipe), recipe)
     wrapped = net
     if world.size > 1:
         ids = [device.index] if device.type == "cuda" else None
@@ -102,16 +100,18 @@ def train(model: SegModel, samples: TrainSamples, objective: Callable, recipe: S
     steps_per_epoch = n // recipe.batch_size
     if steps_per_epoch == 0:
         raise UsageError(f"--batch-size {recipe.batch_size} is larger than the {n} training images")
-    total = recipe.epochs * steps_per_epoch
+    total, epochs = optim.total_steps(recipe, steps_per_epoch)
     per_rank = recipe.batch_size // world.size
     scaler = grad_scaler(device, precision)
-    history, step = [], 0
-    for epoch in range(recipe.epochs):
+    history, step, batch_no = [], 0, 0
+    for epoch in range(epochs):
         order = epoch_order(n, recipe.seed, epoch)
         mine = [b * recipe.batch_size + world.rank * per_rank + j for b in range(steps_per_epoch) for j in range(per_rank)]
         stream = samples.stream(mine, order, loader_workers)
         losses = []
         for b in range(steps_per_epoch):
+            if step == total:
+                break
             positions = mine[b * per_rank : (b + 1) * per_rank]
             crops = [augment(*next(stream), recipe, sample_rng(recipe.seed, epoch, p), model.fill) for p in positions]
             batch = SegBatch(
@@ -123,13 +123,17 @@ def train(model: SegModel, samples: TrainSamples, objective: Callable, recipe: S
             with autocast(device, precision):
                 logits = wrapped(batch.images)  # (B, N, h, w)
             loss = objective(logits.float(), batch)
-            poly_sgd_step(optimizer, scaler, loss, base_lrs, step, total)
+            optim.backward(scaler, loss, recipe)
             value = float(world.sum(np.array([loss.item()], dtype=np.float64))[0]) / world.size
             losses.append(value)
-            step += 1
-            if on_step:
-                on_step(step, total, value)
-        history.append(float(np.mean(losses)))
+            batch_no += 1
+            if batch_no % recipe.iter_size == 0:
+                optim.step(optimizer, scaler, base_lrs, recipe, step, total)
+                step += 1
+                if on_step:
+                    on_step(step, total, value)
+        if losses:
+            history.append(float(np.mean(losses)))
     model.eval()
     return history
 
@@ -152,7 +156,8 @@ def load_checkpoint(path: Path, model: SegModel) -> dict:
 
 
 def recipe_dict(recipe: SegRecipe) -> dict:
-    return dataclasses.asdict(recipe)
+    """The recipe as a cache key holds it (solver settings at their defaults left out)."""
+    return optim.solver_key(recipe)
 
 
 def load_or_train(model: SegModel, key: dict, train_fn: Callable[[], list[float]], world: World = World()) -> dict:
