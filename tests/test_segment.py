@@ -214,7 +214,8 @@ def test_a_segment_description_becomes_the_config_with_the_preset_filling_the_re
 
     config = build_segment_config({"preset": "ccnn", "epochs": "2", "options": ("dataset.preset=tiny",), "device": "cpu"})
     assert (config.segnet, config.objective, config.crf, config.recipe.lr, config.recipe.epochs) == (
-        "deeplab-largefov", "ccnn", True, 0.001, 2)
+        "deeplab-largefov", "ccnn", True, 1e-6, 2)
+    assert config.recipe.iterations is None  # the user's epochs replace the preset's 35,000 iterations
     assert config.options_for("segnet") == {"encoder": "vgg16", "pretrained": True, "fc6_kernel": "4",
                                             "fc6_dilation": "4", "channels": "4096"}
     config = build_segment_config({"backbone": "resnet10t", "pretrained": False, "multiscale": True, "device": "cpu"})

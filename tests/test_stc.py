@@ -21,7 +21,8 @@ from wssbench.segmentation.batch import IGNORE, SegBatch
 from wssbench.segmentation.config import SegmentConfig, SegRecipe
 from wssbench.segmentation.infer import predict_probs
 from wssbench.segmentation.run import resolve, segment
-from wssbench.segmentation.salient_objects import frequency_tuned, saliency_map, spectral_residual
+from wssbench.segmentation.stc import saliency_map
+from wssbench_plugins._bottom_up import frequency_tuned, spectral_residual
 
 TINY = (("dataset", "preset", "tiny"), ("segnet", "encoder", "resnet10t"))
 
@@ -90,7 +91,7 @@ def test_each_step_trains_on_the_previous_steps_masks(tiny_dataset, stc_run):
     initial, enhanced, powerful = seen
     # step 1: the saliency levels of the detector's map
     for i in initial["ids"]:
-        expected = np.round(saliency_map(tiny_dataset.load_image(i), "frequency-tuned") * stc.LEVELS).astype(np.uint8)
+        expected = np.round(saliency_map(tiny_dataset.load_image(i), frequency_tuned) * stc.LEVELS).astype(np.uint8)
         np.testing.assert_array_equal(initial["masks"][i], expected)
     assert isinstance(initial["objective"], stc.InitialLoss)
     # steps 2 and 3: the label-constrained argmax of the previous step's trained network
@@ -177,10 +178,10 @@ def test_frequency_tuned_on_a_hand_built_image():
     # and two columns outside it one column of red (1/16, which is f: the mean colour exactly)
     assert s[15, 10] == pytest.approx(abs(11 / 16 - f) * d, rel=1e-6)
     assert s[15, 8] == pytest.approx(0.0, abs=1e-9)
-    n = saliency_map(image)
+    n = saliency_map(image, frequency_tuned)
     assert n.dtype == np.float32 and n.max() == pytest.approx(1.0) and n.min() == pytest.approx(0.0)
     assert n[15, 15] == pytest.approx(1.0) and n[35, 35] < 0.1
-    assert not saliency_map(np.full((8, 8, 3), 7, np.uint8)).any()  # a constant image has no salient object
+    assert not saliency_map(np.full((8, 8, 3), 7, np.uint8), frequency_tuned).any()  # a constant image has no salient object
 
 
 def test_spectral_residual_is_hou_and_zhangs_formula():
@@ -194,13 +195,13 @@ def test_spectral_residual_is_hou_and_zhangs_formula():
     r = a - ndimage.uniform_filter(a, 3, mode="reflect")
     expected = ndimage.gaussian_filter(np.abs(np.fft.ifft2(np.exp(r + 1j * np.angle(f)))) ** 2, 8.0, mode="reflect")
     np.testing.assert_allclose(spectral_residual(image), expected, rtol=1e-6, atol=1e-12)
-    s = saliency_map(image, "spectral-residual")
+    s = saliency_map(image, spectral_residual)
     assert s[28, 32] > s[2, 2]  # the bright block stands out
 
 
 def test_schedule_options_and_masks_are_checked(tmp_path):
     registry = default_registry()
-    with pytest.raises(UsageError, match="unknown salient-object detector 'drfi'; available: frequency-tuned, spectral-residual"):
+    with pytest.raises(UsageError, match="unknown salient-object detector 'drfi'; available: frequency-tuned, spectral-residual, u2netp"):
         resolve(stc_config(options=(("schedule", "saliency", "drfi"),)), registry)
     with pytest.raises(UsageError, match="unknown option 'steps'"):
         resolve(stc_config(options=(("schedule", "steps", "2"),)), registry)
@@ -228,7 +229,8 @@ def test_run_preset_stc_through_the_cli_records_the_substitutions(tiny_dataset, 
     deviations = {d["option"]: d for d in record["deviations"]}
     assert {"simple images", "saliency detector", "segnet.encoder", "segnet.channels"} <= set(deviations)
     assert "DRFI" in deviations["saliency detector"]["published"] and "Flickr" in deviations["simple images"]["published"]
-    assert deviations["schedule.saliency"] == {"option": "schedule.saliency", "published": "frequency-tuned", "used": "spectral-residual"}
+    assert deviations["schedule.saliency"] == {"option": "schedule.saliency", "published": "u2netp", "used": "spectral-residual"}
+    assert record["priors"] == []  # a bottom-up detector: no pixel-supervised component (u2netp's run carries "S")
     assert "deviations from the published recipe" in result.stderr
     assert len(list((tmp_path / "stc" / "masks").glob("*.png"))) == 2
 

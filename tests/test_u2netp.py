@@ -91,3 +91,17 @@ def test_importing_the_module_loads_no_onnxruntime():
     code = "import sys, wssbench_plugins._u2netp; print('onnxruntime' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_stc_with_u2netp_declares_a_pixel_supervised_component():
+    pytest.importorskip("onnxruntime")
+    from wssbench.segmentation.describe import build_segment_config
+    from wssbench.segmentation.record import priors
+    from wssbench.segmentation.stc import StcSchedule
+
+    schedule = StcSchedule(saliency="u2netp")
+    assert [p["mark"] for p in schedule.priors] == ["S"] and "DUTS" in schedule.priors[0]["what"]
+    assert StcSchedule(saliency="frequency-tuned").priors == ()
+    config = build_segment_config({"preset": "stc", "device": "cpu"})
+    assert config.options_for("schedule")["saliency"] == "u2netp"  # the preset's detector
+    assert [p["mark"] for p in priors(config, schedule)] == ["I", "S"]

@@ -25,6 +25,8 @@ class Preset:
 
 def text(value: Any) -> str:
     """A value as the command line writes it, for comparing a recipe's strings with typed options."""
+    if value is None:
+        return "none"
     if isinstance(value, (list, tuple)):
         return ",".join(text(v) for v in value)
     if isinstance(value, bool):

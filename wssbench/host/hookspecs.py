@@ -157,6 +157,19 @@ def register_refiners(register: Register) -> None:
 
 
 @hookspec
+def register_salient(register: Register) -> None:
+    """Register salient-object detectors (what STC's first network trains on).
+
+    A detector is called per image as ``detector(image) -> saliency``: ``image`` uint8
+    (H, W, 3), ``saliency`` float (H, W), larger where an object stands out, in any range (its
+    user min-max normalises it). Detectors are deterministic. Capability: ``priors``, a tuple
+    of ``{"mark", "what"}`` naming what besides image labels the detector learned from (a
+    detector trained on salient-object masks declares ``{"mark": "S", ...}``), shown as a badge
+    on the leaderboard.
+    """
+
+
+@hookspec
 def register_segnets(register: Register) -> None:
     """Register segmentation networks (the second stage: trained on pseudo-masks or image labels).
 

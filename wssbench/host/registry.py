@@ -45,6 +45,7 @@ KINDS = {
     "objectness": "register_objectness",
     "fusion": "register_fusion",
     "refiner": "register_refiners",
+    "salient": "register_salient",
     "segnet": "register_segnets",
     "objective": "register_objectives",
 }

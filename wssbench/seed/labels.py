@@ -43,7 +43,7 @@ def _follows_preset(config: dict, preset: str) -> bool:
     if known is None:
         return False
     for key, value in known.options.items():
-        if key == "options" or key in TRAIN:
+        if key in ("options", "recipe") or key in TRAIN:
             continue  # component options are listed in the label; a changed schedule is a deviation (†)
         used = (config.get("recipe") or {}).get(key, getattr(TrainRecipe, key)) if key in RECIPE_KEYS else config.get(key)
         if recorded_value(key, used) != recorded_value(key, value):

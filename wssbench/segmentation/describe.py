@@ -8,7 +8,8 @@ into the frozen config, the preset filling what the description leaves unset. Ke
 * the ``SegmentConfig`` fields (``dataset``, ``split``, ``segnet``, ``objective``, ``schedule``, ``masks``,
   ``scales``, ``flip``, ``crf``, ``precision``, ``device``, ``seed``, ...);
 * the training recipe's (``epochs``, ``lr``, ``crop``, ``bn``; ``batch_size`` is the training
-  batch, as on ``wssbench run``);
+  batch, as on ``wssbench run``), and ``recipe``, a mapping of any of its fields (the solver of a
+  released config: ``iterations``, ``lr_policy``, ``bias_lr_mult``, ...), under the flat keys;
 * ``backbone`` (the network's encoder, ``segnet.encoder``) and ``pretrained``
   (``segnet.pretrained``), spelled as for the classifier;
 * ``multiscale`` (the scales of :data:`MULTI_SCALES`) and ``options`` (``KIND.KEY=VALUE`` for
@@ -30,7 +31,8 @@ from wssbench.segmentation.presets import SEGMENT_PRESETS
 
 RECIPE_KEYS = ("epochs", "lr", "crop", "bn", "batch_size")
 CONFIG_KEYS = tuple(f.name for f in dataclasses.fields(SegmentConfig) if f.name not in ("recipe", "batch_size"))
-KEYS = frozenset(CONFIG_KEYS + RECIPE_KEYS + ("backbone", "pretrained", "multiscale"))
+KEYS = frozenset(CONFIG_KEYS + RECIPE_KEYS + ("backbone", "pretrained", "multiscale", "recipe"))
+RECIPE_FIELDS = frozenset(f.name for f in dataclasses.fields(SegRecipe))
 
 
 def is_segment_preset(name: Any) -> bool:
@@ -53,7 +55,13 @@ def build_segment_config(description: Mapping[str, Any], *, where: str = "") -> 
     if preset:
         if preset not in SEGMENT_PRESETS:
             raise UsageError(f"{where}unknown segmentation preset '{preset}'; available: {', '.join(SEGMENT_PRESETS)}")
-        given = merge(SEGMENT_PRESETS[preset].options, given)
+        published = dict(SEGMENT_PRESETS[preset].options)
+        if "epochs" in given and "iterations" in published.get("recipe", {}):  # the user's epochs replace the iterations
+            published["recipe"] = {k: v for k, v in published["recipe"].items() if k != "iterations"}
+        replaced = {stage for stage in ("segnet", "objective", "schedule") if stage in given and given[stage] != published.get(stage)}
+        if replaced:  # the preset's options of a component the user replaced do not apply to the new one
+            published["options"] = tuple(o for o in option_triples(published.get("options")) if o[0] not in replaced)
+        given = merge(published, given)
     unknown = sorted(set(given) - KEYS - {"options"})
     if unknown:
         what = f"preset '{preset}' trains a segmentation network" if preset else "a segmentation run"
@@ -63,7 +71,12 @@ def build_segment_config(description: Mapping[str, Any], *, where: str = "") -> 
         options.append(("segnet", "encoder", str(given["backbone"])))
     if "pretrained" in given:
         options.append(("segnet", "pretrained", coerce("pretrained", given["pretrained"], where, _ExtraKeys)))
-    recipe = {k: coerce(k, given[k], where, SegRecipe) for k in RECIPE_KEYS if k in given}
+    whole = dict(given.get("recipe") or {})  # the solver given whole (presets, records)
+    unknown = sorted(set(whole) - RECIPE_FIELDS)
+    if unknown:
+        raise UsageError(f"{where}recipe: unknown field '{unknown[0]}'; fields: {', '.join(sorted(RECIPE_FIELDS))}")
+    recipe = {k: coerce(k, v, where, SegRecipe) for k, v in whole.items()}
+    recipe.update({k: coerce(k, given[k], where, SegRecipe) for k in RECIPE_KEYS if k in given})
     values = {k: coerce(k, given[k], where, SegmentConfig) for k in CONFIG_KEYS
               if k in given and k not in ("options", "device", "loader_workers")}
     seed = values.get("seed", 0)

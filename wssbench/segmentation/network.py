@@ -16,7 +16,7 @@ from wssbench.segmentation.config import SegmentConfig
 from wssbench.segmentation.train import SegModel, recipe_dict
 from wssbench.storage.cache import file_digest, fingerprint
 
-NETWORK_VERSION = 1
+NETWORK_VERSION = 2  # 2: LargeFOV drops single units (Caffe's dropout), not whole channels
 
 
 def build_model(config: SegmentConfig, parts: Any) -> SegModel:

@@ -2,12 +2,26 @@
 
 Each preset sets segmentation-run options (``wssbench run --preset em-adapt`` or
 ``wssbench segment --preset em-adapt``; keys as :mod:`wssbench.segmentation.describe` takes
-them). As for the seed presets (:mod:`wssbench.seed.presets`), those options ARE the published
-recipe: DeepLab-LargeFOV on an ImageNet-initialised VGG-16, DeepLab's SGD (momentum 0.9,
-weight decay 5e-4, lr 1e-3 with the classifier at 10x, poly decay) and DeepLab's dense-CRF
-post-processing on val, as both papers report. Options given by the user win, and each one
-that differs is a *deviation* listed in the record (:func:`segment_deviations`); what
-wssbench does differently from the papers is listed as ``departures`` in every run.
+them, the solver's under ``recipe``). As for the seed presets (:mod:`wssbench.seed.presets`),
+those options ARE the published recipe, read in the authors' released configs (each value below
+cites its file and line; the notes behind them are summarised in README, "Presets"):
+
+* EM-Adapt: the DeepLab release's ``config/DeepLab-Weak-EM-Adapt/`` (mirrored at
+  TheLegendAli/DeepLab-Context, commit 3b516dc; the layer in
+  ``src/caffe/layers/adaptive_bias_channel_layer.cpp``): the original DeepLab (fc6 4x4 with hole
+  4, 4,096 channels: the small field of view, ``train.prototxt`` 409-414), five adaptive-bias
+  passes (``num_iter: 5``, 495), bg / fg fractions 0.4 / 0.2 (493-494), crops of 321 with
+  mirroring and no rescaling (37-38), batches of 20 (30), 6,000 iterations at lr 1e-3 divided by
+  10 every 2,000 (``solver.prototxt`` 3-9), momentum 0.9, weight decay 5e-4 (10-11), the
+  classifier at 10x (its bias 20x: 467-468), biases at 2x without decay (e.g. 62-65).
+* CCNN: pathak22/ccnn (commit aa3d3b2): ``src/train.py`` 31-38 and 49-51 (lr 1e-6, fixed in
+  effect as its step of 40,000 exceeds the 35,000 iterations, momentum 0.99, weight decay 5e-7),
+  ``models/fcn_8s/train_8s.prototxt`` (whole images, batch 1, no mirror: 5-11; fc6 4x4, hole 4,
+  4,096 channels; the classifier at 1x: 546-553).
+
+Options given by the user win, and each one that differs is a *deviation* listed in the record
+(:func:`segment_deviations`); what wssbench does differently from the release is listed as
+``departures`` in every run.
 """
 
 from __future__ import annotations
@@ -19,44 +33,48 @@ from wssbench.engine.presets import Preset, text
 from wssbench.host.options import defaults
 from wssbench.host.registry import default_registry
 
-# DeepLab-LargeFOV's training as both papers inherit it: crops of 321, batches of 20, 6000
-# iterations (about 12 epochs of VOC's 10,582 train_aug images), lr 1e-3 (classifier 10x)
-DEEPLAB = {"crop": 321, "batch_size": 20, "epochs": 12, "lr": 0.001}
-SOLVER = {
-    "option": "lr schedule", "published": "DeepLab-LargeFOV's Caffe solver (step decay)",
-    "used": "poly decay (power 0.9), as DeepLab v2 and later WSSS work train",
-}
+SMALL_FOV = ("segnet.fc6_kernel=4", "segnet.fc6_dilation=4", "segnet.channels=4096")  # DeepLab's original fc6 (not LargeFOV)
 VGG16_WEIGHTS = {
     "option": "VGG-16 weights",
-    "published": "the Caffe VGG-16 (BGR, mean subtraction)",
-    "used": "timm's vgg16 (torchvision's ImageNet weights, RGB 0..1 normalised); ceil-mode pooling as padding 1",
+    "published": "the Caffe VGG-16 (BGR, 0..255 minus the mean; lr of conv1_1 scales with that input)",
+    "used": "timm's vgg16 (torchvision's ImageNet weights, RGB 0..1 normalised by the std); ceil-mode pooling as padding 1",
 }
+# the Caffe solver of the DeepLab release's EM-Adapt config (module docstring)
+EM_ADAPT_SOLVER = {"iterations": 6000, "batch_size": 20, "lr_policy": "step", "lr_step": 2000, "lr_gamma": 0.1,
+                   "momentum": 0.9, "weight_decay": 5e-4, "head_lr_mult": 10.0, "bias_lr_mult": 2.0, "bias_decay": False,
+                   "crop": 321, "flip": True, "scale": (1.0, 1.0)}
+# pathak22/ccnn's solver (src/train.py) on whole images
+CCNN_SOLVER = {"iterations": 35000, "batch_size": 1, "crop": None, "flip": False, "scale": (1.0, 1.0), "lr_policy": "fixed",
+               "momentum": 0.99, "weight_decay": 5e-7, "head_lr_mult": 1.0, "bias_lr_mult": 2.0, "bias_decay": False}
 
 SEGMENT_PRESETS: dict[str, Preset] = {
     "em-adapt": Preset(
-        "EM-Adapt (Papandreou et al., ICCV 2015): DeepLab-LargeFOV (VGG-16) trained by EM with adaptive "
+        "EM-Adapt (Papandreou et al., ICCV 2015): DeepLab (VGG-16, fc6 4x4 hole 4) trained by EM with adaptive "
         "fg/bg biases from image labels",
         {"segnet": "deeplab-largefov", "backbone": "vgg16", "pretrained": True, "objective": "em-adapt",
-         **DEEPLAB, "crf": True},
+         "lr": 0.001, "recipe": EM_ADAPT_SOLVER, "crf": True,
+         "options": (*SMALL_FOV, "objective.passes=5", "objective.fg_fraction=0.2", "objective.bg_fraction=0.4")},
         "38.2 val / 39.6 test",
-        unverified=("batch_size", "epochs"),  # DeepLab-LargeFOV's, not checked in the EM-Adapt release
-        departures=(VGG16_WEIGHTS, SOLVER),
+        departures=(
+            VGG16_WEIGHTS,
+            {"option": "image labels", "published": "the labels present in each 321 crop's pixel mask (background only if in the crop)",
+             "used": "the whole image's labels, background always: a weakly supervised run has no masks to read"},
+            {"option": "E-step", "published": "over every position of the crop, padding included", "used": "over the image's pixels only"},
+        ),
     ),
     "ccnn": Preset(
         "CCNN (Pathak, Kraehenbuehl & Darrell, ICCV 2015): FCN-8s-atrous VGG-16 trained towards the KL "
         "projection on image-label constraints",
-        {
-            "segnet": "deeplab-largefov", "backbone": "vgg16", "pretrained": True, "objective": "ccnn",
-            **DEEPLAB, "crf": True,
-            # the authors' models/fcn_8s/train_8s.prototxt: fc6 4x4, hole 4, 4096 channels
-            "options": ("segnet.fc6_kernel=4", "segnet.fc6_dilation=4", "segnet.channels=4096"),
-        },
+        {"segnet": "deeplab-largefov", "backbone": "vgg16", "pretrained": True, "objective": "ccnn",
+         "lr": 1e-6, "recipe": CCNN_SOLVER, "crf": True, "options": SMALL_FOV},
         "34.5 val / 35.5 test",
-        unverified=("batch_size", "epochs"),
+        # the length of its training list (train.txt is linked from the README, not in the repository)
+        unverified=("recipe.iterations",),
         departures=(
             VGG16_WEIGHTS,
-            {"option": "solver", "published": "batch 1, lr 1e-6, momentum 0.99, 35k iterations, step decay (pathak22/ccnn src/train.py)",
-             "used": "DeepLab's SGD recipe of the EM-Adapt row, so that the two rows differ by objective and network only"},
+            {"option": "image labels", "published": "VOC's ImageSets/Main/<class>_trainval.txt (a class whose objects are all difficult counts as absent)",
+             "used": "the dataset's image labels (on voc2012 give -O dataset.labels=main to read those lists)"},
+            {"option": "network", "published": "FCN-8s with skip connections", "used": "the fc6 4x4 hole-4 VGG-16 without skips"},
         ),
     ),
     "stc": Preset(
@@ -65,19 +83,23 @@ SEGMENT_PRESETS: dict[str, Preset] = {
         "complex images",
         {
             "segnet": "deeplab-largefov", "backbone": "vgg16", "pretrained": True, "objective": "pseudo-masks",
-            "schedule": "stc", **DEEPLAB, "crf": True,
-            "options": ("schedule.saliency=frequency-tuned", "schedule.step3_simple=true"),
+            "schedule": "stc", "crop": 321, "batch_size": 20, "epochs": 12, "lr": 0.001, "crf": True,
+            # step 3 on all of the training split: the abstract's "10K complex images from PASCAL VOC" is VOC's
+            # train_aug (10,582 images, its single-class ones included); the paper's simple images (40K Flickr)
+            # are not part of it, wssbench's are (arXiv 1509.03150, abstract)
+            "options": ("schedule.saliency=u2netp", "schedule.step3_simple=true"),
         },
         "49.8 val / 51.2 test",
-        # DeepLab-LargeFOV's recipe for every step, CRF on val, the Powerful-DCNN also on the simple
-        # images, and each step from ImageNet weights: the paper's text could not be checked here
+        # only the abstract could be read: the solver (DeepLab-LargeFOV's), CRF on val, step 3 on the simple
+        # images too, and each step from ImageNet weights are choices
         unverified=("batch_size", "epochs", "lr", "crf", "schedule.step3_simple"),
         departures=(
-            VGG16_WEIGHTS, SOLVER,
+            VGG16_WEIGHTS,
+            {"option": "lr schedule", "published": "not read (the paper's body)", "used": "poly decay (power 0.9)"},
             {"option": "simple images", "published": "40K Flickr images of the 20 VOC classes (one class, clean background)",
              "used": "the single-label images of the training split; the complex ones are its other images"},
-            {"option": "saliency detector", "published": "DRFI (Jiang et al., CVPR 2013; MATLAB, trained on MSRA-B)",
-             "used": "a bottom-up detector implemented in wssbench (schedule.saliency: frequency-tuned, Achanta et al. CVPR 2009)"},
+            {"option": "saliency detector", "published": "DRFI (Jiang et al., CVPR 2013; MATLAB, random forest trained on MSRA-B masks)",
+             "used": "U2-Net-p (Qin et al. 2020, trained on DUTS-TR masks; schedule.saliency=u2netp, the 'salient' extra)"},
         ),
     ),
 }
@@ -109,15 +131,19 @@ def segment_deviations(config: Any, registry: Any = None) -> list[dict[str, Any]
         if name != preset.options.get(stage):
             continue  # a component the preset does not name: the top-level deviation says so
         if registry is None:
-
             registry = default_registry()
-
         default = defaults(registry.get(stage, name).factory)
         for key, used in config.options_for(stage).items():
             if (stage, key) not in pinned and text(default.get(key)) != text(used):
                 out.append({"option": f"{stage}.{key}", "published": default.get(key), "used": used})
     for key, value in preset.options.items():
         if key in SEGNET_KEYS or key == "options":
+            continue
+        if key == "recipe":  # the solver, field by field
+            for field, published in value.items():
+                used = getattr(config.recipe, field)
+                if text(used) != text(published):
+                    out.append({"option": f"recipe.{field}", "published": published, "used": used})
             continue
         used = getattr(config.recipe, key) if hasattr(config.recipe, key) and key != "seed" else getattr(config, key)
         if text(used) != text(value):

@@ -48,8 +48,19 @@ def method(config: Any, pseudo: dict | None) -> str:
     return f"{label} on {pseudo['method']}" if pseudo else label
 
 
+def priors(config: Any, schedule: Any = None) -> list[dict]:
+    """What entered the run besides image labels (the leaderboard's badges): the encoder's
+    ImageNet weights, and what the schedule declares (STC's salient-object detector)."""
+    out = []
+    if config.options_for("segnet").get("pretrained") or config.weights:
+        out.append({"mark": "I", "what": f"ImageNet weights of {config.options_for('segnet').get('encoder', 'the encoder')}"})
+    out += [dict(p) for p in getattr(schedule, "priors", ())]
+    return out
+
+
 def build_record(config: Any, registry: Any, names: list[str], cm: ConfusionMatrix, n_images: int, training: dict,
-                 pseudo: dict | None, timings: dict, started: float, world_size: int, backbone: str | None) -> dict:
+                 pseudo: dict | None, timings: dict, started: float, world_size: int, backbone: str | None,
+                 schedule: Any = None) -> dict:
     result = cm.compute()
     return {
         "record_version": RECORD_VERSION,
@@ -67,6 +78,7 @@ def build_record(config: Any, registry: Any, names: list[str], cm: ConfusionMatr
         "inference": {"scales": list(config.scales), "multiscale": len(config.scales) > 1, "flip": config.flip, "crf": config.crf},
         "pseudo_masks": pseudo,
         "deviations": segment_deviations(config, registry),
+        "priors": priors(config, schedule),
         "unverified": unverified(config, SEGMENT_PRESETS),  # the preset's options chosen where the source could not be checked
         "config": config.to_dict(),
         "components": describe(config, registry),

@@ -193,7 +193,8 @@ def segment(config: SegmentConfig, registry: Registry, out: Path | None, progres
                     other.rmdir()
             backbone = getattr(parts.segnet, "encoder", None)
             record = build_record(config, registry, parts.dataset.classes, cm, len(all_ids), training,
-                                  parts.masks.summary() if parts.masks else None, timer.seconds, started, world.size, backbone)
+                                  parts.masks.summary() if parts.masks else None, timer.seconds, started, world.size, backbone,
+                                  parts.schedule)
             image_counts = counts.result(all_ids)
             samples = run_samples(image_counts)
             record.update(uncertainty(image_counts, samples, COUNTS_FILE if tmp is not None else None, parts.dataset.classes))

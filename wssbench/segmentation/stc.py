@@ -3,7 +3,7 @@
 Three segmentation networks, each trained on what the previous one predicts:
 
 1. **Initial-DCNN** on the *simple* images (one class, clean background) with targets from a
-   bottom-up saliency map ``S`` (:mod:`.salient_objects`): for an image of class ``c``, pixel
+   saliency map ``S`` (a registered ``salient`` detector): for an image of class ``c``, pixel
    ``j`` has the soft target ``p_jc = S_j``, ``p_j0 = 1 - S_j`` (background), 0 for the other
    classes, and the loss is the paper's multi-label cross-entropy
    ``-1/(h w) sum_j sum_k p_jk log q_jk`` with ``q`` the network's softmax (:class:`InitialLoss`).
@@ -47,12 +47,12 @@ import torch
 import torch.nn.functional as F
 
 from wssbench.errors import DataError
+from wssbench.host.registry import creating_registry
 from wssbench.runtime.distributed import World
 from wssbench.segmentation.batch import IGNORE, SegBatch, per_image_mean
 from wssbench.segmentation.data import TrainSamples
 from wssbench.segmentation.infer import predict_probs
 from wssbench.segmentation.network import build_model, network_key
-from wssbench.segmentation.salient_objects import DETECTORS, saliency_map
 from wssbench.segmentation.train import SegModel, load_or_train, train
 from wssbench.storage.cache import cache_dir, file_digest, fingerprint
 from wssbench.storage.io import atomic_dir, read_mask, write_mask
@@ -104,17 +104,25 @@ class InitialLoss:
 class StcSchedule:
     """STC's three-step training (module docstring); ``-O schedule.KEY=VALUE`` sets:
 
-    ``saliency``: the bottom-up salient-object detector of step 1 (``frequency-tuned``,
-    ``spectral-residual``); ``step3_simple``: the Powerful-DCNN trains on the simple images'
-    masks as well as the complex ones'."""
+    ``saliency``: the salient-object detector of step 1, a registered ``salient`` component
+    (``u2netp``, learned from masks: the closest offline substitute for DRFI; ``frequency-tuned``,
+    ``spectral-residual``: bottom-up); ``step3_simple``: the Powerful-DCNN trains on the simple
+    images' masks as well as the complex ones'."""
 
     name = "stc"
     saliency: str = "frequency-tuned"
     step3_simple: bool = True
 
     def __post_init__(self) -> None:
-        if self.saliency not in DETECTORS:
-            raise ValueError(f"unknown salient-object detector '{self.saliency}'; available: {', '.join(DETECTORS)}")
+        registry = creating_registry()
+        if self.saliency not in registry.names("salient"):
+            raise ValueError(f"unknown salient-object detector '{self.saliency}'; available: {', '.join(registry.names('salient'))}")
+        object.__setattr__(self, "_detector", registry.create("salient", self.saliency))
+
+    @property
+    def priors(self) -> tuple[dict, ...]:
+        """What the detector learned from besides image labels (a ``salient`` capability)."""
+        return tuple(getattr(self._detector, "priors", ()))
 
     def train(self, config: Any, parts: Any, world: World, device: str, progress: Any = None) -> tuple[SegModel, dict]:
         return train_stc(self, config, parts, world, device, progress)
@@ -127,14 +135,23 @@ def _folder_key(parts: Any, ids: list[str]) -> list:
     return [str(Path(parts.dataset.root).resolve()), len(ids), fingerprint(ids)]
 
 
-def saliency_folder(parts: Any, ids: list[str], detector: str, world: World) -> Path:
+def saliency_map(image: np.ndarray, detector: Any) -> np.ndarray:
+    """uint8 RGB (H, W, 3) -> float32 (H, W) in [0, 1]: the detector's map, min-max normalised
+    (a constant map is all 0)."""
+    s = np.asarray(detector(image), np.float64)
+    lo, hi = float(s.min()), float(s.max())
+    return np.zeros(s.shape, np.float32) if hi - lo < 1e-12 else ((s - lo) / (hi - lo)).astype(np.float32)
+
+
+def saliency_folder(parts: Any, ids: list[str], schedule: StcSchedule, world: World) -> Path:
     """The folder of ``<id>.png`` saliency levels (0..254) of ``ids``, made once (rank 0) and cached."""
+    detector = schedule.saliency
     folder = cache_dir("stc", "saliency", fingerprint({"version": STC_VERSION, "data": _folder_key(parts, ids), "detector": detector}))
     with world.main_first():
         if world.is_main and not folder.is_dir():
             with atomic_dir(folder) as tmp:
                 for i in ids:
-                    s = saliency_map(parts.dataset.load_image(i), detector)  # (H, W) in [0, 1]
+                    s = saliency_map(parts.dataset.load_image(i), schedule._detector)  # (H, W) in [0, 1]
                     write_mask(tmp / f"{i}.png", np.round(s * LEVELS).astype(np.uint8))
     return folder
 
@@ -167,7 +184,7 @@ def train_stc(schedule: StcSchedule, config: Any, parts: Any, world: World, devi
         raise DataError(f"STC: the '{config.train_split}' images have no complex (multi-class) image")
     sets = {"initial": ("simple", simple), "enhanced": ("simple", simple),
             "powerful": ("all" if schedule.step3_simple else "complex", step3_ids)}
-    masks_in = saliency_folder(parts, simple, schedule.saliency, world)
+    masks_in = saliency_folder(parts, simple, schedule, world)
     supervision = f"saliency ({schedule.saliency})"
     steps: list[dict] = []
     model = None

@@ -1,11 +1,13 @@
-"""Bottom-up salient-object detectors: no learning, no labels, one map per image.
+"""Bottom-up salient-object detectors (``frequency-tuned``, ``spectral-residual``): no learning,
+no labels, one map per image. Registered by :mod:`wssbench_plugins.salient`.
 
 STC (Wei et al., TPAMI 2016) trains its first network on the saliency maps of simple images,
 computed by DRFI (Jiang et al., CVPR 2013), a regional detector whose random-forest regressor
 was trained on MSRA-B and whose release is MATLAB/C++ only. wssbench substitutes a published,
-fully specified bottom-up detector (recorded as a departure of the ``stc`` preset):
+fully specified detector (recorded as a departure of the ``stc`` preset: the learned U2-Net-p
+of :mod:`wssbench_plugins._u2netp` by default, or one of these two, which need no mask at all):
 
-* ``frequency-tuned`` (Achanta, Hemami, Estrada & Suesstrunk, CVPR 2009), the default: in
+* ``frequency-tuned`` (Achanta, Hemami, Estrada & Suesstrunk, CVPR 2009): in
   CIELAB, ``S(x, y) = || I_mu - I_whc(x, y) ||``, with ``I_mu`` the image's mean Lab vector and
   ``I_whc`` the Lab image blurred by the 5x5 separable binomial kernel ``[1, 4, 6, 4, 1] / 16``
   (borders reflected). It was designed for salient-object segmentation: uniformly highlighted
@@ -15,20 +17,17 @@ fully specified bottom-up detector (recorded as a departure of the ``stc`` prese
   ``S = g * |F^-1[exp(R + i angle(F))]|^2`` with ``g`` a Gaussian of sigma 8 (the paper's
   values; scipy's filters, borders reflected), resized back to the image bilinearly.
 
-:func:`saliency_map` normalises either to [0, 1] (min-max, as both papers do before
-thresholding); a constant map is all 0.
+:func:`wssbench.segmentation.stc.saliency_map` normalises any detector's map to [0, 1]
+(min-max, as both papers do before thresholding); a constant map is all 0.
 """
 
 from __future__ import annotations
-
-from typing import Callable
 
 import numpy as np
 from scipy import ndimage
 from skimage.color import rgb2gray, rgb2lab
 from skimage.transform import resize
 
-from wssbench.errors import UsageError
 
 BINOMIAL5 = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 
@@ -53,22 +52,3 @@ def spectral_residual(image: np.ndarray, side: int = 64, sigma: float = 8.0) -> 
     s = np.abs(np.fft.ifft2(np.exp(residual + 1j * np.angle(spectrum)))) ** 2
     s = ndimage.gaussian_filter(s, sigma, mode="reflect")
     return resize(s, (h, w), order=1)  # (H, W)
-
-
-DETECTORS: dict[str, Callable[[np.ndarray], np.ndarray]] = {
-    "frequency-tuned": frequency_tuned,
-    "spectral-residual": spectral_residual,
-}
-
-
-def check_detector(name: str) -> None:
-    if name not in DETECTORS:
-        raise UsageError(f"unknown salient-object detector '{name}'; available: {', '.join(DETECTORS)}")
-
-
-def saliency_map(image: np.ndarray, detector: str = "frequency-tuned") -> np.ndarray:
-    """uint8 RGB (H, W, 3) -> float32 (H, W) in [0, 1]: the detector's map, min-max normalised."""
-    check_detector(detector)
-    s = DETECTORS[detector](image)
-    lo, hi = float(s.min()), float(s.max())
-    return np.zeros(s.shape, np.float32) if hi - lo < 1e-12 else ((s - lo) / (hi - lo)).astype(np.float32)
