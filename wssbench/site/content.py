@@ -1,0 +1,187 @@
+"""What the site shows, taken from the leaderboard's groups: rows in their JSON form, the records
+behind each row, the badges and the filter values. No grouping or ranking happens here.
+
+A row is read from the leaderboard's JSON form (``wssbench.leaderboard.to_json``), so that keys
+the leaderboard adds flow through. Keys read when present (from "Numbers that say how sure they
+are"; values in % like ``miou``): ``miou_mean``, ``miou_std``, ``n_seeds``, ``seeds``,
+``ci95: [lo, hi]``, ``tied_with_above``, and ``priors``: a list of marks (text, or
+``{mark, meaning}``), or a mapping mark -> meaning; a group's ``priors_legend`` (mark -> meaning)
+names marks given as bare text. The records behind a row are ``Row.paths``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from wssbench import leaderboard
+from wssbench.leaderboard import Group
+
+PAGES = "runs"  # the folder of the row pages, under the site's root
+
+
+@dataclass(frozen=True)
+class Badge:
+    text: str  # shown in the row
+    meaning: str  # its legend entry and tooltip
+    key: str = ""  # filter value ("" where the badge is not a filter: identical runs, published)
+    cls: str = ""  # CSS class
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One record: its page and the row it belongs to."""
+
+    path: Path  # its result.json
+    record: dict
+    name: str  # its page is PAGES/NAME.html, its files (a copy of the record, the gallery) PAGES/NAME/
+    source: str  # its folder, relative to the folder sources are named from
+    group: int  # index of its table
+    row: dict  # its row, in the leaderboard's JSON form
+    badges: tuple[Badge, ...]
+    siblings: tuple[Path, ...]  # the records of its row, itself included
+
+
+@dataclass(frozen=True)
+class SiteRow:
+    data: dict  # the row in the leaderboard's JSON form
+    entry: Entry | None  # the page a row links to (its first record); None for a published row
+    kind: str  # method kind, a filter value
+    badges: tuple[Badge, ...]
+
+
+@dataclass(frozen=True)
+class SiteGroup:
+    group: Group
+    data: dict  # the group in the leaderboard's JSON form
+    rows: tuple[SiteRow, ...]
+    index: int
+
+    @property
+    def anchor(self) -> str:
+        return f"g{self.index + 1}"
+
+
+def table_of(groups: list[Group]) -> list[dict]:
+    """The leaderboard's JSON form of ``groups`` (read through the module, so what it adds flows through)."""
+    return json.loads(leaderboard.to_json(groups))
+
+
+def method_kind(record: dict | None) -> str:
+    """``segmentation network`` (a record from ``wssbench segment``), else the maps the method fuses:
+    ``class map + saliency``, ``class map``, ``saliency``; ``published`` for a reference row."""
+    if record is None:
+        return "published"
+    config = record.get("config") or {}
+    components = record.get("components") if isinstance(record.get("components"), dict) else {}
+    if "segnet" in components or config.get("segnet") or record.get("stage") in ("segmentation", "pseudo-mask"):
+        return "segmentation network" if record.get("stage") != "pseudo-mask" else "pseudo-masks"
+    maps = [label for key, label in (("classmap", "class map"), ("saliency", "saliency")) if config.get(key)]
+    return " + ".join(maps) or "other"
+
+
+def prior_badges(row: dict, legend: dict) -> tuple[Badge, ...]:
+    """The row's ``priors`` marks as badges (see the module docstring for the forms read)."""
+    value = row.get("priors")
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, (list, tuple)):
+        items = [(v.get("mark") or v.get("text") or v.get("label"), v.get("meaning") or v.get("description") or v.get("title"))
+                 if isinstance(v, dict) else (v, None) for v in value]
+    elif isinstance(value, str):
+        items = [(mark, None) for mark in value.split()]
+    else:
+        items = []
+    return tuple(
+        Badge(str(mark), str(meaning or legend.get(str(mark)) or "prior"), key=f"prior:{mark}", cls="prior")
+        for mark, meaning in items if mark not in (None, "")
+    )
+
+
+def row_badges(row: dict, legend: dict) -> tuple[Badge, ...]:
+    badges = []
+    if row.get("published"):
+        badges.append(Badge("published", "a published number, shown for context and never ranked", cls="ref"))
+    deviations = [d for d in row.get("deviations") or () if isinstance(d, dict)]
+    if deviations:
+        listed = "; ".join(f"{d.get('option')}: published {d.get('published')}, used {d.get('used')}" for d in deviations)
+        badges.append(Badge(leaderboard.DEVIATION_MARK, f"departs from the published recipe ({listed})", key="deviates", cls="dev"))
+    badges.extend(prior_badges(row, legend))
+    runs = row.get("runs") or 1
+    if isinstance(runs, int) and runs > 1:
+        badges.append(Badge(f"×{runs}", f"stands for {runs} runs that gave the same scores"))
+    return tuple(badges)
+
+
+LEGEND = {
+    leaderboard.DEVIATION_MARK: "departs from the published recipe; the notes under the table name each departure",
+    "published": "a published number, shown for context and never ranked",
+    "×N": "the row stands for N runs that gave the same scores",
+    "≈": "tied with the row above: the 95 % paired-bootstrap interval of the difference contains 0",
+    "bar": "the 95 % image-bootstrap interval of the mIoU, on the table's common scale; the tick is the mean",
+}
+
+
+def page_name(source: str, path: Path) -> str:
+    """A file name from the record's folder, made unique (and stable across builds) by a hash of its path."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "-", source).strip("-.")[:60] or "run"
+    return f"{slug}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+
+
+def site_groups(groups: list[Group], records: dict[Path, dict], root: Path) -> tuple[list[SiteGroup], list[Entry]]:
+    """The groups with their rows joined to their records, and one entry per record.
+
+    ``records``: result.json path -> record, the paths being those in the rows' ``paths``;
+    ``root``: the folder the rows' sources are named from.
+    """
+    table = table_of(groups)
+    out, entries = [], []
+    for index, (group, data) in enumerate(zip(groups, table)):
+        legend = data.get("priors_legend") if isinstance(data.get("priors_legend"), dict) else {}
+        rows = []
+        for row, row_data in zip(group.rows, data["rows"]):
+            badges = row_badges(row_data, legend)
+            mine = []
+            for path in row.paths:
+                source = path.parent.relative_to(root).as_posix() if path.is_relative_to(root) else path.parent.as_posix()
+                mine.append(Entry(path, records[path], page_name(source, path), source, index, row_data, badges, tuple(row.paths)))
+            entries.extend(mine)
+            record = mine[0].record if mine else None
+            rows.append(SiteRow(row_data, mine[0] if mine else None, method_kind(record if not row_data.get("published") else None), badges))
+        out.append(SiteGroup(group, data, tuple(rows), index))
+    return out, entries
+
+
+def number(value: Any) -> float | None:
+    """A finite number, or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+@dataclass(frozen=True)
+class Score:
+    """The mIoU of a row as the site shows it: the mean over seeds where the leaderboard gives one."""
+
+    value: float | None
+    std: float | None = None
+    n: int | None = None
+    ci95: tuple[float, float] | None = None
+    tied: bool = False
+
+
+def score_of(row: dict) -> Score:
+    mean = number(row.get("miou_mean"))
+    value = mean if mean is not None else number(row.get("miou"))
+    ci = row.get("ci95")
+    interval = None
+    if isinstance(ci, (list, tuple)) and len(ci) == 2 and all(number(v) is not None for v in ci):
+        interval = (float(min(ci)), float(max(ci)))
+    n = row.get("n_seeds")
+    return Score(value, number(row.get("miou_std")), n if isinstance(n, int) and not isinstance(n, bool) else None,
+                 interval, row.get("tied_with_above") is True)

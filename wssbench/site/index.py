@@ -1,0 +1,181 @@
+"""``index.html``: one table per leaderboard group, readable without JavaScript.
+
+Per table: the rank, then the leaderboard's columns in its order. The method cell is the row's
+header and links to the page of the row's first record; mIoU shows mean ± std (n) with the
+95 % interval drawn as a bar on the table's common scale where the leaderboard gives them, and
+the single value otherwise. Published rows come last in a body of their own, marked, and stay
+there whatever the sort. The script (``site.js``) makes every header a sort button
+(``aria-sort`` follows) and applies the filter form (stage, dataset, backbone, method kind,
+badge); without it the form stays hidden and the rows keep the leaderboard's order.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from wssbench.leaderboard import Column
+from wssbench.site.content import LEGEND, PAGES, Badge, Score, SiteGroup, SiteRow, number, score_of
+from wssbench.site.layout import document
+from wssbench.site.svg import interval_bar
+
+
+def esc(value: object) -> str:
+    return escape(str(value), quote=True)
+
+
+def badge_html(badge: Badge) -> str:
+    return f'<span class="b {esc(badge.cls)}" title="{esc(badge.meaning)}">{esc(badge.text)}</span>'
+
+
+def _scale(rows: tuple[SiteRow, ...]) -> tuple[float, float] | None:
+    """The common scale of a table's interval bars: the lowest and highest bound shown."""
+    bounds = [v for row in rows for v in (score_of(row.data).ci95 or ())]
+    return (min(bounds), max(bounds)) if bounds else None
+
+
+def _miou_cell(row: SiteRow, column: Column, scale: tuple[float, float] | None) -> str:
+    score: Score = score_of(row.data)
+    if score.value is None:
+        return '<td class="n" data-v="">-</td>'
+    text = f"{score.value:.1f}"
+    if column.key in (row.data.get("best") or ()):
+        text = f'<strong class="best">{text}</strong>'
+    if score.tied:
+        text = f'<span class="tie" title="{esc(LEGEND["≈"])}">≈</span> {text}'
+    if score.std is not None:
+        text += f" <small>± {score.std:.1f} ({score.n or 1})</small>"
+    elif score.n is not None and score.n > 1:
+        text += f" <small>({score.n})</small>"
+    if score.ci95 is not None and scale is not None:
+        text += interval_bar(*score.ci95, score.value, scale)
+    return f'<td class="n" data-v="{score.value}">{text}</td>'
+
+
+def _cell(row: SiteRow, column: Column, scale: tuple[float, float] | None) -> str:
+    if column.key == "miou":
+        return _miou_cell(row, column, scale)
+    value = row.data.get(column.key)
+    if column.key == "method":
+        label = esc(value if value is not None else "-")
+        if row.entry is not None:
+            label = f'<a href="{PAGES}/{esc(row.entry.name)}.html">{label}</a>'
+        return f'<th scope="row">{label} {"".join(badge_html(b) for b in row.badges)}</th>'
+    if column.numeric:
+        v = number(value)
+        if v is None:
+            return '<td class="n" data-v="">-</td>'
+        text = f"{v:.1f}"
+        if column.key in (row.data.get("best") or ()):
+            text = f'<strong class="best">{text}</strong>'
+        return f'<td class="n" data-v="{v}">{text}</td>'
+    return f"<td>{esc(value) if value not in (None, '') else '-'}</td>"
+
+
+def _row(row: SiteRow, rank: int | None, columns: tuple[Column, ...], scale) -> str:
+    keys = " ".join(b.key for b in row.badges if b.key)
+    attrs = (f' data-row="" data-backbone="{esc(row.data.get("backbone") or "")}" data-kind="{esc(row.kind)}"'
+             f' data-badges="{esc(keys)}"' + (' class="ref"' if row.data.get("published") else ""))
+    rank_cell = f'<td class="n" data-v="{rank}">{rank}</td>' if rank is not None else '<td class="n" data-v="">-</td>'
+    return f"<tr{attrs}>{rank_cell}{''.join(_cell(row, c, scale) for c in columns)}</tr>"
+
+
+def _table(site: SiteGroup, sort: str) -> str:
+    columns = site.group.columns
+    scale = _scale(site.rows)
+    head = ['<th scope="col" class="n" data-type="num">#</th>']
+    for c in columns:
+        sorted_by = ""
+        if c.key == sort:
+            sorted_by = ' aria-sort="descending"' if c.numeric else ' aria-sort="ascending"'
+        kind = ' class="n" data-type="num"' if c.numeric else ' data-type="text"'
+        head.append(f'<th scope="col"{kind}{sorted_by}>{esc(c.header)}</th>')
+    measured = [row for row in site.rows if not row.data.get("published")]
+    published = [row for row in site.rows if row.data.get("published")]
+    body = [_row(row, i + 1, columns, scale) for i, row in enumerate(measured)]
+    out = [f'<div class="scroll"><table class="board"><thead><tr>{"".join(head)}</tr></thead>', "<tbody>", *body, "</tbody>"]
+    if published:
+        out.append(f'<tbody><tr class="sep"><th colspan="{len(columns) + 1}" scope="rowgroup">published results, not ranked</th></tr>')
+        out += [_row(row, None, columns, scale) for row in published]
+        out.append("</tbody>")
+    out.append("</table></div>")
+    return "\n".join(out)
+
+
+def _section(site: SiteGroup, sort: str) -> str:
+    group = site.group
+    stage = f" — {group.stage} stage" if group.stage else ""
+    notes = "".join(f"<li>{esc(note)}</li>" for note in group.notes)
+    return "\n".join([
+        f'<section class="group" id="{site.anchor}" data-dataset="{esc(group.dataset)}" data-stage="{esc(group.stage or "none")}">',
+        f"<h2>{esc(group.data)}{esc(stage)} <small>({group.n_images} images, {esc(group.precision)}, {esc(group.protocol)})</small></h2>",
+        f'<p class="caption">{esc(group.caption)}</p>',
+        _table(site, sort),
+        '<p class="empty" hidden>No row of this table matches the filters.</p>',
+        f'<ul class="notes">{notes}</ul>' if notes else "",
+        "</section>",
+    ])
+
+
+def _select(name: str, label: str, values: dict[str, str]) -> str:
+    options = "".join(f'<option value="{esc(v)}">{esc(text)}</option>' for v, text in sorted(values.items(), key=lambda kv: kv[1].lower()))
+    return f'<label>{esc(label)}<select name="{name}"><option value="">all</option>{options}</select></label>'
+
+
+def _filters(sites: list[SiteGroup]) -> str:
+    stages = {s.group.stage or "none": s.group.stage or "(none)" for s in sites}
+    datasets = {s.group.dataset: s.group.dataset for s in sites}
+    backbones = {r.data["backbone"]: r.data["backbone"] for s in sites for r in s.rows if r.data.get("backbone")}
+    kinds = {r.kind: r.kind for s in sites for r in s.rows}
+    badges = {b.key: f"{b.text} {b.meaning.split(' (')[0]}" if b.cls == "dev" else f"{b.text}: {b.meaning}"
+              for s in sites for r in s.rows for b in r.badges if b.key}
+    parts = [_select("stage", "stage", stages), _select("dataset", "dataset", datasets), _select("backbone", "backbone", backbones),
+             _select("kind", "method kind", kinds)]
+    if badges:
+        parts.append(_select("badge", "badge", badges))
+    return (f'<form id="filters" hidden aria-label="filter the rows">{"".join(parts)}'
+            '<button type="reset">show all</button><output id="shown" aria-live="polite"></output></form>')
+
+
+def _legend(sites: list[SiteGroup]) -> str:
+    rows = [r for s in sites for r in s.rows]
+    used: dict[str, str] = {}
+    for row in rows:
+        for b in row.badges:
+            if b.cls == "prior":
+                used.setdefault(b.text, b.meaning)
+            elif b.text.startswith("×"):
+                used.setdefault("×N", LEGEND["×N"])
+            else:
+                used.setdefault(b.text, LEGEND.get(b.text, b.meaning))
+        score = score_of(row.data)
+        if score.tied:
+            used.setdefault("≈", LEGEND["≈"])
+        if score.ci95 is not None:
+            used.setdefault("▬", LEGEND["bar"])
+        if score.std is not None:
+            used.setdefault("±", "sample standard deviation over seeds; (n) the number of seeds")
+    items = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in used.items())
+    best = "<dt><strong class=\"best\">45.0</strong></dt><dd>the best measured value of its column (where values differ)</dd>"
+    return f'<details class="legend" open><summary>Legend</summary><dl class="legend">{best}{items}</dl></details>'
+
+
+def index_page(sites: list[SiteGroup], *, n_records: int, n_folders: int, sort: str, version: str) -> str:
+    """The whole ``index.html``."""
+    toc = "".join(f'<li><a href="#{s.anchor}">{esc(s.group.data)}{esc(" — " + s.group.stage + " stage" if s.group.stage else "")}'
+                  f' ({s.group.n_images} images, {esc(s.group.precision)})</a></li>' for s in sites)
+    n_rows = sum(len(s.rows) for s in sites)
+    body = "\n".join([
+        "<header>",
+        "<h1>Weakly-supervised segmentation leaderboard</h1>",
+        f'<p class="muted">{n_records} runs from {n_folders} folder{"s" if n_folders != 1 else ""}, in {n_rows} rows of {len(sites)} '
+        f'tables, built by wssbench {esc(version)}. Rows compare only within a table (same data, images, stage, protocol and '
+        "precision); each method links to its page: every option, per-class IoU, versions, timings and the command that re-runs it.</p>",
+        f'<nav aria-label="tables"><ul>{toc}</ul></nav>',
+        "</header>",
+        "<main>",
+        _filters(sites),
+        _legend(sites),
+        *(_section(s, sort) for s in sites),
+        "</main>",
+    ])
+    return document("wssbench leaderboard", body, script=True, description="WSSS leaderboard: results with their recipes")

@@ -1,0 +1,99 @@
+"""Inline SVG drawings: the 95 % interval bar of a row, a per-class IoU bar, the threshold curve.
+
+Geometry goes in SVG attributes, never in ``style``, so that the pages' Content-Security-Policy
+can forbid inline styles other than the site's own stylesheet. Text is escaped by the caller's
+``esc``; numbers are formatted here.
+"""
+
+from __future__ import annotations
+
+from html import escape
+
+from wssbench.site.content import number
+
+
+def _esc(text: object) -> str:
+    return escape(str(text), quote=True)
+
+
+def interval_bar(lo: float, hi: float, mean: float | None, scale: tuple[float, float], width: int = 64) -> str:
+    """The interval [lo, hi] (and a tick at ``mean``) on the table's common ``scale`` (min, max)."""
+    start, stop = scale
+    span = stop - start
+
+    def x(v: float) -> float:
+        return width / 2 if span <= 0 else 1 + (width - 2) * (v - start) / span
+
+    tick = f'<line x1="{x(mean):.1f}" y1="1" x2="{x(mean):.1f}" y2="9"/>' if mean is not None else ""
+    return (
+        f'<svg class="ci" width="{width}" height="10" viewBox="0 0 {width} 10" role="img" aria-label="95 % interval {lo:.1f} to {hi:.1f}">'
+        f"<title>95 % interval {lo:.1f}–{hi:.1f}</title>"
+        f'<rect class="track" x="0" y="4.5" width="{width}" height="1"/>'
+        f'<rect x="{x(lo):.1f}" y="3" width="{max(x(hi) - x(lo), 1.0):.1f}" height="4"/>{tick}</svg>'
+    )
+
+
+def value_bar(fraction: float, width: int = 120) -> str:
+    """A horizontal bar of ``fraction`` (0..1) of ``width`` pixels, for a per-class IoU."""
+    w = max(0.0, min(1.0, fraction)) * width
+    return f'<svg class="bar" width="{width}" height="10" viewBox="0 0 {width} 10" aria-hidden="true"><rect x="0" y="1" width="{w:.1f}" height="8"/></svg>'
+
+
+def curve_points(curve: object) -> list[tuple[float, float]]:
+    """``threshold_curve`` ([{threshold, miou}] or [[threshold, miou]], mIoU a fraction as in
+    the record) -> sorted (threshold, mIoU %) pairs; malformed entries are left out."""
+    points = []
+    for item in curve if isinstance(curve, list) else ():
+        if isinstance(item, dict):
+            t, m = number(item.get("threshold")), number(item.get("miou"))
+        elif isinstance(item, (list, tuple)) and len(item) == 2:
+            t, m = number(item[0]), number(item[1])
+        else:
+            continue
+        if t is not None and m is not None:
+            points.append((t, 100.0 * m))
+    return sorted(points)
+
+
+def threshold_curve(points: list[tuple[float, float]], used: tuple[float, float | None] | None,
+                    best: tuple[float, float] | None, title: str) -> str:
+    """mIoU (%) against the background threshold, the run's threshold dashed, the maximum dotted.
+
+    ``used``: (threshold, mIoU % or None); ``best``: (threshold, mIoU %), the oracle maximum.
+    """
+    W, H, left, right, top, bottom = 480, 260, 44, 16, 14, 40
+    t0, t1 = min(0.0, points[0][0]), max(1.0, points[-1][0])
+    y_top = max(10.0, 10.0 * -(-max(m for _, m in points) // 10))  # the next multiple of 10 above the maximum
+
+    def x(t: float) -> float:
+        return left + (W - left - right) * (t - t0) / (t1 - t0)
+
+    def y(m: float) -> float:
+        return H - bottom - (H - top - bottom) * m / y_top
+
+    parts = [
+        f'<svg class="curve" width="{W}" height="{H}" viewBox="0 0 {W} {H}" role="img" aria-labelledby="curve-title">',
+        f'<title id="curve-title">{_esc(title)}</title>',
+        f'<path class="axis" d="M{left} {top} V{H - bottom} H{W - right}"/>',
+    ]
+    for i in range(6):
+        t = t0 + (t1 - t0) * i / 5
+        parts.append(f'<text x="{x(t):.1f}" y="{H - bottom + 14}" text-anchor="middle">{t:.1f}</text>')
+    for i in range(5):
+        m = y_top * i / 4
+        parts.append(f'<text x="{left - 6}" y="{y(m) + 4:.1f}" text-anchor="end">{m:.0f}</text>')
+    parts.append(f'<text x="{(left + W - right) / 2:.0f}" y="{H - 6}" text-anchor="middle">background threshold</text>')
+    parts.append(f'<text x="12" y="{(top + H - bottom) / 2:.0f}" text-anchor="middle" transform="rotate(-90 12 {(top + H - bottom) / 2:.0f})">mIoU %</text>')
+    line = " ".join(f"{x(t):.1f},{y(m):.1f}" for t, m in points)
+    parts.append(f'<polyline class="line" points="{line}"/>')
+    if used is not None:
+        ut, um = used
+        parts.append(f'<line class="used" x1="{x(ut):.1f}" y1="{top}" x2="{x(ut):.1f}" y2="{H - bottom}"/>')
+        label = f"used {ut:g}" + (f": {um:.1f}" if um is not None else "")
+        parts.append(f'<text x="{x(ut) + 4:.1f}" y="{top + 10}">{_esc(label)}</text>')
+    if best is not None:
+        bt, bm = best
+        parts.append(f'<circle cx="{x(bt):.1f}" cy="{y(bm):.1f}" r="4" fill="currentColor"/>')
+        parts.append(f'<text x="{x(bt) + 6:.1f}" y="{y(bm) - 6:.1f}">max {bm:.1f} (oracle)</text>')
+    parts.append("</svg>")
+    return "".join(parts)
