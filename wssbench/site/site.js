@@ -85,7 +85,11 @@
   }
 
   selects.forEach(function (s) { s.addEventListener("change", applyFilters); });
-  form.addEventListener("reset", function () { window.setTimeout(applyFilters, 0); });
+  form.addEventListener("reset", function (e) {
+    e.preventDefault();
+    selects.forEach(function (s) { s.value = ""; });
+    applyFilters();
+  });
   form.addEventListener("submit", function (e) { e.preventDefault(); });
   form.hidden = false;
 })();
