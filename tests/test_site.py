@@ -108,7 +108,7 @@ def test_a_real_run_gives_a_row_and_a_page_with_every_part(real_record, tmp_path
     assert len(index.rows) == 1 and index.scripts == 1
     row = index.row_text(0)
     assert f"{100 * real_record['miou']:.1f}" in row and "fcn+gbp/threshold/none" in row and "resnet10t" in row
-    assert "±" not in row and not any(tag == "svg" for tag, _ in index.tags)  # the single value: no interval yet
+    assert "±" not in row and not any(attrs.get("class") == "ci" for _, attrs in index.tags)  # the single value
     (page_path,) = pages(site)
     assert index.rows[0]["href"] == f"runs/{page_path.name}"
     page = page_path.read_text()
@@ -155,10 +155,15 @@ def test_uncertainty_priors_and_the_threshold_curve_when_recorded(real_record, t
     index_text = (site / "index.html").read_text()
     index = read(site)
     first, second = index.row_text(0), index.row_text(1)
-    assert "30.0 ± 1.2 (3)" in first and "95 % interval 28.5–31.0" in first and "≈" not in first
+    assert "30.0 ± 1.2 (3)" in first and "≈" not in first
+    assert 'title="95 % interval 28.5–31.0"' in index_text and 'aria-label="95 % interval 28.5 to 31.0"' in index_text
     assert "25.0 ± 2.2 (3)" in second and "≈" in second  # tied with the row above
     assert [r["attrs"]["data-badges"] for r in index.rows] == ["prior:P prior:D1", "prior:S"]
-    assert index_text.count('<svg class="ci"') == 2
+    assert index_text.count('<span class="ci"') == 2
+    # both bars on the table's scale 23.5..31.0, 63 pixels: [28.5, 31.0] from 42 to 63, mean 30 at 55; [23.5, 26.0] at 0, mean 25 at 13
+    assert '<i class="cb x42 w21"></i><i class="ct x55"></i>' in index_text
+    assert '<i class="cb x0 w21"></i><i class="ct x13"></i>' in index_text
+    assert ".ci .x63{left:63px}" in index_text
     legend = index_text[index_text.index('<dl class="legend">'):]
     assert "pretrained weights: ImageNet" in legend and "one deviation from the published recipe" in legend
     assert "salient-object detector" in legend and "95 % image-bootstrap interval" in legend

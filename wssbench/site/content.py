@@ -127,6 +127,12 @@ LEGEND = {
 }
 
 
+def method_text(row: dict) -> str:
+    """The row's method label without the leaderboard's ``†`` (the site shows it as a badge with the departures)."""
+    text = str(row.get("method") if row.get("method") is not None else "-")
+    return text.removesuffix(f" {leaderboard.DEVIATION_MARK}") if row.get("deviations") else text
+
+
 def page_name(source: str, path: Path) -> str:
     """A file name from the record's folder, made unique (and stable across builds) by a hash of its path."""
     slug = re.sub(r"[^A-Za-z0-9._-]+", "-", source).strip("-.")[:60] or "run"

@@ -14,9 +14,19 @@ from __future__ import annotations
 from html import escape
 
 from wssbench.leaderboard import Column
-from wssbench.site.content import LEGEND, PAGES, Badge, Score, SiteGroup, SiteRow, number, score_of
+from wssbench.site.content import (
+    LEGEND,
+    PAGES,
+    Badge,
+    Score,
+    SiteGroup,
+    SiteRow,
+    method_text,
+    number,
+    score_of,
+)
 from wssbench.site.layout import document
-from wssbench.site.svg import interval_bar
+from wssbench.site.svg import interval_bar, interval_css
 
 
 def esc(value: object) -> str:
@@ -41,14 +51,16 @@ def _miou_cell(row: SiteRow, column: Column, scale: tuple[float, float] | None) 
     if column.key in (row.data.get("best") or ()):
         text = f'<strong class="best">{text}</strong>'
     if score.tied:
-        text = f'<span class="tie" title="{esc(LEGEND["≈"])}">≈</span> {text}'
+        text = f'<span class="tie" title="tied with the row above">≈</span> {text}'
     if score.std is not None:
         text += f" <small>± {score.std:.1f} ({score.n or 1})</small>"
     elif score.n is not None and score.n > 1:
         text += f" <small>({score.n})</small>"
+    title = ""
     if score.ci95 is not None and scale is not None:
         text += interval_bar(*score.ci95, score.value, scale)
-    return f'<td class="n" data-v="{score.value}">{text}</td>'
+        title = f' title="95 % interval {score.ci95[0]:.1f}–{score.ci95[1]:.1f}"'
+    return f'<td class="n" data-v="{score.value}"{title}>{text}</td>'
 
 
 def _cell(row: SiteRow, column: Column, scale: tuple[float, float] | None) -> str:
@@ -56,7 +68,7 @@ def _cell(row: SiteRow, column: Column, scale: tuple[float, float] | None) -> st
         return _miou_cell(row, column, scale)
     value = row.data.get(column.key)
     if column.key == "method":
-        label = esc(value if value is not None else "-")
+        label = esc(method_text(row.data))
         if row.entry is not None:
             label = f'<a href="{PAGES}/{esc(row.entry.name)}.html">{label}</a>'
         return f'<th scope="row">{label} {"".join(badge_html(b) for b in row.badges)}</th>'
@@ -79,7 +91,38 @@ def _row(row: SiteRow, rank: int | None, columns: tuple[Column, ...], scale) -> 
     return f"<tr{attrs}>{rank_cell}{''.join(_cell(row, c, scale) for c in columns)}</tr>"
 
 
+CHUNK = 100  # measured rows per table of a group: a long group is several tables, laid out as they scroll near
+
+
+def _widths(site: SiteGroup, scale) -> list[int]:
+    """Each column's width in ``ch`` (the rank, then the group's columns), from its longest text
+    (a proportional font's letter is about 0.8 ch), so that the tables of a long group line up
+    (``table-layout: fixed``)."""
+    columns = site.group.columns
+    widths = [max(3, len(str(len(site.rows)))) + 4]
+    for c in columns:
+        longest = 0
+        for row in site.rows:
+            value = row.data.get(c.key)
+            if c.key == "miou":
+                score = score_of(row.data)
+                text = 4 + (len(f" ± {score.std:.1f} ({score.n or 1})") if score.std is not None else 0)
+                text += 2 * score.tied + (10 if score.ci95 is not None and scale is not None else 0)
+            elif c.key == "method":
+                text = 0.8 * len(method_text(row.data)) + sum(len(b.text) + 2 for b in row.badges)
+            elif c.numeric:
+                text = len(f"{value:.1f}") if number(value) is not None else 1
+            else:
+                text = 0.8 * len(str(value if value is not None else "-"))
+            longest = max(longest, text)
+        cap = 34 if c.key in ("method", "source") else 24
+        widths.append(round(min(max(longest, len(c.header) + 3, 4), cap)) + 3)
+    return widths
+
+
 def _table(site: SiteGroup, sort: str) -> str:
+    """The group's rows as consecutive tables of ``CHUNK`` rows, each with the header; the
+    published rows in a body of their own after the last. One table where the group is short."""
     columns = site.group.columns
     scale = _scale(site.rows)
     head = ['<th scope="col" class="n" data-type="num">#</th>']
@@ -91,14 +134,32 @@ def _table(site: SiteGroup, sort: str) -> str:
         head.append(f'<th scope="col"{kind}{sorted_by}>{esc(c.header)}</th>')
     measured = [row for row in site.rows if not row.data.get("published")]
     published = [row for row in site.rows if row.data.get("published")]
-    body = [_row(row, i + 1, columns, scale) for i, row in enumerate(measured)]
-    out = [f'<div class="scroll"><table class="board"><thead><tr>{"".join(head)}</tr></thead>', "<tbody>", *body, "</tbody>"]
-    if published:
-        out.append(f'<tbody><tr class="sep"><th colspan="{len(columns) + 1}" scope="rowgroup">published results, not ranked</th></tr>')
-        out += [_row(row, None, columns, scale) for row in published]
+    chunks = [measured[i:i + CHUNK] for i in range(0, len(measured), CHUNK)] or [[]]
+    header = f'<thead><tr>{"".join(head)}</tr></thead>'
+    kind = "board"
+    if len(chunks) > 1:  # the tables of a group line up: fixed column widths (``_css``)
+        header = "<colgroup>" + "".join(f'<col class="k{i}">' for i in range(len(columns) + 1)) + "</colgroup>" + header
+        kind = "board fixed"
+    out = []
+    for k, chunk in enumerate(chunks):
+        label = f' aria-label="{esc(site.group.data)}, rows {k * CHUNK + 1} to {k * CHUNK + len(chunk)}"' if len(chunks) > 1 else ""
+        out += [f'<div class="scroll{" more" if k else ""}"><table class="{kind}"{label}>{header}', '<tbody class="runs">']
+        out += [_row(row, k * CHUNK + i + 1, columns, scale) for i, row in enumerate(chunk)]
         out.append("</tbody>")
-    out.append("</table></div>")
+        if published and k == len(chunks) - 1:
+            out.append(f'<tbody class="refs"><tr class="sep"><th colspan="{len(columns) + 1}" scope="rowgroup">published results, not ranked</th></tr>')
+            out += [_row(row, None, columns, scale) for row in published]
+            out.append("</tbody>")
+        out.append("</table></div>")
     return "\n".join(out)
+
+
+def _css(site: SiteGroup) -> str:
+    """The size the group takes before it is laid out, and the column widths of a group of several tables."""
+    rules = f"#{site.anchor}{{contain-intrinsic-size:auto {200 + 34 * len(site.rows)}px}}"
+    if sum(not row.data.get("published") for row in site.rows) > CHUNK:
+        rules += "".join(f"#{site.anchor} .k{i}{{width:{w}ch}}" for i, w in enumerate(_widths(site, _scale(site.rows))))
+    return rules
 
 
 def _section(site: SiteGroup, sort: str) -> str:
@@ -154,7 +215,9 @@ def _legend(sites: list[SiteGroup]) -> str:
             used.setdefault("▬", LEGEND["bar"])
         if score.std is not None:
             used.setdefault("±", "sample standard deviation over seeds; (n) the number of seeds")
-    items = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in used.items())
+    order = ["≈", "±", "▬", "×N", "published", *LEGEND]  # the marks of the table, then the badges, then the priors
+    ranked = sorted(used.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0]))
+    items = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in ranked)
     best = "<dt><strong class=\"best\">45.0</strong></dt><dd>the best measured value of its column (where values differ)</dd>"
     return f'<details class="legend" open><summary>Legend</summary><dl class="legend">{best}{items}</dl></details>'
 
@@ -163,13 +226,15 @@ def index_page(sites: list[SiteGroup], *, n_records: int, n_folders: int, sort: 
     """The whole ``index.html``."""
     toc = "".join(f'<li><a href="#{s.anchor}">{esc(s.group.data)}{esc(" — " + s.group.stage + " stage" if s.group.stage else "")}'
                   f' ({s.group.n_images} images, {esc(s.group.precision)})</a></li>' for s in sites)
-    n_rows = sum(len(s.rows) for s in sites)
+    n_rows = sum(not r.data.get("published") for s in sites for r in s.rows)
+    n_published = sum(len(s.rows) for s in sites) - n_rows
     body = "\n".join([
         "<header>",
         "<h1>Weakly-supervised segmentation leaderboard</h1>",
-        f'<p class="muted">{n_records} runs from {n_folders} folder{"s" if n_folders != 1 else ""}, in {n_rows} rows of {len(sites)} '
-        f'tables, built by wssbench {esc(version)}. Rows compare only within a table (same data, images, stage, protocol and '
-        "precision); each method links to its page: every option, per-class IoU, versions, timings and the command that re-runs it.</p>",
+        (f'<p class="muted">{n_records} runs from {n_folders} folder{"s" if n_folders != 1 else ""}, in {n_rows} rows of {len(sites)} '
+         f'tables{f" beside {n_published} published results" if n_published else ""}, built by wssbench {esc(version)}. '
+         "Rows compare only within a table (same data, images, stage, protocol and precision); each method links to its page: "
+         "every option, per-class IoU, versions, timings and the command that re-runs it.</p>"),
         f'<nav aria-label="tables"><ul>{toc}</ul></nav>',
         "</header>",
         "<main>",
@@ -178,4 +243,7 @@ def index_page(sites: list[SiteGroup], *, n_records: int, n_folders: int, sort: 
         *(_section(s, sort) for s in sites),
         "</main>",
     ])
-    return document("wssbench leaderboard", body, script=True, description="WSSS leaderboard: results with their recipes")
+    css = "".join(_css(s) for s in sites)
+    if any(score_of(r.data).ci95 is not None for s in sites for r in s.rows):
+        css += interval_css()
+    return document("wssbench leaderboard", body, script=True, css=css, description="WSSS leaderboard: results with their recipes")

@@ -10,12 +10,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-from functools import lru_cache
+from functools import cache
 from html import escape
 from importlib import resources
 
 
-@lru_cache(maxsize=None)
+@cache
 def static(name: str) -> str:
     """A file of ``wssbench/site`` that is not Python (package data: ``site.css``, ``site.js``)."""
     return resources.files("wssbench.site").joinpath(name).read_text(encoding="utf-8")
@@ -25,10 +25,10 @@ def _digest(text: str) -> str:
     return "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode("ascii") + "'"
 
 
-def document(title: str, body: str, *, script: bool = False, description: str = "") -> str:
-    """A complete HTML page: ``body`` (already escaped HTML) with the site's CSS and, if
-    ``script``, the site's JavaScript, both inline."""
-    css = "\n" + static("site.css")
+def document(title: str, body: str, *, script: bool = False, css: str = "", description: str = "") -> str:
+    """A complete HTML page: ``body`` (already escaped HTML) with the site's CSS (and ``css``, rules
+    the page adds) and, if ``script``, the site's JavaScript, both inline."""
+    css = "\n" + static("site.css") + css
     js = "\n" + static("site.js") if script else ""
     policy = (
         f"default-src 'none'; img-src 'self' data:; style-src {_digest(css)}; "

@@ -12,8 +12,8 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Callable, Iterator
 
 from wssbench.errors import UsageError
 from wssbench.storage.io import atomic_dir

@@ -9,7 +9,7 @@ from __future__ import annotations
 from html import escape
 from typing import Any
 
-from wssbench.site.content import Entry, SiteGroup, number, score_of
+from wssbench.site.content import Entry, SiteGroup, method_text, number, score_of
 from wssbench.site.index import badge_html
 from wssbench.site.layout import document
 from wssbench.site.svg import curve_points, threshold_curve, value_bar
@@ -205,7 +205,7 @@ def record_page(entry: Entry, site: SiteGroup, *, shown_path: str, gallery: list
     """The page of ``entry``; ``gallery``: image files copied beside it (under ``entry.name/``);
     ``entries``: result.json path -> Entry, for the links to the other runs of its row."""
     record = entry.record
-    title = str(entry.row.get("method") or entry.source)
+    title = method_text(entry.row) if entry.row.get("method") else entry.source
     sections = [
         _section("Result", _summary(entry, site), "result"),
         _section("Re-run", _rerun(entry, shown_path), "rerun"),

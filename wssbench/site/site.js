@@ -15,8 +15,7 @@
     return text === "" || text === "-" ? null : text;
   }
 
-  function sortBody(body, index, numeric, descending) {
-    var rows = Array.prototype.filter.call(body.rows, function (r) { return r.hasAttribute("data-row"); });
+  function sortRows(rows, index, numeric, descending) {
     var keyed = rows.map(function (r, i) { return { row: r, key: cellKey(r, index, numeric), i: i }; });
     keyed.sort(function (a, b) {
       if (a.key === null || b.key === null) {  // missing values last, whatever the direction
@@ -26,20 +25,43 @@
       if (descending) c = -c;
       return c !== 0 ? c : a.i - b.i;  // stable
     });
-    var fragment = document.createDocumentFragment();
-    keyed.forEach(function (k) { fragment.appendChild(k.row); });
-    body.appendChild(fragment);
+    return keyed.map(function (k) { return k.row; });
   }
 
+  function dataRows(body) {
+    return Array.prototype.filter.call(body.rows, function (r) { return r.hasAttribute("data-row"); });
+  }
+
+  // A group is one table, or several consecutive tables of the same columns (a long group):
+  // the measured rows of all of them are sorted together and dealt back, as many to each as it held.
   function onSort(event) {
     var th = event.currentTarget.parentNode;
-    var table = th.closest("table");
+    var section = th.closest("section.group");
+    var index = th.cellIndex;
     var numeric = th.getAttribute("data-type") === "num";
     var current = th.getAttribute("aria-sort");
     var descending = current ? current === "ascending" : numeric;  // first click: numbers high first, text A-Z
-    Array.prototype.forEach.call(table.tHead.rows[0].cells, function (h) { h.removeAttribute("aria-sort"); });
-    th.setAttribute("aria-sort", descending ? "descending" : "ascending");
-    Array.prototype.forEach.call(table.tBodies, function (body) { sortBody(body, th.cellIndex, numeric, descending); });
+    Array.prototype.forEach.call(section.querySelectorAll("table.board thead tr"), function (tr) {
+      Array.prototype.forEach.call(tr.cells, function (h) {
+        if (h.cellIndex === index) h.setAttribute("aria-sort", descending ? "descending" : "ascending");
+        else h.removeAttribute("aria-sort");
+      });
+    });
+    var bodies = Array.prototype.slice.call(section.querySelectorAll("tbody.runs"));
+    var counts = bodies.map(function (b) { return dataRows(b).length; });
+    var rows = sortRows([].concat.apply([], bodies.map(dataRows)), index, numeric, descending);
+    var at = 0;
+    bodies.forEach(function (body, k) {
+      var fragment = document.createDocumentFragment();
+      rows.slice(at, at + counts[k]).forEach(function (r) { fragment.appendChild(r); });
+      body.appendChild(fragment);
+      at += counts[k];
+    });
+    Array.prototype.forEach.call(section.querySelectorAll("tbody.refs"), function (body) {
+      var fragment = document.createDocumentFragment();
+      sortRows(dataRows(body), index, numeric, descending).forEach(function (r) { fragment.appendChild(r); });
+      body.appendChild(fragment);
+    });
   }
 
   Array.prototype.forEach.call(document.querySelectorAll("table.board thead th"), function (th) {
@@ -78,6 +100,9 @@
       if (empty) empty.hidden = visible > 0 || !groupOk;
       Array.prototype.forEach.call(section.querySelectorAll("tr.sep"), function (sep) {
         sep.hidden = !sep.parentNode.querySelector("tr[data-row]:not([hidden])");
+      });
+      Array.prototype.forEach.call(section.querySelectorAll("div.scroll"), function (chunk) {
+        chunk.hidden = !chunk.querySelector("tr[data-row]:not([hidden])");
       });
       shown += visible;
     });

@@ -1,8 +1,7 @@
-"""Inline SVG drawings: the 95 % interval bar of a row, a per-class IoU bar, the threshold curve.
+"""Drawings: the 95 % interval bar of a row (CSS), a per-class IoU bar and the threshold curve (SVG).
 
-Geometry goes in SVG attributes, never in ``style``, so that the pages' Content-Security-Policy
-can forbid inline styles other than the site's own stylesheet. Text is escaped by the caller's
-``esc``; numbers are formatted here.
+Geometry goes in SVG attributes or in classes, never in ``style`` attributes, so that the
+pages' Content-Security-Policy can forbid inline styles other than the site's own stylesheet.
 """
 
 from __future__ import annotations
@@ -16,21 +15,30 @@ def _esc(text: object) -> str:
     return escape(str(text), quote=True)
 
 
-def interval_bar(lo: float, hi: float, mean: float | None, scale: tuple[float, float], width: int = 64) -> str:
-    """The interval [lo, hi] (and a tick at ``mean``) on the table's common ``scale`` (min, max)."""
+BAR_WIDTH = 64  # pixels, the interval bar of a row
+
+
+def interval_bar(lo: float, hi: float, mean: float | None, scale: tuple[float, float]) -> str:
+    """The interval [lo, hi] (and a tick at ``mean``) on the table's common ``scale`` (min, max),
+    as three elements placed by the classes of ``interval_css`` (whole pixels: what a 64-pixel
+    bar can show). Not SVG: a thousand SVG roots in a table cost Chromium a third of a second
+    to lay out. The numbers are in its ``aria-label``."""
     start, stop = scale
     span = stop - start
 
-    def x(v: float) -> float:
-        return width / 2 if span <= 0 else 1 + (width - 2) * (v - start) / span
+    def x(v: float) -> int:
+        return BAR_WIDTH // 2 if span <= 0 else round((BAR_WIDTH - 1) * (v - start) / span)
 
-    tick = f'<line x1="{x(mean):.1f}" y1="1" x2="{x(mean):.1f}" y2="9"/>' if mean is not None else ""
-    return (
-        f'<svg class="ci" width="{width}" height="10" viewBox="0 0 {width} 10" role="img" aria-label="95 % interval {lo:.1f} to {hi:.1f}">'
-        f"<title>95 % interval {lo:.1f}–{hi:.1f}</title>"
-        f'<rect class="track" x="0" y="4.5" width="{width}" height="1"/>'
-        f'<rect x="{x(lo):.1f}" y="3" width="{max(x(hi) - x(lo), 1.0):.1f}" height="4"/>{tick}</svg>'
-    )
+    left, right = x(lo), x(hi)
+    tick = f'<i class="ct x{x(mean)}"></i>' if mean is not None else ""
+    return (f'<span class="ci" role="img" aria-label="95 % interval {lo:.1f} to {hi:.1f}">'
+            f'<i class="cb x{left} w{max(right - left, 1)}"></i>{tick}</span>')
+
+
+def interval_css() -> str:
+    """The rules ``interval_bar`` places its marks with: ``x0``..``x64`` (left), ``w1``..``w64`` (width)."""
+    return "".join(f".ci .x{i}{{left:{i}px}}" for i in range(BAR_WIDTH + 1)) + "".join(
+        f".ci .w{i}{{width:{i}px}}" for i in range(1, BAR_WIDTH + 1))
 
 
 def value_bar(fraction: float, width: int = 120) -> str:
@@ -79,9 +87,9 @@ def threshold_curve(points: list[tuple[float, float]], used: tuple[float, float 
     for i in range(6):
         t = t0 + (t1 - t0) * i / 5
         parts.append(f'<text x="{x(t):.1f}" y="{H - bottom + 14}" text-anchor="middle">{t:.1f}</text>')
-    for i in range(5):
-        m = y_top * i / 4
-        parts.append(f'<text x="{left - 6}" y="{y(m) + 4:.1f}" text-anchor="end">{m:.0f}</text>')
+    step = 10 if y_top <= 50 else 20
+    for m in range(0, int(y_top) + 1, step):
+        parts.append(f'<text x="{left - 6}" y="{y(m) + 4:.1f}" text-anchor="end">{m}</text>')
     parts.append(f'<text x="{(left + W - right) / 2:.0f}" y="{H - 6}" text-anchor="middle">background threshold</text>')
     parts.append(f'<text x="12" y="{(top + H - bottom) / 2:.0f}" text-anchor="middle" transform="rotate(-90 12 {(top + H - bottom) / 2:.0f})">mIoU %</text>')
     line = " ".join(f"{x(t):.1f},{y(m):.1f}" for t, m in points)
@@ -90,7 +98,7 @@ def threshold_curve(points: list[tuple[float, float]], used: tuple[float, float 
         ut, um = used
         parts.append(f'<line class="used" x1="{x(ut):.1f}" y1="{top}" x2="{x(ut):.1f}" y2="{H - bottom}"/>')
         label = f"used {ut:g}" + (f": {um:.1f}" if um is not None else "")
-        parts.append(f'<text x="{x(ut) + 4:.1f}" y="{top + 10}">{_esc(label)}</text>')
+        parts.append(f'<text x="{x(ut) + 4:.1f}" y="{H - bottom - 6}">{_esc(label)}</text>')
     if best is not None:
         bt, bm = best
         parts.append(f'<circle cx="{x(bt):.1f}" cy="{y(bm):.1f}" r="4" fill="currentColor"/>')
