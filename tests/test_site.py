@@ -221,6 +221,13 @@ def test_everything_is_local(real_record, tmp_path):
     assert copied.read_bytes() == gallery.read_bytes() and f'src="{page.stem}/gallery.png"' in page.read_text()
 
 
+def test_the_rerun_command_quotes_a_path_for_the_shell(real_record, tmp_path):
+    put(tmp_path / "my runs", "it's", real_record)
+    assert invoke("my runs", "--format", "html", "--out", "site", cwd=tmp_path).exit_code == 0
+    text = " ".join("".join(Page(pages(tmp_path / "site")[0].read_text()).text).split())
+    assert """wssbench run --from 'my runs/it'"'"'s/result.json'""" in text
+
+
 def test_a_segmentation_record_says_how_it_is_rerun(real_record, tmp_path):
     put(tmp_path, "seg", edited(real_record, stage="segmentation", method="deeplabv3plus/pseudo-masks"))
     assert invoke(tmp_path, "--format", "html", "--out", tmp_path / "site").exit_code == 0

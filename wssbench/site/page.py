@@ -6,6 +6,7 @@ record is escaped.
 
 from __future__ import annotations
 
+import shlex
 from html import escape
 from typing import Any
 
@@ -111,7 +112,7 @@ def _rerun(entry: Entry, shown_path: str) -> str:
                 f"the options under Configuration. The record: {copy}.</p>")
     return (
         "<p>In the folder the leaderboard was built from:</p>"
-        f"<pre><code>wssbench run --from {esc(shown_path)}</code></pre>"
+        f"<pre><code>wssbench run --from {esc(shlex.quote(shown_path))}</code></pre>"
         f"<p>Or save this record ({copy}) and run:</p><pre><code>wssbench run --from result.json</code></pre>"
     )
 
