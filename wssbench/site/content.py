@@ -158,7 +158,8 @@ def site_groups(groups: list[Group], records: dict[Path, dict], root: Path) -> t
                 mine.append(Entry(path, records[path], page_name(source, path), source, index, row_data, badges, tuple(row.paths)))
             entries.extend(mine)
             record = mine[0].record if mine else None
-            rows.append(SiteRow(row_data, mine[0] if mine else None, method_kind(record if not row_data.get("published") else None), badges))
+            kind = "published" if row_data.get("published") else method_kind(record) if record else "other"
+            rows.append(SiteRow(row_data, mine[0] if mine else None, kind, badges))
         out.append(SiteGroup(group, data, tuple(rows), index))
     return out, entries
 
