@@ -1,7 +1,9 @@
 """The leaderboard site (``wssbench leaderboard DIR... --format html --out SITE``) without a
 browser: the rows and pages it writes, escaping of what records hold, the manifest rules of its
-folder, bad input, and the merging of several folders. One real tiny run gives the plain record;
-copies of it edited by hand carry the fields that "Numbers that say how sure they are" adds."""
+folder, bad input, and the merging of several folders. One real tiny run gives the records: as
+it is (with its per-image counts, interval, diagnostics and threshold curve), copies of it
+edited into other seeds, priors and tuning, and a copy stripped to what records held before
+those fields (the single value)."""
 
 import json
 import os
@@ -18,18 +20,40 @@ from wssbench import leaderboard
 from wssbench.cli import WssbenchGroup, cli
 from wssbench.cli.leaderboard import leaderboard_command
 from wssbench.leaderboard import build_groups, find_records_in
+from wssbench.results.board import PRIOR_MARKS
 from wssbench.site import MANIFEST
-from wssbench.site.svg import curve_points
+from wssbench.site.svg import curve_points, interval_bar, interval_css
 
 TINY = {"options": {"dataset.preset": "tiny"}, "epochs": 1, "device": "cpu", "workers": 1, "limit": 4}
 
 
+NEWER = ("counts", "ci95", "diagnostics", "priors", "threshold_curve", "threshold_auc", "threshold_max", "threshold_used", "tuning")
+
+
 @pytest.fixture(scope="module")
-def real_record(tmp_path_factory):
-    """A real run: tiny synthetic data, one epoch, four images (a few seconds)."""
-    out = tmp_path_factory.mktemp("real") / "plain"
+def real_run(tmp_path_factory):
+    """A real run's folder: tiny synthetic data, one epoch, four images (a few seconds)."""
+    out = tmp_path_factory.mktemp("real") / "run"
     wssbench.Pipeline(classmap="fcn", saliency="gbp", refine="none", **TINY).run(out)
-    return json.loads((out / "result.json").read_text())
+    return out
+
+
+@pytest.fixture(scope="module")
+def real_record(real_run):
+    """The real run's record as records were before intervals, curves and priors (one value)."""
+    record = json.loads((real_run / "result.json").read_text())
+    return {k: v for k, v in record.items() if k not in NEWER}
+
+
+def copy_run(run: Path, to: Path, seed: int | None = None, **changes) -> dict:
+    """The run's record and its counts under ``to``, edited: another training seed, other fields."""
+    record = json.loads((run / "result.json").read_text()) | changes
+    if seed is not None:
+        record["seed"] = record["config"]["seed"] = record["config"]["recipe"]["seed"] = seed
+    to.mkdir(parents=True)
+    shutil.copyfile(run / record["counts"]["file"], to / record["counts"]["file"])
+    (to / "result.json").write_text(json.dumps(record))
+    return record
 
 
 def put(root: Path, run: str, record: dict) -> Path:
@@ -124,58 +148,59 @@ def test_a_real_run_gives_a_row_and_a_page_with_every_part(real_record, tmp_path
     assert "Threshold curve" not in text and Page(page).scripts == 0
 
 
-def _with_uncertainty(monkeypatch):
-    """The leaderboard's JSON rows as "Numbers that say how sure they are" will write them."""
-    plain = leaderboard.to_json
+def test_seeds_intervals_ties_priors_and_the_threshold_curve(real_run, tmp_path):
+    """Two seeds of one method, a second method scored from the same counts (so tied), one with
+    ImageNet weights, one tuned on its scored images: the leaderboard's own numbers on the page."""
+    runs = tmp_path / "runs"
+    first = copy_run(real_run, runs / "a-seed0", seed=0, miou=0.30)
+    copy_run(real_run, runs / "a-seed1", seed=1, miou=0.32)
+    other = {**first["config"], "options": {**first["config"]["options"], "fusion": {"bg_threshold": 0.3}}}
+    copy_run(real_run, runs / "b", config=other, miou=0.25, priors=[{"mark": "I", "what": "ImageNet weights of resnet10t"}])
+    tuned = {**first["config"], "options": {**first["config"]["options"], "fusion": {"bg_threshold": 0.4}}}
+    copy_run(real_run, runs / "c", config=tuned, miou=0.5, tuning={"split": "val", "overlap": 4})
+    assert invoke(runs, "--format", "html", "--out", tmp_path / "site").exit_code == 0
+    [group] = json.loads(leaderboard.to_json(build_groups(*find_records_in([runs]))))
+    a, b, c = (next(r for r in group["rows"] if r["source"].startswith(name)) for name in ("a-seed0", "b", "c"))
+    assert (a["miou"], a["miou_std"], a["n_seeds"], b["tied_with_above"], c["unranked"]) == (31.0, 1.4, 2, True, True)
 
-    def to_json(groups):
-        data = json.loads(plain(groups))
-        for group in data:
-            group["priors_legend"] = {"P": "pretrained weights: ImageNet", "S": "a salient-object detector trained with pixel masks"}
-            for i, row in enumerate(r for r in group["rows"] if not r["published"]):
-                row.update(miou_mean=row["miou"], miou_std=1.2 + i, n_seeds=3, seeds=[0, 1, 2],
-                           ci95=[row["miou"] - 1.5, row["miou"] + 1.0], tied_with_above=i == 1,
-                           priors=["P", {"mark": "D1", "meaning": "one deviation from the published recipe"}] if i == 0 else ["S"])
-        return json.dumps(data)
-
-    monkeypatch.setattr(leaderboard, "to_json", to_json)
-
-
-def test_uncertainty_priors_and_the_threshold_curve_when_recorded(real_record, tmp_path, monkeypatch):
-    curve = [{"threshold": round(0.05 * i, 2), "miou": 0.2 + 0.02 * i - 0.001 * i * i} for i in range(20)]
-    diagnostics = {"per_class": {"background": {"precision": 0.9, "recall": 0.8}, "disc": {"precision": 0.1, "recall": 0.3}},
-                   "iou_by_size": {"small": 0.05, "medium": 0.2, "large": 0.4}, "absent_rate": 0.12}
-    put(tmp_path, "a", edited(real_record, miou=0.30, threshold_curve=curve, threshold_auc=0.3, diagnostics=diagnostics,
-                              threshold_max={"threshold": 0.5, "miou": 0.3}, threshold_used={"threshold": 0.25, "miou": 0.2625},
-                              counts={"file": "counts.npz"}))
-    put(tmp_path, "b", edited(real_record, miou=0.25, config={**real_record["config"], "backbone": "resnet18"}))
-    _with_uncertainty(monkeypatch)
-    assert invoke(tmp_path, "--format", "html", "--out", tmp_path / "site").exit_code == 0
     site = tmp_path / "site"
     index_text = (site / "index.html").read_text()
     index = read(site)
-    first, second = index.row_text(0), index.row_text(1)
-    assert "30.0 ± 1.2 (3)" in first and "≈" not in first
-    assert 'title="95 % interval 28.5–31.0"' in index_text and 'aria-label="95 % interval 28.5 to 31.0"' in index_text
-    assert "25.0 ± 2.2 (3)" in second and "≈" in second  # tied with the row above
-    assert [r["attrs"]["data-badges"] for r in index.rows] == ["prior:P prior:D1", "prior:S"]
-    assert index_text.count('<span class="ci"') == 2
-    # both bars on the table's scale 23.5..31.0, 63 pixels: [28.5, 31.0] from 42 to 63, mean 30 at 55; [23.5, 26.0] at 0, mean 25 at 13
-    assert '<i class="cb x42 w21"></i><i class="ct x55"></i>' in index_text
-    assert '<i class="cb x0 w21"></i><i class="ct x13"></i>' in index_text
-    assert ".ci .x63{left:63px}" in index_text
+    first_row, second_row = index.row_text(0), index.row_text(1)
+    lo, hi = a["ci95"]
+    assert "31.0 ± 1.4 (2)" in first_row and f"{lo:.1f}–{hi:.1f}" in first_row and "≈" not in first_row
+    assert f'title="95 % interval {lo:.1f}–{hi:.1f}"' in index_text
+    assert "25.0" in second_row and "≈" in second_row and index.rows[1]["attrs"]["data-badges"] == "prior:I"
+    assert index_text.count('<span class="ci"') == 3
+    apart = index_text[index_text.index('<tbody class="apart">'):]
+    assert "shown apart, not ranked" in apart and "c</td>" in apart and index.rows[2]["attrs"]["data-badges"] == "prior:T"
     legend = index_text[index_text.index('<dl class="legend">'):]
-    assert "pretrained weights: ImageNet" in legend and "one deviation from the published recipe" in legend
-    assert "salient-object detector" in legend and "95 % image-bootstrap interval" in legend
-    assert '<option value="prior:S">' in index_text  # a prior badge is a filter value
+    for meaning in (PRIOR_MARKS["I"], PRIOR_MARKS["T"], "paired-bootstrap", "standard deviation over training seeds"):
+        assert meaning in legend
+    assert '<option value="prior:I">' in index_text  # a prior is a filter value
+    assert "thr. AUC" in index_text and "priors</th>" not in index_text  # the marks column is shown as badges
 
-    page_a = (site / index.rows[0]["href"]).read_text()
-    points = re.search(r'<polyline class="line" points="([^"]+)"', page_a).group(1).split()
+    page = (site / index.rows[0]["href"]).read_text()
+    text = " ".join("".join(Page(page).text).split())
+    curve = first["threshold_curve"]
+    points = re.search(r'<polyline class="line" points="([^"]+)"', page).group(1).split()
     assert len(points) == len(curve) == len(curve_points(curve))
-    assert "max 30.0 (oracle)" in page_a and "used 0.25: 26.2" in page_a and "area (mean) 30.0" in page_a
-    assert "precision" in page_a and "0.9" in page_a and "iou_by_size" in page_a  # diagnostics
-    assert "seeds" in page_a and "30.0 ± 1.2 over 3 seed(s), 95 % interval 28.5–31.0" in page_a
-    assert "Threshold curve" not in (site / index.rows[1]["href"]).read_text()
+    best, used = first["threshold_max"], first["threshold_used"]
+    assert f"max {100 * best['miou']:.1f} (oracle)" in page and f"used {used['threshold']:g}: {100 * used['miou']:.1f}" in page
+    assert "precision %" in text and "recall %" in text and "IoU by region size" in text
+    assert f"31.0 ± 1.4 over 2 seed(s), 95 % interval {lo:.1f}–{hi:.1f}" in text and "stands for 2 runs" in text
+    ci = first["ci95"]
+    assert f"95 % image-bootstrap interval {100 * ci[0]:.1f}–{100 * ci[1]:.1f}" in text  # the run's own interval
+    assert "Threshold curve" in text and "counts.npz" in text
+
+
+def test_the_interval_bar_on_the_tables_scale():
+    """Hand-computed: scale 23.5..31.0 over 63 pixels."""
+    assert interval_bar(28.5, 31.0, 30.0, (23.5, 31.0)) == (
+        '<span class="ci" role="img" aria-label="95 % interval 28.5 to 31.0"><i class="cb x42 w21"></i><i class="ct x55"></i></span>')
+    assert '<i class="cb x0 w21"></i><i class="ct x13"></i>' in interval_bar(23.5, 26.0, 25.0, (23.5, 31.0))
+    assert '<i class="ct x63">' in interval_bar(28.0, 30.0, 40.0, (23.5, 31.0))  # a mean off the scale stays on the bar
+    assert ".ci .x63{left:63px}" in interval_css() and ".ci .w64{width:64px}" in interval_css()
 
 
 def test_threshold_curve_points_read_from_the_record():
@@ -186,6 +211,7 @@ def test_threshold_curve_points_read_from_the_record():
 def test_what_records_hold_is_escaped(real_record, tmp_path):
     evil = '<script>alert("x")</script>'
     record = edited(real_record, method=evil, versions={"torch": '"><img src=x onerror=alert(1)>'},
+                    priors=[{"mark": "I", "what": evil}],
                     config={**real_record["config"], "backbone": "r18\" onmouseover=\"alert(1)"})
     put(tmp_path / "runs", "a<b>&c", record)
     assert invoke(tmp_path / "runs", "--format", "html", "--out", tmp_path / "site").exit_code == 0

@@ -54,7 +54,7 @@ def site(tmp_path_factory):
     write(runs, "r18-b", miou=0.30, fusion="ilp", pixel_accuracy=0.99)
     write(runs, "vgg-a", miou=0.45, backbone="vgg16", saliency=None,
           extra={"deviations": [{"option": "crop", "published": 448, "used": 128}]})
-    write(runs, "vgg-b", miou=0.35, backbone="vgg16", classmap=None)
+    write(runs, "vgg-b", miou=0.35, backbone="vgg16", classmap=None, extra={"priors": [{"mark": "I", "what": "ImageNet weights of vgg16"}]})
     voc = {"dataset": "voc2012", "options": {}, "n_images": 1449}
     write(runs, "voc-a", miou=0.42, **voc)
     write(runs, "voc-b", miou=0.38, backbone="vgg16", **voc)
@@ -215,6 +215,8 @@ def test_filtering(page):
     page.select_option("select[name=badge]", "deviates")
     assert column(page, "g1", "source") == ["vgg-a"]
     assert page.locator("#g2 .empty").is_visible()  # says that no row of that table matches
+    page.select_option("select[name=badge]", "prior:I")
+    assert column(page, "g1", "source") == ["vgg-b"] and page.locator("#g2 .empty").is_visible()
     page.select_option("select[name=badge]", "")
     page.select_option("select[name=stage]", "seed")
     assert page.locator(visible).count() == total

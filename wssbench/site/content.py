@@ -2,11 +2,10 @@
 behind each row, the badges and the filter values. No grouping or ranking happens here.
 
 A row is read from the leaderboard's JSON form (``wssbench.leaderboard.to_json``), so that keys
-the leaderboard adds flow through. Keys read when present (from "Numbers that say how sure they
-are"; values in % like ``miou``): ``miou_mean``, ``miou_std``, ``n_seeds``, ``seeds``,
-``ci95: [lo, hi]``, ``tied_with_above``, and ``priors``: a list of marks (text, or
-``{mark, meaning}``), or a mapping mark -> meaning; a group's ``priors_legend`` (mark -> meaning)
-names marks given as bare text. The records behind a row are ``Row.paths``.
+the leaderboard adds flow through: ``miou_mean``, ``miou_std``, ``n_seeds``, ``seeds``,
+``ci95: [lo, hi]`` (percent), ``tied_with_above``, ``priors`` (``[{mark, what}]``, the marks
+explained by ``wssbench.results.board.PRIOR_MARKS``) and ``unranked`` (tuned on its scored
+images: shown apart). The records behind a row are ``Row.paths``.
 """
 
 from __future__ import annotations
@@ -21,6 +20,7 @@ from typing import Any
 
 from wssbench import leaderboard
 from wssbench.leaderboard import Group
+from wssbench.results.board import PRIOR_MARKS
 
 PAGES = "runs"  # the folder of the row pages, under the site's root
 
@@ -28,9 +28,10 @@ PAGES = "runs"  # the folder of the row pages, under the site's root
 @dataclass(frozen=True)
 class Badge:
     text: str  # shown in the row
-    meaning: str  # its legend entry and tooltip
+    meaning: str  # its tooltip: what it means for this row
     key: str = ""  # filter value ("" where the badge is not a filter: identical runs, published)
     cls: str = ""  # CSS class
+    legend: tuple[str, str] = ("", "")  # its legend entry (mark, what it means), shared by the rows that carry it
 
 
 @dataclass(frozen=True)
@@ -85,45 +86,43 @@ def method_kind(record: dict | None) -> str:
     return " + ".join(maps) or "other"
 
 
-def prior_badges(row: dict, legend: dict) -> tuple[Badge, ...]:
-    """The row's ``priors`` marks as badges (see the module docstring for the forms read)."""
-    value = row.get("priors")
-    if isinstance(value, dict):
-        items = list(value.items())
-    elif isinstance(value, (list, tuple)):
-        items = [(v.get("mark") or v.get("text") or v.get("label"), v.get("meaning") or v.get("description") or v.get("title"))
-                 if isinstance(v, dict) else (v, None) for v in value]
-    elif isinstance(value, str):
-        items = [(mark, None) for mark in value.split()]
-    else:
-        items = []
-    return tuple(
-        Badge(str(mark), str(meaning or legend.get(str(mark)) or "prior"), key=f"prior:{mark}", cls="prior")
-        for mark, meaning in items if mark not in (None, "")
-    )
+def prior_badges(row: dict) -> tuple[Badge, ...]:
+    """The row's ``priors`` (``[{mark, what}]``: what entered besides the image labels) as badges."""
+    badges = []
+    for prior in row.get("priors") or ():
+        mark, what = (prior.get("mark"), prior.get("what")) if isinstance(prior, dict) else (prior, None)
+        if mark in (None, ""):
+            continue
+        general = PRIOR_MARKS.get(str(mark), "a prior")
+        badges.append(Badge(str(mark), f"{general}: {what}" if what else general, key=f"prior:{mark}", cls="prior",
+                            legend=(str(mark), general)))
+    return tuple(badges)
 
 
-def row_badges(row: dict, legend: dict) -> tuple[Badge, ...]:
+def row_badges(row: dict) -> tuple[Badge, ...]:
     badges = []
     if row.get("published"):
-        badges.append(Badge("published", "a published number, shown for context and never ranked", cls="ref"))
+        badges.append(Badge("published", LEGEND["published"], cls="ref", legend=("published", LEGEND["published"])))
     deviations = [d for d in row.get("deviations") or () if isinstance(d, dict)]
     if deviations:
         listed = "; ".join(f"{d.get('option')}: published {d.get('published')}, used {d.get('used')}" for d in deviations)
-        badges.append(Badge(leaderboard.DEVIATION_MARK, f"departs from the published recipe ({listed})", key="deviates", cls="dev"))
-    badges.extend(prior_badges(row, legend))
-    runs = row.get("runs") or 1
-    if isinstance(runs, int) and runs > 1:
-        badges.append(Badge(f"×{runs}", f"stands for {runs} runs that gave the same scores"))
+        badges.append(Badge(f"{leaderboard.DEVIATION_MARK}{len(deviations)}", f"departs from the published recipe: {listed}",
+                            key="deviates", cls="dev", legend=(f"{leaderboard.DEVIATION_MARK}n", LEGEND["†n"])))
+    badges.extend(prior_badges(row))
+    runs, seeds = row.get("runs") or 1, row.get("n_seeds") or 1
+    if isinstance(runs, int) and isinstance(seeds, int) and runs > seeds:
+        badges.append(Badge(f"×{runs}", f"stands for {runs} runs: {runs - seeds} repeated with the same seed and the same scores",
+                            legend=("×N", LEGEND["×N"])))
     return tuple(badges)
 
 
 LEGEND = {
-    leaderboard.DEVIATION_MARK: "departs from the published recipe; the notes under the table name each departure",
-    "published": "a published number, shown for context and never ranked",
-    "×N": "the row stands for N runs that gave the same scores",
     "≈": "tied with the row above: the 95 % paired-bootstrap interval of the difference contains 0",
-    "bar": "the 95 % image-bootstrap interval of the mIoU, on the table's common scale; the tick is the mean",
+    "±": "mean ± sample standard deviation over training seeds, (n) the number of seeds",
+    "▬": "the 95 % image (and seed) bootstrap interval of the mIoU, on the table's common scale; the tick is the mean",
+    "†n": "n deviations from the published recipe; the notes under the table name each",
+    "×N": "the row stands for N runs, some repeated with the same seed and the same scores",
+    "published": "a published number, shown for context and never ranked",
 }
 
 
@@ -148,10 +147,9 @@ def site_groups(groups: list[Group], records: dict[Path, dict], root: Path) -> t
     table = table_of(groups)
     out, entries = [], []
     for index, (group, data) in enumerate(zip(groups, table)):
-        legend = data.get("priors_legend") if isinstance(data.get("priors_legend"), dict) else {}
         rows = []
         for row, row_data in zip(group.rows, data["rows"]):
-            badges = row_badges(row_data, legend)
+            badges = row_badges(row_data)
             mine = []
             for path in row.paths:
                 source = path.parent.relative_to(root).as_posix() if path.is_relative_to(root) else path.parent.as_posix()

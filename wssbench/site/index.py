@@ -14,6 +14,7 @@ from __future__ import annotations
 from html import escape
 
 from wssbench.leaderboard import Column
+from wssbench.results.board import PRIOR_MARKS
 from wssbench.site.content import (
     LEGEND,
     PAGES,
@@ -38,8 +39,9 @@ def badge_html(badge: Badge) -> str:
 
 
 def _scale(rows: tuple[SiteRow, ...]) -> tuple[float, float] | None:
-    """The common scale of a table's interval bars: the lowest and highest bound shown."""
-    bounds = [v for row in rows for v in (score_of(row.data).ci95 or ())]
+    """The common scale of a table's interval bars: the lowest and highest bound or mean shown."""
+    scores = [score_of(row.data) for row in rows]
+    bounds = [v for score in scores if score.ci95 for v in (*score.ci95, score.value) if v is not None]
     return (min(bounds), max(bounds)) if bounds else None
 
 
@@ -63,9 +65,16 @@ def _miou_cell(row: SiteRow, column: Column, scale: tuple[float, float] | None) 
     return f'<td class="n" data-v="{score.value}"{title}>{text}</td>'
 
 
+SHOWN_ELSEWHERE = ("marks",)  # the leaderboard's columns the site shows otherwise: the priors and † as badges
+MISSING = '<td class="n" data-v="">-</td>'
+
+
 def _cell(row: SiteRow, column: Column, scale: tuple[float, float] | None) -> str:
     if column.key == "miou":
         return _miou_cell(row, column, scale)
+    if column.key == "ci95":
+        ci = score_of(row.data).ci95
+        return f'<td class="n" data-v="{ci[0]}">{ci[0]:.1f}–{ci[1]:.1f}</td>' if ci else MISSING
     value = row.data.get(column.key)
     if column.key == "method":
         label = esc(method_text(row.data))
@@ -86,7 +95,7 @@ def _cell(row: SiteRow, column: Column, scale: tuple[float, float] | None) -> st
 def _row(row: SiteRow, rank: int | None, columns: tuple[Column, ...], scale) -> str:
     keys = " ".join(b.key for b in row.badges if b.key)
     attrs = (f' data-row="" data-backbone="{esc(row.data.get("backbone") or "")}" data-kind="{esc(row.kind)}"'
-             f' data-badges="{esc(keys)}"' + (' class="ref"' if row.data.get("published") else ""))
+             f' data-badges="{esc(keys)}"' + (' class="ref"' if row.data.get("published") else ' class="apart"' if row.data.get("unranked") else ""))
     rank_cell = f'<td class="n" data-v="{rank}">{rank}</td>' if rank is not None else '<td class="n" data-v="">-</td>'
     return f"<tr{attrs}>{rank_cell}{''.join(_cell(row, c, scale) for c in columns)}</tr>"
 
@@ -94,11 +103,15 @@ def _row(row: SiteRow, rank: int | None, columns: tuple[Column, ...], scale) -> 
 CHUNK = 100  # measured rows per table of a group: a long group is several tables, laid out as they scroll near
 
 
+def shown_columns(site: SiteGroup) -> tuple[Column, ...]:
+    return tuple(c for c in site.group.columns if c.key not in SHOWN_ELSEWHERE)
+
+
 def _widths(site: SiteGroup, scale) -> list[int]:
     """Each column's width in ``ch`` (the rank, then the group's columns), from its longest text
     (a proportional font's letter is about 0.8 ch), so that the tables of a long group line up
     (``table-layout: fixed``)."""
-    columns = site.group.columns
+    columns = shown_columns(site)
     widths = [max(3, len(str(len(site.rows)))) + 4]
     for c in columns:
         longest = 0
@@ -108,6 +121,8 @@ def _widths(site: SiteGroup, scale) -> list[int]:
                 score = score_of(row.data)
                 text = 4 + (len(f" ± {score.std:.1f} ({score.n or 1})") if score.std is not None else 0)
                 text += 2 * score.tied + (10 if score.ci95 is not None and scale is not None else 0)
+            elif c.key == "ci95":
+                text = 10
             elif c.key == "method":
                 text = 0.8 * len(method_text(row.data)) + sum(len(b.text) + 2 for b in row.badges)
             elif c.numeric:
@@ -121,9 +136,10 @@ def _widths(site: SiteGroup, scale) -> list[int]:
 
 
 def _table(site: SiteGroup, sort: str) -> str:
-    """The group's rows as consecutive tables of ``CHUNK`` rows, each with the header; the
-    published rows in a body of their own after the last. One table where the group is short."""
-    columns = site.group.columns
+    """The group's ranked rows as consecutive tables of ``CHUNK`` rows, each with the header; the
+    rows tuned on their scored images, then the published rows, each in a body of their own after
+    the last. One table where the group is short."""
+    columns = shown_columns(site)
     scale = _scale(site.rows)
     head = ['<th scope="col" class="n" data-type="num">#</th>']
     for c in columns:
@@ -132,7 +148,8 @@ def _table(site: SiteGroup, sort: str) -> str:
             sorted_by = ' aria-sort="descending"' if c.numeric else ' aria-sort="ascending"'
         kind = ' class="n" data-type="num"' if c.numeric else ' data-type="text"'
         head.append(f'<th scope="col"{kind}{sorted_by}>{esc(c.header)}</th>')
-    measured = [row for row in site.rows if not row.data.get("published")]
+    measured = [row for row in site.rows if not row.data.get("published") and not row.data.get("unranked")]
+    apart = [row for row in site.rows if row.data.get("unranked") and not row.data.get("published")]
     published = [row for row in site.rows if row.data.get("published")]
     chunks = [measured[i:i + CHUNK] for i in range(0, len(measured), CHUNK)] or [[]]
     header = f'<thead><tr>{"".join(head)}</tr></thead>'
@@ -146,10 +163,12 @@ def _table(site: SiteGroup, sort: str) -> str:
         out += [f'<div class="scroll{" more" if k else ""}"><table class="{kind}"{label}>{header}', '<tbody class="runs">']
         out += [_row(row, k * CHUNK + i + 1, columns, scale) for i, row in enumerate(chunk)]
         out.append("</tbody>")
-        if published and k == len(chunks) - 1:
-            out.append(f'<tbody class="refs"><tr class="sep"><th colspan="{len(columns) + 1}" scope="rowgroup">published results, not ranked</th></tr>')
-            out += [_row(row, None, columns, scale) for row in published]
-            out.append("</tbody>")
+        for rows, name, title in ((apart, "apart", "tuned on the images they are scored on: shown apart, not ranked"),
+                                  (published, "refs", "published results, not ranked")):
+            if rows and k == len(chunks) - 1:
+                out.append(f'<tbody class="{name}"><tr class="sep"><th colspan="{len(columns) + 1}" scope="rowgroup">{title}</th></tr>')
+                out += [_row(row, None, columns, scale) for row in rows]
+                out.append("</tbody>")
         out.append("</table></div>")
     return "\n".join(out)
 
@@ -157,7 +176,7 @@ def _table(site: SiteGroup, sort: str) -> str:
 def _css(site: SiteGroup) -> str:
     """The size the group takes before it is laid out, and the column widths of a group of several tables."""
     rules = f"#{site.anchor}{{contain-intrinsic-size:auto {200 + 34 * len(site.rows)}px}}"
-    if sum(not row.data.get("published") for row in site.rows) > CHUNK:
+    if sum(not row.data.get("published") and not row.data.get("unranked") for row in site.rows) > CHUNK:
         rules += "".join(f"#{site.anchor} .k{i}{{width:{w}ch}}" for i, w in enumerate(_widths(site, _scale(site.rows))))
     return rules
 
@@ -187,8 +206,7 @@ def _filters(sites: list[SiteGroup]) -> str:
     datasets = {s.group.dataset: s.group.dataset for s in sites}
     backbones = {r.data["backbone"]: r.data["backbone"] for s in sites for r in s.rows if r.data.get("backbone")}
     kinds = {r.kind: r.kind for s in sites for r in s.rows}
-    badges = {b.key: f"{b.text} {b.meaning.split(' (')[0]}" if b.cls == "dev" else f"{b.text}: {b.meaning}"
-              for s in sites for r in s.rows for b in r.badges if b.key}
+    badges = {b.key: f"{b.legend[0]}: {b.legend[1]}" for s in sites for r in s.rows for b in r.badges if b.key}
     parts = [_select("stage", "stage", stages), _select("dataset", "dataset", datasets), _select("backbone", "backbone", backbones),
              _select("kind", "method kind", kinds)]
     if badges:
@@ -198,27 +216,19 @@ def _filters(sites: list[SiteGroup]) -> str:
 
 
 def _legend(sites: list[SiteGroup]) -> str:
-    rows = [r for s in sites for r in s.rows]
+    """The marks and badges the page uses, each once: the table's marks first, then the badges, the priors last."""
     used: dict[str, str] = {}
-    for row in rows:
-        for b in row.badges:
-            if b.cls == "prior":
-                used.setdefault(b.text, b.meaning)
-            elif b.text.startswith("×"):
-                used.setdefault("×N", LEGEND["×N"])
-            else:
-                used.setdefault(b.text, LEGEND.get(b.text, b.meaning))
+    for row in (r for s in sites for r in s.rows):
         score = score_of(row.data)
-        if score.tied:
-            used.setdefault("≈", LEGEND["≈"])
-        if score.ci95 is not None:
-            used.setdefault("▬", LEGEND["bar"])
-        if score.std is not None:
-            used.setdefault("±", "sample standard deviation over seeds; (n) the number of seeds")
-    order = ["≈", "±", "▬", "×N", "published", *LEGEND]  # the marks of the table, then the badges, then the priors
+        for mark, present in (("≈", score.tied), ("±", score.std is not None), ("▬", score.ci95 is not None)):
+            if present:
+                used.setdefault(mark, LEGEND[mark])
+        for b in row.badges:
+            used.setdefault(*(b.legend if b.legend[0] else (b.text, b.meaning)))
+    order = [*LEGEND, *PRIOR_MARKS]
     ranked = sorted(used.items(), key=lambda kv: (order.index(kv[0]) if kv[0] in order else len(order), kv[0]))
     items = "".join(f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in ranked)
-    best = "<dt><strong class=\"best\">45.0</strong></dt><dd>the best measured value of its column (where values differ)</dd>"
+    best = '<dt><strong class="best">45.0</strong></dt><dd>the best measured value of its column (where values differ)</dd>'
     return f'<details class="legend" open><summary>Legend</summary><dl class="legend">{best}{items}</dl></details>'
 
 

@@ -10,6 +10,7 @@ import shlex
 from html import escape
 from typing import Any
 
+from wssbench.results.board import PRIOR_MARKS
 from wssbench.site.content import Entry, SiteGroup, method_text, number, score_of
 from wssbench.site.index import badge_html
 from wssbench.site.layout import document
@@ -54,17 +55,6 @@ def _table(header: list[str], rows: list[list[str]], numeric: set[int] = frozens
     return f'<div class="scroll"><table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table></div>'
 
 
-def _matrix(mapping: dict) -> str | None:
-    """A mapping of mappings of numbers (per class precision and recall, IoU by size) as a table."""
-    if not mapping or not all(isinstance(v, dict) and v for v in mapping.values()):
-        return None
-    columns = list(dict.fromkeys(k for v in mapping.values() for k in v))
-    if not all(not isinstance(x, (dict, list)) for v in mapping.values() for x in v.values()):
-        return None
-    rows = [[esc(name), *(value_html(v.get(c)) if number(v.get(c)) is None else f"{v[c]:.4g}" for c in columns)] for name, v in mapping.items()]
-    return _table(["", *map(str, columns)], rows, numeric=set(range(1, len(columns) + 1)))
-
-
 def _section(title: str, content: str, anchor: str) -> str:
     return f'<section id="{anchor}"><h2>{esc(title)}</h2>\n{content}\n</section>'
 
@@ -78,7 +68,9 @@ def _summary(entry: Entry, site: SiteGroup) -> str:
     }
     shown = [f"<dt>{esc(k)}</dt><dd>{esc(v)}</dd>" for k, v in items.items()]
     miou = number(record.get("miou"))
-    shown.append(f"<dt>mIoU</dt><dd>{'-' if miou is None else f'{100 * miou:.1f} %'}</dd>")
+    ci = record.get("ci95") if isinstance(record.get("ci95"), list) and len(record["ci95"]) == 2 else None
+    interval = f" (95 % image-bootstrap interval {100 * ci[0]:.1f}–{100 * ci[1]:.1f})" if ci and all(number(v) is not None for v in ci) else ""
+    shown.append(f"<dt>mIoU</dt><dd>{'-' if miou is None else f'{100 * miou:.1f} %'}{esc(interval)}</dd>")
     if score.std is not None or score.ci95 is not None:
         row_text = f"{score.value:.1f}" + (f" ± {score.std:.1f}" if score.std is not None else "") + f" over {score.n or 1} seed(s)"
         if score.ci95:
@@ -94,9 +86,17 @@ def _summary(entry: Entry, site: SiteGroup) -> str:
     classifier = record.get("classifier") if isinstance(record.get("classifier"), dict) else {}
     if number(classifier.get("map")) is not None:
         shown.append(f"<dt>classification mAP</dt><dd>{100 * classifier['map']:.1f} % ({esc(classifier.get('map_split') or '')})</dd>")
-    for key in ("threshold_auc", "threshold_max", "threshold_used"):
-        if key in record:
-            shown.append(f"<dt>{esc(key)}</dt><dd>{value_html(record[key])}</dd>")
+    auc = number(record.get("threshold_auc"))
+    if auc is not None:
+        shown.append(f"<dt>threshold AUC</dt><dd>{100 * auc:.1f} % (mean mIoU over the background-threshold grid)</dd>")
+    priors = [p for p in record.get("priors") or () if isinstance(p, dict)]
+    if priors:
+        listed = "".join(f"<li><strong>{esc(p.get('mark'))}</strong> {esc(PRIOR_MARKS.get(str(p.get('mark')), ''))}"
+                         f"{': ' + esc(p['what']) if p.get('what') else ''}</li>" for p in priors)
+        shown.append(f"<dt>priors</dt><dd><ul>{listed}</ul></dd>")
+    for key in ("tuning", "counts"):
+        if isinstance(record.get(key), dict):
+            shown.append(f"<dt>{esc(key)}</dt><dd>{kv_html(record[key])}</dd>")
     for key in ("seed", "created", "world_size"):
         if key in record:
             shown.append(f"<dt>{esc(key)}</dt><dd>{value_html(record[key])}</dd>")
@@ -145,12 +145,21 @@ def _deviations(record: dict) -> str:
 
 
 def _per_class(record: dict) -> str:
+    """IoU per class, with precision and recall where the record's ``diagnostics`` hold them."""
     per_class = record.get("per_class_iou") if isinstance(record.get("per_class_iou"), dict) else {}
+    diagnostics = record.get("diagnostics") if isinstance(record.get("diagnostics"), dict) else {}
+    extra = [k for k in ("precision", "recall") if isinstance(diagnostics.get(k), dict)]
+
+    def pct(value: Any) -> str:
+        v = number(value)
+        return "-" if v is None else f"{100 * v:.1f}"
+
     rows = []
     for name, value in per_class.items():
         v = number(value)
-        rows.append([esc(name), "-" if v is None else f"{100 * v:.1f}", "" if v is None else value_bar(v)])
-    return _table(["class", "IoU %", ""], rows, numeric={1}) if rows else "<p>Not recorded.</p>"
+        rows.append([esc(name), pct(v), *(pct(diagnostics[k].get(name)) for k in extra), "" if v is None else value_bar(v)])
+    header = ["class", "IoU %", *(f"{k} %" for k in extra), ""]
+    return _table(header, rows, numeric=set(range(1, 2 + len(extra)))) if rows else "<p>Not recorded.</p>"
 
 
 def _curve(record: dict) -> str | None:
@@ -184,14 +193,22 @@ def _at(value: Any) -> tuple[float | None, float | None] | None:
 
 
 def _diagnostics(record: dict) -> str | None:
+    """The record's ``diagnostics`` but precision and recall (in the per-class table): IoU by
+    region size, the rate of predicted classes absent from the image, and any other key."""
     diagnostics = record.get("diagnostics")
-    if not isinstance(diagnostics, dict) or not diagnostics:
+    if not isinstance(diagnostics, dict):
         return None
     parts = []
-    for key, value in diagnostics.items():
-        table = _matrix(value) if isinstance(value, dict) else None
-        parts.append(f"<h3>{esc(key)}</h3>{table or value_html(value)}")
-    return "".join(parts)
+    sizes = diagnostics.get("iou_by_size")
+    if isinstance(sizes, dict) and all(isinstance(v, dict) for v in sizes.values()):
+        rows = [[esc(size), "-" if number(v.get("iou")) is None else f"{100 * v['iou']:.1f}", value_html(v.get("regions"))]
+                for size, v in sizes.items()]
+        rule = f"<p>{esc(diagnostics['size_rule'])}.</p>" if isinstance(diagnostics.get("size_rule"), str) else ""
+        parts.append(f"<h3>IoU by region size</h3>{rule}" + _table(["size", "IoU %", "regions"], rows, numeric={1, 2}))
+    rest = {k: v for k, v in diagnostics.items() if k not in ("precision", "recall", "iou_by_size", "size_rule")}
+    if rest:
+        parts.append(kv_html(rest))
+    return "".join(parts) or None
 
 
 def _siblings(entry: Entry, names: dict) -> str | None:

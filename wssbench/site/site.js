@@ -33,7 +33,8 @@
   }
 
   // A group is one table, or several consecutive tables of the same columns (a long group):
-  // the measured rows of all of them are sorted together and dealt back, as many to each as it held.
+  // the ranked rows of all of them are sorted together and dealt back, as many to each as it held;
+  // the rows shown apart (tuned on their scored images) and the published rows are sorted among themselves.
   function onSort(event) {
     var th = event.currentTarget.parentNode;
     var section = th.closest("section.group");
@@ -57,7 +58,7 @@
       body.appendChild(fragment);
       at += counts[k];
     });
-    Array.prototype.forEach.call(section.querySelectorAll("tbody.refs"), function (body) {
+    Array.prototype.forEach.call(section.querySelectorAll("tbody:not(.runs)"), function (body) {
       var fragment = document.createDocumentFragment();
       sortRows(dataRows(body), index, numeric, descending).forEach(function (r) { fragment.appendChild(r); });
       body.appendChild(fragment);

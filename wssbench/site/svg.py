@@ -27,7 +27,7 @@ def interval_bar(lo: float, hi: float, mean: float | None, scale: tuple[float, f
     span = stop - start
 
     def x(v: float) -> int:
-        return BAR_WIDTH // 2 if span <= 0 else round((BAR_WIDTH - 1) * (v - start) / span)
+        return BAR_WIDTH // 2 if span <= 0 else min(max(round((BAR_WIDTH - 1) * (v - start) / span), 0), BAR_WIDTH - 1)
 
     left, right = x(lo), x(hi)
     tick = f'<i class="ct x{x(mean)}"></i>' if mean is not None else ""
