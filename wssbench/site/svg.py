@@ -87,7 +87,7 @@ def threshold_curve(points: list[tuple[float, float]], used: tuple[float, float 
     for i in range(6):
         t = t0 + (t1 - t0) * i / 5
         parts.append(f'<text x="{x(t):.1f}" y="{H - bottom + 14}" text-anchor="middle">{t:.1f}</text>')
-    step = 10 if y_top <= 50 else 20
+    step = 2 if y_top <= 10 else 10 if y_top <= 50 else 20
     for m in range(0, int(y_top) + 1, step):
         parts.append(f'<text x="{left - 6}" y="{y(m) + 4:.1f}" text-anchor="end">{m}</text>')
     parts.append(f'<text x="{(left + W - right) / 2:.0f}" y="{H - 6}" text-anchor="middle">background threshold</text>')
@@ -102,6 +102,8 @@ def threshold_curve(points: list[tuple[float, float]], used: tuple[float, float 
     if best is not None:
         bt, bm = best
         parts.append(f'<circle cx="{x(bt):.1f}" cy="{y(bm):.1f}" r="4" fill="currentColor"/>')
-        parts.append(f'<text x="{x(bt) + 6:.1f}" y="{y(bm) - 6:.1f}">max {bm:.1f} (oracle)</text>')
+        right = x(bt) > W / 2  # the label goes on the side with room
+        parts.append(f'<text x="{x(bt) + (-6 if right else 6):.1f}" y="{y(bm) - 6:.1f}" text-anchor="{"end" if right else "start"}">'
+                     f"max {bm:.1f} (oracle)</text>")
     parts.append("</svg>")
     return "".join(parts)
