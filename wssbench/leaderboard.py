@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import warnings
 from dataclasses import replace
 from pathlib import Path
@@ -56,7 +57,7 @@ from wssbench.seed.labels import as_text, method_label
 
 __all__ = [  # the tables as data and their formats are re-exported: one import for leaderboard users
     "DEVIATION_MARK", "FORMATTERS", "NEUTRAL", "SORT_KEYS", "TIE_MARK", "Column", "Group", "Row", "build_groups", "cell_text",
-    "experiment_key", "find_records", "find_saliency_records", "group_key", "latex_escape", "method_label", "read_record",
+    "experiment_key", "find_records", "find_records_in", "find_saliency_records", "group_key", "latex_escape", "method_label", "read_record",
     "to_csv", "to_json", "to_latex", "to_markdown",
 ]
 NEUTRAL = ("workers", "loader_workers", "cache_maps", "batch_size", "device", "data_root")
@@ -76,8 +77,9 @@ MARKS_COLUMN = Column("marks", "priors")
 
 
 
-def find_records(root: Path) -> list[tuple[Path, dict]]:
-    """Every valid ``result.json`` under ``root``, recursively; invalid ones are skipped with a warning.
+def find_records(root: Path, *, strict: bool = False) -> list[tuple[Path, dict]]:
+    """Every valid ``result.json`` under ``root``, recursively; invalid ones are skipped with a
+    warning (``strict``: the first one raises its ``DataError``).
 
     Hidden folders are not searched: a run is written in a hidden temporary folder beside its
     output and renamed into place when complete (``io.atomic_dir``).
@@ -93,12 +95,36 @@ def find_records(root: Path) -> list[tuple[Path, dict]]:
         try:
             found.append((path, read_record(path)))
         except DataError as e:
+            if strict:
+                raise
             warnings.warn(f"skipped {e}", stacklevel=2)
     if not found:
         raise DataError(f"no valid result.json under {root} ({len(paths)} skipped)")
     return found
 
 
+
+
+def find_records_in(roots: list[Path], *, strict: bool = False) -> tuple[list[tuple[Path, dict]], Path]:
+    """The records under several folders (records from several people) merged, and the folder
+    their sources are named from.
+
+    One folder: ``find_records`` and that folder. Several: their records under resolved paths,
+    named from the folders' deepest common parent; a record met again in a later folder with
+    the same content (the same file reached twice, or a copy of a run) counts once.
+    """
+    if len(roots) == 1:
+        return find_records(roots[0], strict=strict), Path(roots[0])
+    merged, seen = [], set()
+    for root in roots:
+        mine = set()
+        for path, record in find_records(root, strict=strict):
+            content = json.dumps(record, sort_keys=True)
+            if content not in seen:
+                merged.append((path.resolve(), record))
+                mine.add(content)
+        seen |= mine
+    return merged, Path(os.path.commonpath([Path(root).resolve() for root in roots]))
 
 
 def group_key(record: dict) -> tuple:
@@ -201,7 +227,7 @@ def _experiment_rows(runs: list[tuple[Path, dict]], root: Path, saliency: list[d
             cells["source"] += f" ({len(members)} seeds)"
         if repeats:
             cells["source"] += f" (+{repeats} identical)"
-        out.append(replace(row, cells=cells, runs=sum(len(m) for m in members)))
+        out.append(replace(row, cells=cells, runs=sum(len(m) for m in members), paths=tuple(p for m in members for p, _ in m)))
     return out
 
 
@@ -335,7 +361,7 @@ def _measured_row(path: Path, record: dict, root: Path, saliency: list[dict] = (
     }
     cells.update({f"iou:{name}": _pct(value) for name, value in per_class.items()})
     cells.update(_saliency_cells(record, saliency))
-    return Row(cells, deviations=deviations)
+    return Row(cells, deviations=deviations, paths=(path,))
 
 
 def _published_rows(dataset: str, split: str, protocol: str, n_images: int, stage: str | None) -> list[Row]:

@@ -15,6 +15,7 @@ Marks, explained under every table that uses them (:attr:`Group.notes`):
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 DEVIATION_MARK = "†"
@@ -58,6 +59,7 @@ class Row:
     unranked: bool = False  # tuned on its scored images: shown apart
     points: tuple[float, ...] = ()  # the runs' mIoUs (fractions), one per seed
     samples: Any = field(default=None, compare=False, repr=False)  # (B, R) the runs' bootstrap samples, or None
+    paths: tuple[Path, ...] = ()  # the result.json of every run the row stands for (none for a published row)
 
     @property
     def n_seeds(self) -> int:
