@@ -143,3 +143,16 @@ def test_range_checks_hold_for_the_api_records_and_bench_rows(tmp_path):
     bench.write_text('[[rows]]\nlabel = "x"\nlr = -1\n')
     result = CliRunner().invoke(cli, ["bench", str(bench)])
     assert result.exit_code == 2 and "row 'x': --lr: expected a positive number" in result.output
+
+
+def test_none_on_the_command_line_turns_a_stage_off(tmp_path, monkeypatch):
+    """--saliency none and --classmap none reach the config (they once read as 'not given')."""
+    from wssbench.cli.run import description_from_flags, run_command
+
+    ctx = run_command.make_context("run", ["--saliency", "none", "--classmap", "fcn", "--refine", "none"])
+    given = description_from_flags(dict(ctx.params))
+    assert given["saliency"] == "none" and given["refine"] == "none"
+    from wssbench.seed.config import build_config
+
+    config = build_config({k: v for k, v in given.items() if k not in ("out", "from_record", "as_json")}, device="cpu")
+    assert config.saliency is None and config.classmap == "fcn" and config.refine == ()

@@ -166,8 +166,8 @@ def _detected(probabilities: torch.Tensor, threshold: float, most: int) -> torch
 
 
 def _components(kind: str, names: tuple[str | None, ...], config: RunConfig, registry: Registry) -> dict[str, Any]:
-    """Each named method of ``kind`` (``None``, the "none" choice, dropped), with the stage's -O options."""
-    return {n: registry.create(kind, n, **config.options_for(kind)) for n in dict.fromkeys(names) if n is not None}
+    """Each named method of ``kind`` (the "none" choice dropped), with the stage's -O options."""
+    return {n: registry.create(kind, n, **config.options_for(kind)) for n in dict.fromkeys(names) if n not in (None, "none")}
 
 
 def save_maps(path: Path, maps: dict[str, np.ndarray]) -> None:

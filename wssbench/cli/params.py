@@ -26,8 +26,10 @@ class ComponentName(click.ParamType):
             return self.kind.upper()
 
     def convert(self, value, param, ctx):
-        if value is None or value == "" or (self.optional and value == "none"):
-            return None if value in (None, "none") else value
+        if value is None or value == "":
+            return value
+        if self.optional and value == "none":
+            return "none"  # kept as text: None would read as 'not given' and the default stage would run
         choices = self.choices()
         if value not in choices:
             self.fail(f"unknown {self.kind} '{value}'; available: {', '.join(choices)}", param, ctx)

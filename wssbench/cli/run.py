@@ -114,5 +114,5 @@ def description_from_flags(kw: dict) -> dict:
     """The run options a user gave on the command line (unset flags are None or empty)."""
     given = {k: v for k, v in kw.items() if v is not None and v != ()}
     if "refine" in given:
-        given["refine"] = list(given["refine"]) if None not in given["refine"] else "none"
+        given["refine"] = list(given["refine"]) if "none" not in given["refine"] else "none"
     return given
