@@ -270,3 +270,20 @@ def test_a_cls_labels_npy_of_the_wrong_structure_is_a_one_line_data_error(devkit
             allow_pickle=True)
     with pytest.raises(DataError, match=r"cls_labels\.npy: "):
         VOC2012(str(devkit)).image_labels("2007_000002")
+
+
+def test_labels_from_the_classification_lists_as_ccnn_reads_them(devkit: Path):
+    """-O dataset.labels=main: ImageSets/Main/<class>_trainval.txt, a class whose objects are all
+    difficult (0) counts as absent (pathak22/ccnn generate_bb_indicator.m, python_layers.py)."""
+    main = devkit / "VOC2012" / "ImageSets" / "Main"
+    main.mkdir(parents=True)
+    for name in CLASSES[1:]:
+        value = {"cat": "1", "dog": "0"}.get(name, "-1")
+        (main / f"{name}_trainval.txt").write_text(f"2007_000002 {value}\n2007_000003 -1\n")
+    ds = VOC2012(str(devkit), labels="main")
+    np.testing.assert_array_equal(ds.image_labels("2007_000002"), labels_of(CAT))  # the difficult-only dog is absent
+    assert not ds.image_labels("2007_000003").any()
+    with pytest.raises(DataError, match="in no <class>_trainval.txt list"):
+        ds.image_labels("2007_000001")
+    with pytest.raises(ValueError, match="labels"):
+        VOC2012(str(devkit), labels="xml")

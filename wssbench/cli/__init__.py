@@ -33,6 +33,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "explain": ("wssbench.cli.explain", "explain_command", "Draw IMAGE's saliency and class maps per class into one PNG panel."),
     "saliency-eval": ("wssbench.cli.saliency_eval", "saliency_eval_command", "Evaluate saliency maps: pointing game, energy, deletion/insertion AUC, sanity check."),
     "show": ("wssbench.cli.show", "show_command", "Write a gallery of a run's images: image, truth, class map, saliency map, prediction."),
+    "presets": ("wssbench.cli.presets", "presets_command", "List the presets (the published methods), or show one's recipe exactly as a run uses it."),
     "plugins": ("wssbench.cli.plugins", "plugins_command", "List every registered component by kind, with the plugin that registered it."),
     "list": ("wssbench.cli.plugins", "list_command", "List the names of one KIND of component, with a one-line description each."),
     "data": ("wssbench.cli.data", "data", "Download and inspect datasets."),

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import xml.etree.ElementTree as ET
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -75,16 +76,47 @@ class VOC2012(SegmentationDataset):
     """PASCAL VOC 2012 segmentation: 20 classes + background (train 1464, val 1449 images).
 
     Splits are the lists in ``ImageSets/Segmentation``, plus ``train_aug`` when the SBD masks
-    (``SegmentationClassAug/``) are present. Image labels come from ``cls_labels.npy`` when
-    present, else from ``Annotations/<id>.xml``, else from the mask.
+    (``SegmentationClassAug/``) are present. Image labels (option ``labels``): ``auto`` from
+    ``cls_labels.npy`` when present, else from ``Annotations/<id>.xml``, else from the mask;
+    ``main`` from the classification lists ``ImageSets/Main/<class>_trainval.txt`` as CCNN reads
+    them (1: present; 0, an object marked difficult only, and -1: absent).
     """
 
     name = "voc2012"
     classes = CLASSES
+    labels: str  # annotated here so that option parsing converts and checks it
 
-    def __init__(self, root: str | None = None):
+    def __init__(self, root: str | None = None, labels: str = "auto"):
+        if labels not in ("auto", "main"):
+            raise ValueError(f"labels: expected 'auto' or 'main', got '{labels}'")
+        self.labels = labels
         given = Path(root) if root is not None else default_root()
         super().__init__(find_voc2012(given), given)
+
+    def image_labels(self, image_id: str) -> np.ndarray:
+        if self.labels == "main":
+            table = self._main_labels
+            if image_id not in table:
+                raise DataError(f"{self.root / 'ImageSets/Main'}: image '{image_id}' is in no <class>_trainval.txt list")
+            return table[image_id]
+        return super().image_labels(image_id)
+
+    @cached_property
+    def _main_labels(self) -> dict[str, np.ndarray]:
+        """``ImageSets/Main/<class>_trainval.txt`` -> {id: bool (20,)}: 1 present, 0 and -1 absent."""
+        out: dict[str, np.ndarray] = {}
+        for c, name in enumerate(self.classes[1:]):
+            path = self.root / "ImageSets" / "Main" / f"{name}_trainval.txt"
+            if not path.is_file():
+                raise DataError(f"{path}: not found (-O dataset.labels=main reads VOC's classification lists)")
+            for line in path.read_text().splitlines():
+                parts = line.split()
+                if len(parts) != 2 or parts[1] not in ("1", "0", "-1"):
+                    if line.strip():
+                        raise DataError(f"{path}: expected lines '<id> 1|0|-1', got {line.strip()!r}")
+                    continue
+                out.setdefault(parts[0], np.zeros(len(self.classes) - 1, bool))[c] = parts[1] == "1"
+        return out
 
     def prepare(self) -> None:
         if not self.root.exists():

@@ -15,6 +15,11 @@ class Preset:
     published: str = ""
     unverified: tuple[str, ...] = ()  # recipe options chosen where the source could not be checked
     departures: tuple[dict[str, str], ...] = ()  # what wssbench's implementation does differently
+    why: dict[str, str] = field(default_factory=dict)  # option -> why it is unverified (else the table's general reason)
+
+    def reasons(self, general: dict[str, str]) -> dict[str, str]:
+        """Each unverified option with why it is a choice: this preset's reason, else ``general``'s."""
+        return {o: self.why.get(o) or general.get(o) or "not checked against the paper or the authors' code" for o in self.unverified}
 
     def deviations(self, changed: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """A run's ``changed`` options (``{"option", "published", "used"}``), each flagged

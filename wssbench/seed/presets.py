@@ -40,6 +40,19 @@ TRAIN_UNVERIFIED = tuple(TRAIN)
 MIL_FCN_SOLVER = {"batch_size": 1, "iter_size": 20, "head_lr_mult": 1.0, "lr_policy": "step", "lr_step": 20000, "lr_gamma": 0.1,
                   "momentum": 0.9, "weight_decay": 5e-4, "flip": False, "scale": (1.0, 1.0)}
 
+# why an option of the seed presets is a choice (a preset's own ``why`` wins)
+WHY = {
+    "epochs": "no training code was released with the seed papers: one chosen length for all (5 epochs of train_aug)",
+    "crop": "no training code was released with the seed papers: one chosen crop for all (448 px)",
+    "lr": "no training code was released with the seed papers: one chosen rate for all (0.01, the head at 10x)",
+    "pooling": "r of the log-sum-exp pooling is 5: the paper's value was not found",
+    "loss": "the softmax loss's target for an image with several labels (spread evenly over them) is a choice",
+    "fusion": "the poster's 'ILP' is read as the image-level prior of MIL-ILP; the integer-LP reading is a comparison row",
+    "refine": "the form and parameters of the refinement are not in the paper",
+    "classmap": "the zoom-out levels (the global level left out) and the subscene window are recalled from Mostajabi et al., not checked",
+    "saliency": "the poster's 'MCG-based objectness map': its formula and its unification with the class maps are readings",
+}
+
 PRESETS: dict[str, Preset] = {
     "mil-fcn": Preset(
         "MIL-FCN (Pathak et al. 2015): an FCN with a background output, multi-class MIL loss, per-pixel argmax over every class",
@@ -51,6 +64,8 @@ PRESETS: dict[str, Preset] = {
         # released fcn_mil_solver.prototxt's; its length (100,000 iterations there, "under 10,000" in
         # the paper's text as a reading note gives it) is a choice: 5 epochs
         unverified=("loss", "epochs"),
+        why={"loss": "that the label set L_I holds background in every image is the paper's text as recalled, not re-read",
+             "epochs": "the released solver runs 100,000 iterations, the paper's text (as a reading note gives it) under 10,000"},
         departures=(
             {"option": "loss layer of the release", "published": "fcn_mil.prototxt trains with a later MILLoss (fixed biases, latent argmax labels)",
              "used": "the paper's MIL loss (its solver values, which the paper's text agrees with, are kept)"},
@@ -108,6 +123,8 @@ PRESETS: dict[str, Preset] = {
         # the paper: the maps are the CRF's unary potentials; the background score (wssbench: the threshold
         # rule's constant, tuned on train) and the dense CRF's parameters are not in dcsm.m
         unverified=("fusion", "refine", *TRAIN_UNVERIFIED),
+        why={"fusion": "the background score (the threshold rule's constant, tuned on train) is not in dcsm.m",
+             "refine": "the dense CRF's parameters are not in dcsm.m nor in the Caffe port"},
     ),
     "mil-bb": Preset(
         "MIL-bb (Pinheiro & Collobert 2015): log-sum-exp pooling, background output, image-level prior, smoothing prior on box proposals (Selective Search for BING)",

@@ -47,6 +47,16 @@ EM_ADAPT_SOLVER = {"iterations": 6000, "batch_size": 20, "lr_policy": "step", "l
 CCNN_SOLVER = {"iterations": 35000, "batch_size": 1, "crop": None, "flip": False, "scale": (1.0, 1.0), "lr_policy": "fixed",
                "momentum": 0.99, "weight_decay": 5e-7, "head_lr_mult": 1.0, "bias_lr_mult": 2.0, "bias_decay": False}
 
+# why an option of the segmentation presets is a choice (a preset's own ``why`` wins)
+WHY = {
+    "recipe.iterations": "the length of CCNN's training list: its train.txt is linked from the README, not in the repository",
+    "batch_size": "STC's solver: only the paper's abstract could be read (DeepLab-LargeFOV's batch of 20 taken)",
+    "epochs": "STC's solver: only the paper's abstract could be read (DeepLab-LargeFOV's 6,000 iterations of 20, about 12 epochs)",
+    "lr": "STC's solver: only the paper's abstract could be read (DeepLab-LargeFOV's lr 1e-3)",
+    "crf": "STC: whether val is post-processed by a dense CRF is not in the abstract",
+    "schedule.step3_simple": "the abstract's 'complex images' are VOC's train_aug, its single-class images included; read as true",
+}
+
 SEGMENT_PRESETS: dict[str, Preset] = {
     "em-adapt": Preset(
         "EM-Adapt (Papandreou et al., ICCV 2015): DeepLab (VGG-16, fc6 4x4 hole 4) trained by EM with adaptive "
