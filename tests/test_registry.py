@@ -1,5 +1,7 @@
 """The plugin host: registration, names, duplicates, broken plugins, options."""
 
+import json
+
 import importlib.util
 import sys
 from dataclasses import dataclass
@@ -46,14 +48,30 @@ def test_third_party_plugin_and_description():
     assert registry.create("refiner", "fake", strength="0.5", passes="3", sharp="yes") == FakeRefiner(0.5, 3, True)
 
 
-def test_duplicate_name_fails_at_start_up():
+def test_a_duplicate_name_is_unusable_but_listing_still_works(monkeypatch):
+    from click.testing import CliRunner
+
+    from wssbench.cli import cli
+    from wssbench.host import registry as registry_module
+
     class Again:
         @wssbench.hookimpl
         def register_refiners(self, register):
             register(FakeRefiner)
 
-    with pytest.raises(PluginError, match="duplicate refiner name 'fake'"):
-        build_registry(plugins=[FakePlugin(), Again()], entry_points=False)
+    registry = build_registry(plugins=[FakePlugin(), Again()])
+    with pytest.raises(PluginError, match="duplicate refiner name 'fake': registered by FakePlugin-0 and by Again-1"):
+        registry.get("refiner", "fake")
+    assert "densecrf" in registry.names("refiner") and "fake" not in registry.names("refiner")
+    monkeypatch.setattr(registry_module, "_default", registry)
+    shown = CliRunner().invoke(cli, ["plugins", "--json"])
+    assert shown.exit_code == 0
+    assert json.loads(shown.stdout)["clashes"] == [{"kind": "refiner", "name": "fake", "plugins": ["FakePlugin-0", "Again-1"],
+                                                    "descriptions": [FakeRefiner.__doc__.strip(), FakeRefiner.__doc__.strip()]}]
+    listed = CliRunner().invoke(cli, ["list", "refiner"])
+    assert listed.exit_code == 0 and "clash: registered by FakePlugin-0 and Again-1" in listed.stdout
+    used = CliRunner().invoke(cli, ["run", "--refine", "fake"])
+    assert used.exit_code != 0 and "duplicate refiner name 'fake'" in used.output
 
 
 def test_unknown_name_lists_available():

@@ -26,14 +26,23 @@ def plugins_command(as_json: bool) -> None:
     registry = default_registry()
     rows = [{"kind": e.kind, "name": e.name, "plugin": e.plugin, "description": e.description} for e in registry.entries()]
     failures = [{"plugin": f.plugin, "stage": f.stage, "error": f.error} for f in registry.failures]
+    clashes = [{"kind": k, "name": n, "plugins": [e.plugin for e in entries], "descriptions": [e.description for e in entries]}
+               for (k, n), entries in sorted(registry.clashes.items())]
     if as_json:
-        click.echo(json.dumps({"components": rows, "failed": failures}, indent=2))
+        click.echo(json.dumps({"components": rows, "failed": failures, "clashes": clashes}, indent=2))
         return
     table = Table(title="wssbench plugins")
     for col in ("kind", "name", "plugin", "description"):
         table.add_column(col)
     for r in rows:
         table.add_row(*(escape(r[c]) for c in ("kind", "name", "plugin", "description")))
+    if clashes:
+        table.add_section()
+        for c in clashes:
+            for plugin, description in zip(c["plugins"], c["descriptions"]):
+                table.add_row(escape(c["kind"]), f"[red]{escape(c['name'])}[/red]", escape(plugin),
+                              escape(f"clash: '{c['name']}' is registered by {' and '.join(c['plugins'])}; unusable until one is uninstalled. "
+                                     f"{description}"))
     if failures:
         table.add_section()
         for f in failures:
@@ -53,15 +62,20 @@ def list_command(kind: str, with_options: bool, as_json: bool) -> None:
     With --options, each component's options follow its name: ``-O STAGE.KEY=VALUE`` sets one
     (STAGE is the kind, or a refiner's name).
     """
-    entries = default_registry().entries(kind)
+    registry = default_registry()
+    entries = registry.entries(kind)
+    clashes = {n: es for (k, n), es in registry.clashes.items() if k == kind}
     if as_json:
         if with_options:
             data = {e.name: {"description": e.description, "options": _options_json(e.factory)} for e in entries}
         else:
             data = {e.name: e.description for e in entries}
+        data.update({n: f"clash: registered by {' and '.join(e.plugin for e in es)}; unusable" for n, es in clashes.items()})
         click.echo(json.dumps(data, indent=2, default=repr))
         return
-    width = max((len(e.name) for e in entries), default=0)
+    width = max((len(e.name) for e in [*entries, *(es[0] for es in clashes.values())]), default=0)
+    for name, es in sorted(clashes.items()):
+        click.echo(f"{name:<{width}}  clash: registered by {' and '.join(e.plugin for e in es)}; unusable until one is uninstalled")
     for e in entries:
         click.echo(f"{e.name:<{width}}  {e.description}")
         if with_options:

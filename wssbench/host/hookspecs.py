@@ -9,7 +9,7 @@ component. The usual factory is a frozen dataclass whose fields are its options,
 ``wssbench.create("fusion", "threshold", bg_threshold=0.3)`` and
 ``-O fusion.bg_threshold=0.3`` on the command line validate and convert the same way.
 ``name`` defaults to ``factory.name`` and ``description`` to the first line of its docstring.
-A name registered twice (by any plugins) is an error at start-up.
+A name registered twice (by any plugins) is a clash: using it is an error naming both plugins.
 
 Plugins are modules or objects with functions marked ``@wssbench.hookimpl``, shipped in an
 entry point of the group ``wssbench``. The built-ins in ``plugins/`` register the same way.

@@ -3,8 +3,10 @@
 Broken plugins never take the host down: a plugin whose module fails to import, whose hook
 raises while registering, or that registers something that is not callable (or has no name)
 is recorded in ``Registry.failures`` with a warning naming it, and none of its components
-are registered. A duplicate name stays an error at start-up: a leaderboard row must mean
-what its label says.
+are registered. A name registered by two plugins is a clash (``Registry.clashes``): it names
+neither component, and any use of it is an error naming both plugins (a leaderboard row must
+mean what its label says), while ``wssbench plugins`` and ``wssbench list``, the commands that
+diagnose it, keep working and show both.
 
 Failures later, while a component runs, are attributed by :meth:`Registry.blame`: the
 innermost frame of the traceback that lies in a third-party plugin's files names the
@@ -109,6 +111,7 @@ class Registry:
     def __init__(self, pm: pluggy.PluginManager, plugins: dict[str, Plugin], failures: Iterable[LoadFailure] = ()):
         self.pm = pm
         self.failures = list(failures)
+        self.clashes: dict[tuple[str, str], list[Entry]] = {}  # (kind, name) registered by two plugins: unusable
         self.plugins: dict[str, Plugin] = {}  # pluggy name -> Plugin, those that registered cleanly
         self._entries: dict[str, dict[str, Entry]] = {kind: {} for kind in KINDS}
         trace = os.environ.get("WSSBENCH_TRACE_PLUGINS") == "1"
@@ -122,11 +125,12 @@ class Registry:
             if staged is None:
                 continue
             for entry in staged:
-                previous = self._entries[entry.kind].get(entry.name)
-                if previous is not None:
-                    raise PluginError(
-                        f"duplicate {entry.kind} name '{entry.name}': registered by {previous.plugin} and by {entry.plugin}"
-                    )
+                previous = self._entries[entry.kind].get(entry.name) or next(iter(self.clashes.get((entry.kind, entry.name), ())), None)
+                if previous is not None:  # a clash: the name means neither until one plugin goes
+                    clash = self.clashes.setdefault((entry.kind, entry.name), [previous])
+                    clash.append(entry)
+                    self._entries[entry.kind].pop(entry.name, None)
+                    continue
                 self._entries[entry.kind][entry.name] = entry
             files = {*plugin.files, *(f for e in staged if (f := _file_of(e.factory)))}
             self.plugins[name] = Plugin(plugin.name, plugin.distribution, plugin.version, tuple(sorted(files)))
@@ -168,6 +172,10 @@ class Registry:
 
     def get(self, kind: str, name: str) -> Entry:
         entries = self._kind(kind)
+        if (kind, name) in self.clashes:
+            who = " and by ".join(e.plugin for e in self.clashes[(kind, name)])
+            raise PluginError(f"duplicate {kind} name '{name}': registered by {who}; uninstall one of them "
+                              f"(wssbench plugins lists both)")
         if name not in entries:
             available = ", ".join(sorted(entries)) or "none"
             raise UsageError(f"unknown {kind} '{name}'; available: {available}")
