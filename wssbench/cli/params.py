@@ -31,6 +31,8 @@ class ComponentName(click.ParamType):
         if self.optional and value == "none":
             return "none"  # kept as text: None would read as 'not given' and the default stage would run
         choices = self.choices()
+        if value not in choices and (self.kind, value) in default_registry().clashes:
+            default_registry().get(self.kind, value)  # raises the clash, naming both plugins
         if value not in choices:
             self.fail(f"unknown {self.kind} '{value}'; available: {', '.join(choices)}", param, ctx)
         return value
