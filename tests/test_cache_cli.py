@@ -54,5 +54,22 @@ def test_show_says_what_each_entry_is_and_prune_takes_sidecars(tmp_path, monkeyp
     table = runner.invoke(cli, ["cache", "show"]).stdout
     assert "resnet50" in table and "voc2012" in table
     assert runner.invoke(cli, ["cache", "prune", "classifiers", "classmaps"]).exit_code == 0
-    assert sorted(p.name for p in (tmp_path / "classifiers").iterdir()) == [".abc.pt.lock"]
+    assert sorted(p.name for p in (tmp_path / "classifiers").iterdir()) == []  # the entry and its stale lock
     assert list((tmp_path / "classmaps").iterdir()) == []
+
+
+def test_show_and_prune_remove_stale_lock_files_but_not_held_ones(tmp_path, monkeypatch):
+    from filelock import FileLock
+
+    monkeypatch.setenv("WSSBENCH_HOME", str(tmp_path))
+    maps = tmp_path / "maps"
+    (maps / "saliency-gbp-1").mkdir(parents=True)
+    (maps / ".saliency-gbp-1.lock").touch()  # its entry is there: kept
+    (maps / ".gone.lock").touch()  # its entry was removed: stale
+    (maps / ".busy.lock").touch()
+    with FileLock(maps / ".busy.lock"):  # another process computing: kept
+        result = CliRunner().invoke(cli, ["cache", "show"])
+    assert result.exit_code == 0 and "1 stale lock files removed" in result.output
+    assert sorted(p.name for p in maps.glob(".*.lock")) == [".busy.lock", ".saliency-gbp-1.lock"]
+    assert CliRunner().invoke(cli, ["cache", "prune", "maps"]).exit_code == 0
+    assert list(maps.glob(".*.lock")) == []

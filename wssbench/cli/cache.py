@@ -13,6 +13,7 @@ from rich.table import Table
 
 from wssbench.cli import traceback_option
 from wssbench.storage.cache import cache_dir
+from wssbench.storage.locks import sweep_locks
 
 SECTIONS = {
     "data": "generated and downloaded datasets",
@@ -127,7 +128,10 @@ def cache() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print JSON on stdout.")
 @traceback_option
 def show(as_json: bool) -> None:
-    """Entries per section: what each is (dataset, backbone, method), its size and age."""
+    """Entries per section: what each is (dataset, backbone, method), its size and age.
+
+    Lock files left by finished runs (one per entry a run computed) are removed on the way."""
+    swept = sum(sweep_locks(cache_dir(s)) for s in SECTIONS if cache_dir(s).is_dir())
     rows = [
         {"section": s, "entry": p.name, "bytes": _size(p), "modified": p.stat().st_mtime, **describe(s, p)}
         for s in SECTIONS for p in _entries(s)
@@ -141,7 +145,7 @@ def show(as_json: bool) -> None:
     for r in rows:
         age = (time.time() - r["modified"]) / 86400
         table.add_row(r["section"], r["what"], r["entry"], _human(r["bytes"]), f"{age:.1f} d")
-    table.caption = f"total {_human(sum(r['bytes'] for r in rows))}"
+    table.caption = f"total {_human(sum(r['bytes'] for r in rows))}" + (f"; {swept} stale lock files removed" if swept else "")
     Console().print(table)
 
 
@@ -163,4 +167,6 @@ def prune(sections: tuple[str, ...], older_than: float, dry_run: bool) -> None:
             if not dry_run:
                 for part in _parts(path):
                     shutil.rmtree(part) if part.is_dir() else part.unlink()
+        if not dry_run and cache_dir(section).is_dir():
+            sweep_locks(cache_dir(section))  # the removed entries' locks, and any a finished run left
     click.echo(f"{'would free' if dry_run else 'freed'} {_human(freed)}", err=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import click
@@ -58,6 +59,8 @@ def leaderboard_command(roots: tuple[Path, ...], fmt: str, out: Path | None, as_
                         sort: str, bootstrap: int) -> None:
     """Rank every run (result.json) under DIR: one table per dataset, split, protocol and precision.
 
+    On a terminal a table; piped or redirected, the same as --format markdown.
+
     Identical runs that differ only in options that do not change results (workers, batch
     size, device, ...) make one row; a run that deviates from a published setting is marked.
     Several DIRs merge (records from several people); a record found again in a later DIR
@@ -90,6 +93,8 @@ def leaderboard_command(roots: tuple[Path, ...], fmt: str, out: Path | None, as_
         replaced, pages = build_site(groups, dict(records), out, root=root, base=Path.cwd(), n_folders=len(set(roots)), sort=sort)
         click.echo(f"{'replaced' if replaced else 'wrote'} {out / 'index.html'} and {pages} record pages under {out / 'runs'}")
         return
+    if fmt == "table" and not sys.stdout.isatty():  # a pipe or a file: rich would wrap every cell to 80 columns
+        fmt = "markdown"
     if fmt in FORMATTERS:
         click.echo(FORMATTERS[fmt](groups), nl=False)
         return

@@ -47,3 +47,24 @@ def entry_lock(entry: str | Path, on_wait: Callable[[str], None] | None = None) 
         yield True
     finally:
         lock.release()
+
+
+def sweep_locks(folder: Path, keep: Callable[[Path], bool] = lambda entry: entry.exists()) -> int:
+    """Remove the lock files in ``folder`` whose entry is gone (``keep(entry)`` false) and that
+    no process holds; returns how many. Locks are zero-byte files a finished run leaves behind."""
+    removed = 0
+    for lock in Path(folder).glob(".*.lock"):
+        entry = lock.with_name(lock.name[1: -len(".lock")])
+        if keep(entry):
+            continue
+        held = FileLock(lock)
+        try:
+            held.acquire(timeout=0)
+        except Timeout:
+            continue  # in use: another run is computing that entry
+        try:
+            lock.unlink(missing_ok=True)
+            removed += 1
+        finally:
+            held.release()
+    return removed
