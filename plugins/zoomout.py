@@ -311,21 +311,34 @@ class ZoomOut:
         ids = dataset.ids(split)
         wanted = len(ids) if self.max_images is None else min(self.max_images, len(ids))
         picked = sorted(set(np.linspace(0, len(ids) - 1, wanted).round().astype(int)))  # the whole split by default
+        from sklearn.exceptions import ConvergenceWarning
+
         bags, labels = [], []
+        n_classes = len(dataset.image_labels(ids[picked[0]]))
+        total = len(picked) + n_classes  # the features of each image, then one mi-SVM per class
         for done, i in enumerate(picked, 1):
             _, (instances,) = self.superpixel_features(model, model.preprocess([dataset.load_image(ids[i])]))
             bags.append(instances)  # (S, D)
             labels.append(dataset.image_labels(ids[i]))
             if progress:
-                progress(done, len(picked))
+                progress(done, total)
         labels = np.stack(labels)  # (N, C)
         svms: list[MISVM | None] = []
+        unconverged = 0
         for c in range(labels.shape[1]):
             if labels[:, c].all() or not labels[:, c].any():
                 warnings.warn(f"zoomout: class {c} is in all or none of the {len(bags)} training images; its maps will be zero")
                 svms.append(None)
             else:
-                svms.append(MISVM(C=self.svm_c, max_iter=self.max_iter).fit(bags, labels[:, c]))
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always", ConvergenceWarning)
+                    svms.append(MISVM(C=self.svm_c, max_iter=self.max_iter).fit(bags, labels[:, c]))
+                unconverged += any(issubclass(w.category, ConvergenceWarning) for w in caught)
+            if progress:
+                progress(len(picked) + c + 1, total)
+        if unconverged:  # once, not once per liblinear fit
+            warnings.warn(f"zoomout: liblinear did not converge (10,000 iterations) in the mi-SVM of {unconverged} of "
+                          f"{labels.shape[1]} classes; their hyperplanes are approximate (a smaller svm_c converges sooner)")
         return svms
 
     def __call__(self, model, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:

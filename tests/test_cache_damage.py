@@ -188,7 +188,8 @@ def test_zoomout_fit_reports_progress_per_image(home, tiny_dataset, resnet18_cla
     model = resnet18_classifier(tiny_dataset.num_classes - 1)
     calls = []
     ZoomOut(max_images=3, max_iter=2).fit(model, tiny_dataset, "train", "progress-test", progress=lambda *a: calls.append(a))
-    assert calls == [(1, 3), (2, 3), (3, 3)]
+    n = tiny_dataset.num_classes - 1
+    assert calls == [(k, 3 + n) for k in range(1, 4 + n)]  # each image's features, then each class's mi-SVM
     path = next((home / "classmaps").glob("zoomout-*.npz"))
     path.write_bytes(path.read_bytes()[:-1])
     with pytest.warns(UserWarning, match=f"{path}: damaged cache entry"):

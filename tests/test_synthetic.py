@@ -139,3 +139,13 @@ def test_options_and_description():
     assert parse_option(SyntheticDataset, "preset", "tiny", "dataset 'synthetic'") == "tiny"
     with pytest.raises(ValueError, match="available"):
         SyntheticDataset(preset="nope")
+
+
+def test_a_damaged_generated_file_says_how_to_get_it_back(tmp_path):
+    ds = SyntheticDataset(str(tmp_path / "syn"), preset="tiny")
+    ds.prepare()
+    image_id = ds.ids("train")[0]
+    path = ds.image_path(image_id)
+    path.write_bytes(path.read_bytes()[:100])  # truncated
+    with pytest.raises(DataError, match=r"unreadable image .*the dataset is generated: remove .*wssbench cache prune data"):
+        ds.load_image(image_id)

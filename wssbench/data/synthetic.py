@@ -114,6 +114,24 @@ class SyntheticDataset(SegmentationDataset):
             root = str(cache_dir("data", f"synthetic-{preset}-{key}"))
         super().__init__(root)
 
+    def load_image(self, image_id: str) -> np.ndarray:
+        try:
+            return super().load_image(image_id)
+        except DataError as e:
+            raise DataError(f"{e}; {self.regenerate}") from None
+
+    def load_mask(self, image_id: str) -> np.ndarray:
+        try:
+            return super().load_mask(image_id)
+        except DataError as e:
+            raise DataError(f"{e}; {self.regenerate}") from None
+
+    @property
+    def regenerate(self) -> str:
+        """How to get a damaged generated file back."""
+        return (f"the dataset is generated: remove {self.root} ('wssbench cache prune data' does, for the default place) "
+                f"and the next run generates it again")
+
     def is_complete(self) -> bool:
         """Whether ``root`` holds a finished generation of this spec."""
         marker = self.root / MARKER
