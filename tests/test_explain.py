@@ -138,3 +138,19 @@ def test_unknown_imagenet_class(lite0, chelsea):
     result = invoke(chelsea, "--backbone", "tf_efficientnet_lite0", "--weights", lite0, "--classes", "Egyptain cat", "--device", "cpu")
     assert result.exit_code == 2
     assert result.stderr.strip() == "error: unknown ImageNet class 'Egyptain cat'; did you mean Egyptian cat?"
+
+
+def test_a_large_photo_gives_a_small_panel_and_full_size_maps(first, tmp_path, tiny_dataset):
+    from wssbench.cli.explain import MAX_TILE, shrunk, tile_size
+
+    assert tile_size(8000, 8000) == (MAX_TILE, MAX_TILE) and tile_size(64, 32) == (512, 256)
+    big = np.random.default_rng(0).integers(0, 255, (2000, 1500, 3), np.uint8)
+    assert shrunk(big, tile_size(2000, 1500)).shape == (MAX_TILE, 576, 3)
+    path = tmp_path / "big.png"
+    Image.fromarray(np.asarray(Image.open(tiny_dataset.image_path(tiny_dataset.ids("val")[0])).resize((1200, 1200)))).save(path)
+    out, maps = tmp_path / "panel.png", tmp_path / "maps.npz"
+    result = invoke(path, *TINY, "--out", out, "--save-maps", maps)
+    assert result.exit_code == 0, result.output
+    with Image.open(out) as panel:
+        assert max(panel.size) < 3 * (MAX_TILE + 50)
+    assert next(iter(np.load(maps).values())).shape == (1200, 1200)  # the saved maps keep the photo's size

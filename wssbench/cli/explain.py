@@ -41,6 +41,7 @@ from wssbench.seed.run import prepare_run
 from wssbench.storage.io import atomic_path, read_image
 
 MIN_TILE = 256  # pixels, short side of a tile
+MAX_TILE = 768  # pixels, long side of a tile: a large photo's panel stays small (--save-maps keeps full size)
 CAPTION = 20  # pixels above each tile
 PAD = 8  # pixels around and between tiles
 DEFAULTS = {"dataset": RunConfig.dataset, "backbone": RunConfig.backbone, "pooling": RunConfig.pooling}
@@ -65,11 +66,28 @@ def overlay(image: np.ndarray, heat: np.ndarray) -> np.ndarray:
     return ((image.astype(np.float32) + colours) / 2).round().astype(np.uint8)
 
 
+def tile_size(height: int, width: int) -> tuple[int, int]:
+    """A tile's (height, width): small images scaled up to ``MIN_TILE`` on their short side, large
+    ones down to ``MAX_TILE`` on their long side, aspect ratio kept."""
+    scale = max(1, math.ceil(MIN_TILE / min(height, width)))
+    if max(height, width) * scale > MAX_TILE:
+        shrink = MAX_TILE / max(height, width)
+        return max(1, round(height * shrink)), max(1, round(width * shrink))
+    return height * scale, width * scale
+
+
+def shrunk(array: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """An image (H, W, 3) uint8 or a map (H, W) float at most ``size`` (h, w) for drawing; as is when not larger."""
+    if array.shape[0] <= size[0]:
+        return array
+    if array.ndim == 3:
+        return np.asarray(Image.fromarray(array).resize(size[::-1], Image.Resampling.BILINEAR))
+    return np.asarray(Image.fromarray(array.astype(np.float32), mode="F").resize(size[::-1], Image.Resampling.BILINEAR))
+
+
 def compose_panel(image: np.ndarray, rows: list[list[tuple[str, np.ndarray]]]) -> Image.Image:
     """A grid of captioned tiles; ``rows[r]`` lists (caption, (H, W, 3) uint8) tiles, row 0 first."""
-    height, width = image.shape[:2]
-    scale = max(1, math.ceil(MIN_TILE / min(height, width)))
-    th, tw = height * scale, width * scale
+    th, tw = tile_size(*image.shape[:2])
     cols = max(len(row) for row in rows)
     panel = Image.new("RGB", (cols * tw + (cols + 1) * PAD, len(rows) * (th + CAPTION) + (len(rows) + 1) * PAD), "white")
     draw = ImageDraw.Draw(panel)
@@ -258,17 +276,19 @@ def explain_command(image: Path, checkpoint: Path | None, **kw) -> None:
     maps = {name: method(model, x, classes)[0].float().cpu().numpy() for name, method in (saliency | class_maps).items()}  # (K, H, W) each
 
     rows, listed, arrays = [], [], {}
+    size = tile_size(*pixels.shape[:2])
+    small = shrunk(pixels, size)  # tiles are drawn at most MAX_TILE on the long side, whatever the photo's size
     for k, c in enumerate(classes[0].tolist()):
         label = f"{names[c]} ({scores[0, c]:.2f})"
-        row = [("image" if k == 0 else "", pixels if k == 0 else np.full_like(pixels, 255))]
+        row = [("image" if k == 0 else "", small if k == 0 else np.full_like(small, 255))]
         for method, values in maps.items():
-            row.append((f"{label} {method}", overlay(pixels, values[k])))
+            row.append((f"{label} {method}", overlay(small, shrunk(values[k], size))))
             arrays[f"{method}/{names[c]}"] = values[k].astype(np.float32)  # (H, W)
         rows.append(row)
         listed.append({"class": names[c], "index": c, "score": float(scores[0, c])})
     out = kw["out"] or Path(f"{image.stem}-{'+'.join(saliency) or next(iter(class_maps))}.png")
     with atomic_path(out) as tmp:
-        compose_panel(pixels, rows).save(tmp, format="PNG")
+        compose_panel(small, rows).save(tmp, format="PNG")
     if kw["save_maps"]:
         save_maps(kw["save_maps"], arrays)
     if kw["as_json"]:
