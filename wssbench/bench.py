@@ -168,7 +168,7 @@ def grid_edges(grid: dict[str, list], chosen: dict[str, Any]) -> list[str]:
 
 
 # Run options that change how fast a row runs, never its numbers: not part of a row's identity.
-SPEED_ONLY = ("workers", "loader_workers", "cache_maps", "batch_size", "device")
+SPEED_ONLY = ("workers", "loader_workers", "cache_maps", "batch_size", "device", "skip_checks")
 
 
 def row_key(spec: dict, row: dict, registry) -> str:

@@ -60,7 +60,7 @@ __all__ = [  # the tables as data and their formats are re-exported: one import 
     "experiment_key", "find_records", "find_records_in", "find_saliency_records", "group_key", "latex_escape", "method_label", "read_record",
     "to_csv", "to_json", "to_latex", "to_markdown",
 ]
-NEUTRAL = ("workers", "loader_workers", "cache_maps", "batch_size", "device", "data_root")
+NEUTRAL = ("workers", "loader_workers", "cache_maps", "batch_size", "device", "data_root", "skip_checks")
 
 
 TEXT_COLUMNS = (Column("method", "method"), Column("backbone", "backbone"), Column("pooling", "pooling"))

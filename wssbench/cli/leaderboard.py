@@ -80,7 +80,7 @@ def leaderboard_command(roots: tuple[Path, ...], fmt: str, out: Path | None, as_
     if out is not None and fmt != "html":
         raise UsageError(f"--out is the site's folder, for --format html only (--format {fmt} prints to stdout)")
     if fmt == "html":
-        from wssbench.site import check_site_dir
+        from wssbench.site import check_site_dir  # only for --format html: the text formats stay light
 
         check_site_dir(out)  # refused before any record is read
     records, root = find_records_in(list(roots), strict=fmt == "html")
@@ -88,7 +88,7 @@ def leaderboard_command(roots: tuple[Path, ...], fmt: str, out: Path | None, as_
     groups = build_groups(records, root, with_references=references, per_class=per_class, sort=sort, saliency=saliency,
                           bootstrap=bootstrap)
     if fmt == "html":
-        from wssbench.site import build_site
+        from wssbench.site import build_site  # only for --format html
 
         replaced, pages = build_site(groups, dict(records), out, root=root, base=Path.cwd(), n_folders=len(set(roots)), sort=sort)
         click.echo(f"{'replaced' if replaced else 'wrote'} {out / 'index.html'} and {pages} record pages under {out / 'runs'}")

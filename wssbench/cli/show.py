@@ -26,7 +26,7 @@ from wssbench.cli.explain import compose_panel, jet, overlay
 from wssbench.errors import DataError
 from wssbench.host.registry import default_registry
 from wssbench.results.plots import threshold_curve_png
-from wssbench.storage.io import PALETTE, atomic_path, read_mask
+from wssbench.storage.io import PALETTE, atomic_path, default_gallery_dir, read_mask
 
 IGNORE = 255
 SWATCH = 14  # pixels, side of a legend colour swatch
@@ -40,12 +40,6 @@ def cached_maps(record: dict, stage: str, image_id: str) -> np.ndarray | None:
         return None  # the stage was off, the run did not cache maps, or the cache was pruned
     found = sorted(Path(folder).glob(f"{image_id}~*.npy"))
     return np.load(found[0]).max(axis=0) if found else None  # (H, W)
-
-
-def default_gallery_dir(run_dir: Path) -> Path:
-    """``RUN_DIR-gallery`` beside the run: out of the folder that a rerun replaces."""
-    run_dir = Path(run_dir)
-    return run_dir.parent / f"{run_dir.resolve().name}-gallery"
 
 
 def legend(classes: tuple[str, ...], labels: set[int], width: int) -> Image.Image:

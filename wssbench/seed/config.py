@@ -64,6 +64,7 @@ class RunConfig:
     precision: str = "fp32"  # network stages: fp32, bf16 or fp16 (autocast; see ``precision``)
     loader_workers: int = 0  # DataLoader processes reading images ahead of the network
     cache_maps: bool = True  # read class and saliency maps back from the map cache
+    skip_checks: bool = False  # skip decoding every image and mask before training (wssbench.data.checks)
     workers: int = 1  # processes for fusion and refinement (1 = in the main process)
     limit: int | None = None  # evaluate only the first N images of the split
     device: str = "cpu"

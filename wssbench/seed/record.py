@@ -45,7 +45,7 @@ def describe_components(config: Any, registry: Any) -> dict[str, Any]:
     return out
 
 
-ONCE_PER_RUN = ("data", "classifier", "classmap_fit")  # timer stages that do not scale with the images
+ONCE_PER_RUN = ("data", "checks", "classifier", "classmap_fit")  # timer stages that do not scale with the images
 
 
 def build_record(config, parts, registry, cm: ConfusionMatrix, ids, classifier, timings, started: float, stats: dict,

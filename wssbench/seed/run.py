@@ -19,6 +19,7 @@ import torch
 
 from wssbench.classifier.model import Classifier
 from wssbench.classifier.training import mean_average_precision
+from wssbench.data.checks import verify_files
 from wssbench.errors import DataError
 from wssbench.host.registry import Registry
 from wssbench.results.counts import COUNTS_FILE, CountsAccumulator
@@ -61,7 +62,13 @@ def prepare_run(config: RunConfig, parts: Components, timer: Timer, progress: An
     """Make the data ready and the classifier trained; returns it, its info and this rank's ids."""
     with timer("data"), world.main_first():
         parts.dataset.prepare()
-    ids = check_split(config, parts.dataset, needs_training=not getattr(parts.model, "trained", False))
+    needs_training = not getattr(parts.model, "trained", False)
+    ids = check_split(config, parts.dataset, needs_training=needs_training)
+    if not config.skip_checks:  # every file the run will read, before the long part
+        with timer("checks"), world.main_first():
+            if world.is_main:
+                wanted = ids + (parts.dataset.ids(config.train_split) if needs_training else [])
+                verify_files(parts.dataset, wanted, progress=_fit_progress(progress, "checking the images and masks"))
     with timer("classifier"), world.main_first():
         model, info = load_or_train(config, parts, torch.device(config.device), progress)
     if getattr(parts.classmap, "needs_fit", False):

@@ -14,6 +14,7 @@ from wssbench.site.content import PAGES, Entry, site_groups
 from wssbench.site.index import index_page
 from wssbench.site.output import write_site
 from wssbench.site.page import record_page
+from wssbench.storage.io import default_gallery_dir
 
 GALLERY = "gallery.png"  # what ``wssbench show`` writes
 
@@ -21,8 +22,6 @@ GALLERY = "gallery.png"  # what ``wssbench show`` writes
 def gallery_images(result: Path) -> list[Path]:
     """The gallery of the run whose record is ``result``: ``RUN-gallery/gallery.png`` beside the
     run (``wssbench show``'s default), or ``gallery.png`` inside it (older runs)."""
-    from wssbench.cli.show import default_gallery_dir
-
     run = result.parent
     found = [p for p in (default_gallery_dir(run) / GALLERY, run / GALLERY) if p.is_file()]
     return found[:1]

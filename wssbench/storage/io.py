@@ -344,3 +344,9 @@ def run_dir(path: str | os.PathLike) -> Iterator[Path]:
         if entered:
             raise
         raise UsageError(f"--out {path}: cannot create it ({e.strerror or e})") from None
+
+
+def default_gallery_dir(run_dir: Path) -> Path:
+    """``RUN_DIR-gallery`` beside the run: out of the folder that a rerun replaces."""
+    run_dir = Path(run_dir)
+    return run_dir.parent / f"{run_dir.resolve().name}-gallery"
