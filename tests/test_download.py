@@ -228,7 +228,25 @@ def test_cli_download(tmp_path: Path, archive: tuple[Path, str]):
     path, md5 = archive
     runner = CliRunner()
     result = runner.invoke(data, ["download", "coco"])
-    assert result.exit_code == 2 and "unknown dataset 'coco' to download; known: voc2012" in result.output
+    assert result.exit_code == 2 and "unknown dataset 'coco' to download; known: coco2014, coco2017, voc2012" in result.output
     voc = download_voc2012(tmp_path / "data", url=path.as_uri(), md5=md5, progress=False)
     result = runner.invoke(data, ["download", "voc2012", "--root", str(tmp_path / "data")])
     assert result.exit_code == 0 and result.output.strip() == str(voc)
+
+
+def test_coco_download_offline_says_what_to_fetch_and_where(tmp_path: Path, monkeypatch):
+    """No network: one line naming the archives, the page they are on and the folder."""
+    import urllib.error
+    import urllib.request
+
+    from wssbench.errors import OfflineError
+    from wssbench_plugins.coco import download
+
+    def offline(*args, **kwargs):
+        raise urllib.error.URLError("no route to host")
+
+    monkeypatch.setattr(urllib.request, "urlopen", offline)
+    with pytest.raises(OfflineError, match=r"cannot download COCO 2017 .*no network.*download train2017.zip, val2017.zip, "
+                                           r"annotations_trainval2017.zip from https://cocodataset.org/#download into"):
+        download("2017", tmp_path / "coco", progress=False)
+    assert [p.name for p in (tmp_path / "coco").iterdir()] == []  # nothing half-written

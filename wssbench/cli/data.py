@@ -9,11 +9,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from wssbench.data.download import download_voc2012
 from wssbench.host.registry import default_registry
 from wssbench.storage.cache import cache_dir
 
-DOWNLOADERS = {"voc2012": download_voc2012}  # name -> download(root) -> the dataset folder
+
+def downloaders() -> dict:
+    """What can be downloaded: every registered dataset's ``downloads`` capability
+    (``{name: download(root) -> the folder to pass as --data-root}``)."""
+    out = {}
+    for entry in default_registry().entries("dataset"):
+        out.update(getattr(entry.factory, "downloads", None) or {})
+    return out
 
 
 @click.group("data")
@@ -31,10 +37,12 @@ def data() -> None:
 )
 def download(name: str, root: Path | None) -> None:
     """Download dataset NAME and print the folder to pass as --data-root."""
-    if name not in DOWNLOADERS:
-        raise click.UsageError(f"unknown dataset '{name}' to download; known: {', '.join(sorted(DOWNLOADERS))}")
-    # The default is where VOC2012() looks without a root: cache_dir("data", "VOCdevkit", "VOC2012").
-    click.echo(DOWNLOADERS[name](root or cache_dir("data")))
+    known = downloaders()
+    if name not in known:
+        raise click.UsageError(f"unknown dataset '{name}' to download; known: {', '.join(sorted(known))}")
+    # The default is where each dataset looks without a root (VOC2012: cache_dir("data", "VOCdevkit", "VOC2012")).
+    default = cache_dir("data", "coco") if name.startswith("coco") else cache_dir("data")
+    click.echo(known[name](root or default))
 
 
 @data.command("info")

@@ -16,6 +16,7 @@ import contextlib
 import http.client
 import os
 import tarfile
+import zipfile
 import tempfile
 import urllib.error
 import urllib.request
@@ -88,8 +89,13 @@ def _is_complete(voc_dir: Path) -> bool:
 
 
 def _fetch(url: str, dest: Path, root: Path, progress: bool) -> None:
-    """Stream ``url`` into ``dest`` with a progress bar on stderr."""
     by_hand = f"download {ARCHIVE_NAME} by hand into {root} and run again, or extract it and pass --data-root DIR"
+    fetch(url, dest, "VOC 2012", by_hand, progress)
+
+
+def fetch(url: str, dest: Path, what: str, by_hand: str, progress: bool = True) -> None:
+    """Stream ``url`` into ``dest`` with a progress bar on stderr; OfflineError saying ``by_hand``
+    (what to download and where to put it) when the network fails, DataError on an HTTP error."""
     bar = Progress(
         TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(), TimeRemainingColumn(),
         console=Console(stderr=True), disable=not progress,
@@ -98,17 +104,35 @@ def _fetch(url: str, dest: Path, root: Path, progress: bool) -> None:
         with urllib.request.urlopen(url, timeout=TIMEOUT_S) as response, open(dest, "wb") as out:
             total = int(response.headers.get("Content-Length") or 0) or None  # bytes, None if unknown
             with bar:
-                task = bar.add_task(ARCHIVE_NAME, total=total)
+                task = bar.add_task(dest.name, total=total)
                 for chunk in iter(lambda: response.read(CHUNK), b""):
                     out.write(chunk)
                     bar.advance(task, len(chunk))
             if total is not None and out.tell() < total:  # read(n) returns b"" when the peer hangs up
                 raise ConnectionError(f"connection closed after {out.tell()} of {total} bytes")
     except urllib.error.HTTPError as e:
-        raise DataError(f"cannot download VOC 2012 from {url}: HTTP {e.code} {e.reason}; {by_hand}") from None
+        raise DataError(f"cannot download {what} from {url}: HTTP {e.code} {e.reason}; {by_hand}") from None
     except NETWORK_ERRORS as e:
         reason = getattr(e, "reason", None) or str(e) or type(e).__name__
-        raise OfflineError(f"cannot download VOC 2012 from {url} (no network?): {reason}; {by_hand}") from None
+        raise OfflineError(f"cannot download {what} from {url} (no network?): {reason}; {by_hand}") from None
+
+
+def check_md5(archive: Path, expected: str, source: str) -> None:
+    """Raise DataError unless the md5 of ``archive`` is ``expected`` (hex)."""
+    _check_md5(archive, expected, source)
+
+
+def extract_zip(archive: Path, dest: Path, source: str) -> None:
+    """Extract a zip of plain files and folders; absolute paths and ``..`` are refused."""
+    try:
+        with zipfile.ZipFile(archive) as zf:
+            for name in zf.namelist():
+                path = PurePosixPath(name)
+                if path.is_absolute() or ".." in path.parts:
+                    raise DataError(f"{source}: unsafe archive member '{name}'; refusing to extract")
+            zf.extractall(dest)
+    except zipfile.BadZipFile as e:
+        raise DataError(f"{source}: unreadable zip archive ({e})") from None
 
 
 def _check_md5(archive: Path, expected: str, source: str) -> None:

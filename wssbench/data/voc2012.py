@@ -53,6 +53,12 @@ def tune_ids(train_aug: list[str], scored: set[str], size: int = TUNE_SIZE) -> l
     return sorted(sorted(pool, key=lambda i: hashlib.blake2b(i.encode(), digest_size=8).hexdigest())[:size])
 
 
+def _download(root: Path) -> Path:
+    from wssbench.data.download import download_voc2012  # the network machinery: only when asked to download
+
+    return download_voc2012(root)
+
+
 def default_root() -> Path:
     """Where ``wssbench data download voc2012`` puts the data by default."""
     return cache_dir("data", "VOCdevkit", "VOC2012")
@@ -85,6 +91,8 @@ class VOC2012(SegmentationDataset):
     name = "voc2012"
     classes = CLASSES
     labels: str  # annotated here so that option parsing converts and checks it
+    # capability: what 'wssbench data download' can fetch (the download module is loaded only then)
+    downloads = {"voc2012": lambda root: _download(root)}
 
     def __init__(self, root: str | None = None, labels: str = "auto"):
         if labels not in ("auto", "main"):

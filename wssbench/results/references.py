@@ -17,7 +17,8 @@ SEGMENTATION = "segmentation"
 SEED_QUALITY = "seed quality (ground-truth image labels)"
 
 # Images per split (DESIGN.md section 4): a published number compares only with a full split.
-SPLIT_SIZES = {"voc2012": {"train": 1464, "val": 1449, "test": 1456}}
+SPLIT_SIZES = {"voc2012": {"train": 1464, "val": 1449, "test": 1456},
+               "coco": {"train2014": 82081, "val2014": 40137}}  # the WSSS COCO protocol (COCO 2014)
 
 
 @dataclass(frozen=True)
@@ -63,6 +64,9 @@ REFERENCES: tuple[Reference, ...] = (
     Reference("ToCo", None, LATER, {"val": 71.1}),
     Reference("CLIP-ES", None, LATER, {"val": 71.1}),
     Reference("ExCEL", None, f"{LATER}, 2025", {"val": 78.4}),
+    # COCO 2014, 81 classes (modern-methods.md section 3.7, the CLIP-ES README: DeepLabV2, ImageNet-pretrained)
+    Reference("CLIP-ES", "training-free CLIP seeds with class-aware attention affinity, then DeepLabV2",
+              "Lin et al., CVPR 2023 (linyq2117/CLIP-ES README)", {"val2014": 45.4}, dataset="coco"),
 )
 
 
