@@ -8,9 +8,9 @@ import io
 import socket
 import tarfile
 import threading
+from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 import pytest
@@ -19,8 +19,7 @@ from PIL import Image
 
 from wssbench.cli.data import data
 from wssbench.data import download
-from wssbench.data.download import ARCHIVE_NAME, download_voc2012
-from wssbench.data.voc2012 import VOC2012
+from wssbench.data.voc2012 import ARCHIVE_NAME, VOC2012, download_voc2012
 from wssbench.errors import DataError, OfflineError
 from wssbench.storage.io import write_mask
 

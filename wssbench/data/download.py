@@ -1,13 +1,8 @@
-"""Download, verify and extract the official PASCAL VOC 2012 trainval archive.
+"""Download, verify and extract a dataset's archives (VOC 2012's tar, COCO's zips).
 
-Only ``VOCtrainval_11-May-2012.tar`` (2 GB, md5-checked) is fetched: it holds the images, the
-official masks, the XML annotations the image labels come from, and the train/val lists.
-The SBD-augmented masks behind the ``train_aug`` split have no official archive and are
-optional: unzip ``SegmentationClassAug.zip`` into ``VOCdevkit/VOC2012/`` by hand (see
-:mod:`wssbench.data.voc2012`).
-
-Nothing is left behind by a failed download: the archive and its extraction live in a
-temporary folder beside the target until the finished ``VOC2012/`` is moved into place.
+Streams with a progress bar, checks md5s, refuses unsafe archive members, and leaves nothing
+behind on failure: an archive and its extraction live in a temporary folder beside the target
+until the finished folder is moved into place. Offline, one line says what to fetch by hand.
 """
 
 from __future__ import annotations
@@ -16,61 +11,56 @@ import contextlib
 import http.client
 import os
 import tarfile
-import zipfile
 import tempfile
 import urllib.error
 import urllib.request
+import zipfile
+from collections.abc import Callable
 from pathlib import Path, PurePosixPath
 
 from rich.console import Console
 from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn
 
-from wssbench.data.voc2012 import VOC2012, find_voc2012
 from wssbench.errors import DataError, OfflineError
 from wssbench.storage.cache import file_digest
 
-VOC2012_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
-VOC2012_MD5 = "6cd6e144f989b92b3379bac3b3de84fd"
-ARCHIVE_NAME = "VOCtrainval_11-May-2012.tar"
 TIMEOUT_S = 60  # per blocking socket operation, not for the whole download
 CHUNK = 1 << 20
 # What a failed read looks like: no route or DNS (URLError), a stalled or dropped connection.
 NETWORK_ERRORS = (urllib.error.URLError, TimeoutError, ConnectionError, http.client.HTTPException)
 
 
-def download_voc2012(
-    root: Path, *, url: str = VOC2012_URL, md5: str = VOC2012_MD5, progress: bool = True
+def download_archive(
+    url: str, md5: str, target: Path, inside: str, is_complete: Callable[[Path], bool], *, root: Path, what: str,
+    progress: bool = True, name: str | None = None,
 ) -> Path:
-    """Fetch VOC 2012 into ``root/VOCdevkit/VOC2012`` and return that folder.
+    """Fetch the tar at ``url`` (or use ``root/<its file name>`` when already there), check its md5,
+    extract it and move its folder ``inside`` (a relative path in the archive) to ``target``.
+    ``name`` is the archive's file name (default: the URL's last part).
 
-    Nothing is fetched when ``root`` (or the VOCdevkit or VOC2012 folder it names) already
-    holds a complete layout, and an archive already at ``root/VOCtrainval_11-May-2012.tar``
-    is used instead of downloading. Raises :class:`OfflineError` when the network fails and
-    :class:`DataError` for a corrupt or unsafe archive.
+    Nothing is left behind on failure: the archive and its extraction live in a temporary folder
+    beside ``target``, and folders this call created are removed again. :class:`OfflineError`
+    when the network fails, :class:`DataError` for a corrupt or unsafe archive, for an archive
+    whose ``inside`` is not ``is_complete``, or when ``target`` already exists.
     """
-    root = Path(root).expanduser()
-    found = find_voc2012(root)
-    if _is_complete(found):
-        return found
-    target = root / "VOCdevkit" / "VOC2012"
+    name = name or PurePosixPath(url).name
     if target.exists():
-        raise DataError(
-            f"{target}: exists but is not a complete VOC 2012 folder; remove it or pick another --root"
-        )
+        raise DataError(f"{target}: exists but is not a complete {what} folder; remove it or pick another --root")
     created = [p for p in (target.parent, *target.parent.parents) if not p.exists()]  # deepest first
     target.parent.mkdir(parents=True, exist_ok=True)
     try:
-        with tempfile.TemporaryDirectory(prefix=".voc2012-", suffix=".tmp", dir=target.parent) as tmp:
+        with tempfile.TemporaryDirectory(prefix=f".{target.name.lower()}-", suffix=".tmp", dir=target.parent) as tmp:
             work = Path(tmp)
-            archive, source = root / ARCHIVE_NAME, str(root / ARCHIVE_NAME)
+            archive, source = root / name, str(root / name)
             if not archive.is_file():
-                archive, source = work / ARCHIVE_NAME, url
-                _fetch(url, archive, root, progress)
+                archive, source = work / name, url
+                by_hand = f"download {name} by hand into {root} and run again, or extract it and pass --data-root DIR"
+                fetch(url, archive, what, by_hand, progress)
             _check_md5(archive, md5, source)
             _extract(archive, work / "extracted", source)
-            extracted = work / "extracted" / "VOCdevkit" / "VOC2012"
-            if not _is_complete(extracted):
-                raise DataError(f"{source}: archive holds no complete VOCdevkit/VOC2012/ folder")
+            extracted = work / "extracted" / inside
+            if not is_complete(extracted):
+                raise DataError(f"{source}: archive holds no complete {inside}/ folder")
             os.replace(extracted, target)
     except BaseException:
         for path in created:  # removed again on failure
@@ -78,19 +68,6 @@ def download_voc2012(
                 path.rmdir()
         raise
     return target
-
-
-def _is_complete(voc_dir: Path) -> bool:
-    try:
-        VOC2012(str(voc_dir)).prepare()
-    except DataError:
-        return False
-    return True
-
-
-def _fetch(url: str, dest: Path, root: Path, progress: bool) -> None:
-    by_hand = f"download {ARCHIVE_NAME} by hand into {root} and run again, or extract it and pass --data-root DIR"
-    fetch(url, dest, "VOC 2012", by_hand, progress)
 
 
 def fetch(url: str, dest: Path, what: str, by_hand: str, progress: bool = True) -> None:

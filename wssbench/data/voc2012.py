@@ -33,6 +33,10 @@ from wssbench.data.layout import SegmentationDataset
 from wssbench.errors import DataError
 from wssbench.storage.cache import cache_dir
 
+VOC2012_URL = "http://host.robots.ox.ac.uk/pascal/VOC/voc2012/VOCtrainval_11-May-2012.tar"
+VOC2012_MD5 = "6cd6e144f989b92b3379bac3b3de84fd"
+ARCHIVE_NAME = "VOCtrainval_11-May-2012.tar"
+
 CLASSES = (
     "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat",
     "chair", "cow", "diningtable", "dog", "horse", "motorbike", "person", "pottedplant",
@@ -53,10 +57,33 @@ def tune_ids(train_aug: list[str], scored: set[str], size: int = TUNE_SIZE) -> l
     return sorted(sorted(pool, key=lambda i: hashlib.blake2b(i.encode(), digest_size=8).hexdigest())[:size])
 
 
-def _download(root: Path) -> Path:
-    from wssbench.data.download import download_voc2012  # the network machinery: only when asked to download
+def download_voc2012(root: Path, *, url: str = VOC2012_URL, md5: str = VOC2012_MD5, progress: bool = True) -> Path:
+    """Fetch VOC 2012 into ``root/VOCdevkit/VOC2012`` and return that folder.
 
-    return download_voc2012(root)
+    Only ``VOCtrainval_11-May-2012.tar`` (2 GB, md5-checked) is fetched: the images, the official
+    masks, the XML annotations the image labels come from, and the train/val lists (the SBD masks
+    of ``train_aug`` have no official archive: unzip ``SegmentationClassAug.zip`` by hand). Nothing
+    is fetched when ``root`` (or the VOCdevkit or VOC2012 folder it names) already holds a complete
+    layout, and an archive already at ``root/VOCtrainval_11-May-2012.tar`` is used instead of
+    downloading. :class:`OfflineError` when the network fails, :class:`DataError` for a corrupt or
+    unsafe archive.
+    """
+    from wssbench.data.download import download_archive  # the network machinery: only when asked to download
+
+    root = Path(root).expanduser()
+    found = find_voc2012(root)
+    if _is_complete(found):
+        return found
+    return download_archive(url, md5, root / "VOCdevkit" / "VOC2012", "VOCdevkit/VOC2012", _is_complete, root=root,
+                            what="VOC 2012", progress=progress, name=ARCHIVE_NAME)
+
+
+def _is_complete(voc_dir: Path) -> bool:
+    try:
+        VOC2012(str(voc_dir)).prepare()
+    except DataError:
+        return False
+    return True
 
 
 def default_root() -> Path:
@@ -92,7 +119,7 @@ class VOC2012(SegmentationDataset):
     classes = CLASSES
     labels: str  # annotated here so that option parsing converts and checks it
     # capability: what 'wssbench data download' can fetch (the download module is loaded only then)
-    downloads = {"voc2012": lambda root: _download(root)}
+    downloads = {"voc2012": lambda root: download_voc2012(root)}
 
     def __init__(self, root: str | None = None, labels: str = "auto"):
         if labels not in ("auto", "main"):
