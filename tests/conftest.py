@@ -63,3 +63,16 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+@pytest.fixture
+def use_registry(monkeypatch):
+    """``use_registry(registry) -> registry``: make ``registry`` the process's own (what the CLI,
+    ``wssbench.create`` and ``wssbench.run`` use) for this test only."""
+    from wssbench.host import registry as registry_module
+
+    def use(registry):
+        monkeypatch.setattr(registry_module, "_default", registry)
+        return registry
+
+    return use

@@ -80,7 +80,7 @@ class OracleMaps:
         return out
 
 
-def test_run_scores_near_100_with_perfect_maps(tiny_run, tmp_path, monkeypatch):
+def test_run_scores_near_100_with_perfect_maps(tiny_run, tmp_path, use_registry):
     """The end-to-end floor: perfect class maps through the CLI give (nearly) perfect masks."""
     import wssbench
     from wssbench.host import registry
@@ -90,7 +90,7 @@ def test_run_scores_near_100_with_perfect_maps(tiny_run, tmp_path, monkeypatch):
         def register_classmaps(self, register):
             register(OracleMaps)
 
-    monkeypatch.setattr(registry, "_default", registry.build_registry([Plugin()]))
+    use_registry(registry.build_registry([Plugin()]))
     result = invoke("run", *TINY, "--classmap", "oracle", "--saliency", "none", "--classes-from", "labels",
                     "--refine", "none", "--out", tmp_path / "oracle", "--json")
     assert result.exit_code == 0, result.output
@@ -200,7 +200,7 @@ def test_traceback_flag_shows_traceback(tmp_path):
 
 
 def test_interrupted_run_leaves_no_result(tiny_run, tmp_path, monkeypatch):
-    import wssbench_plugins.fusion as fusion
+    from wssbench_plugins import fusion
 
     calls = []
 

@@ -98,12 +98,11 @@ class Broken:
         raise RuntimeError("cannot register")
 
 
-def test_plugins_table_shows_failed_plugins(monkeypatch):
-    from wssbench.host import registry as registry_module
+def test_plugins_table_shows_failed_plugins(use_registry):
 
     with pytest.warns(UserWarning, match="Broken-0 failed"):
         registry = build_registry(plugins=[Broken()], entry_points=False)
-    monkeypatch.setattr(registry_module, "_default", registry)
+    use_registry(registry)
     out = CliRunner().invoke(cli, ["plugins"], terminal_width=200)
     assert out.exit_code == 0
     failed_row = [line for line in out.output.splitlines() if "Broken-0" in line]

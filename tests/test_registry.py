@@ -1,8 +1,7 @@
 """The plugin host: registration, names, duplicates, broken plugins, options."""
 
-import json
-
 import importlib.util
+import json
 import sys
 from dataclasses import dataclass
 
@@ -48,11 +47,10 @@ def test_third_party_plugin_and_description():
     assert registry.create("refiner", "fake", strength="0.5", passes="3", sharp="yes") == FakeRefiner(0.5, 3, True)
 
 
-def test_a_duplicate_name_is_unusable_but_listing_still_works(monkeypatch):
+def test_a_duplicate_name_is_unusable_but_listing_still_works(use_registry):
     from click.testing import CliRunner
 
     from wssbench.cli import cli
-    from wssbench.host import registry as registry_module
 
     class Again:
         @wssbench.hookimpl
@@ -63,7 +61,7 @@ def test_a_duplicate_name_is_unusable_but_listing_still_works(monkeypatch):
     with pytest.raises(PluginError, match="duplicate refiner name 'fake': registered by FakePlugin-0 and by Again-1"):
         registry.get("refiner", "fake")
     assert "densecrf" in registry.names("refiner") and "fake" not in registry.names("refiner")
-    monkeypatch.setattr(registry_module, "_default", registry)
+    use_registry(registry)
     shown = CliRunner().invoke(cli, ["plugins", "--json"])
     assert shown.exit_code == 0
     assert json.loads(shown.stdout)["clashes"] == [{"kind": "refiner", "name": "fake", "plugins": ["FakePlugin-0", "Again-1"],
@@ -245,15 +243,14 @@ def test_builtin_and_core_exceptions_are_not_blamed(third_party):
     assert registry.blame(raised(lambda: registry.get("fusion", "nosuch"))) is None
 
 
-def test_cli_names_the_failing_plugin(third_party, monkeypatch):
+def test_cli_names_the_failing_plugin(third_party, use_registry):
     import click
     from click.testing import CliRunner
 
     from wssbench.cli import WssbenchGroup
-    from wssbench.host import registry as registry_module
 
     registry = build_registry(entry_points=[third_party, *builtin_entry_points()])
-    monkeypatch.setattr(registry_module, "_default", registry)  # the CLI's registry is the process's
+    use_registry(registry)  # the CLI's registry is the process's
 
     @click.command("fuse")
     @click.argument("name")

@@ -234,8 +234,8 @@ class DatasetPlugin:
         register(VOC2012)
 
 
-def test_cli_info(devkit: Path, monkeypatch: pytest.MonkeyPatch):
-    monkeypatch.setattr(registry, "_default", registry.build_registry([DatasetPlugin()], entry_points=False))
+def test_cli_info(devkit: Path, use_registry):
+    use_registry(registry.build_registry([DatasetPlugin()], entry_points=False))
     result = CliRunner().invoke(data, ["info", "voc2012", "--data-root", str(devkit)])
     assert result.exit_code == 0, result.output
     rows = {line.split()[1]: line.split()[3] for line in result.output.splitlines() if line.count("│") == 3}
