@@ -21,20 +21,132 @@ Conventions shared by the contracts below:
   float tensors on the model's device.
 * ``classes`` is an int64 tensor ``(B, K)`` of model output indices (0 .. C-1) per image;
   an entry < 0 is padding and its map is all zeros.
+* Each kind's contract is also a ``typing.Protocol`` below (``Dataset``, ``SaliencyMethod``, ...;
+  ``CONTRACTS`` maps a kind to its Protocol), so an editor shows it.
 * ``labels`` (fusion and refinement) are dataset label values: 0 is background, a foreground
   class with model output index ``c`` has label ``c + 1``; 255 is "ignore".
 """
 
 from __future__ import annotations
 
-from typing import Callable
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import pluggy
+
+if TYPE_CHECKING:  # annotations only: importing torch here would slow ``wssbench --help``
+    import numpy as np
+    import torch
+    from torch import nn
 
 hookspec = pluggy.HookspecMarker("wssbench")
 hookimpl = pluggy.HookimplMarker("wssbench")
 
 Register = Callable[..., None]
+
+
+# The contract of each component kind as a typing.Protocol: what the host calls and the capability
+# attributes it reads, with their defaults (an attribute left out takes the default, so these are
+# not runtime_checkable: isinstance would demand every optional attribute). A component need not
+# inherit from them; they are for editors, type checkers and the contract tests (``capabilities``).
+
+
+class Dataset(Protocol):
+    """What ``register_datasets`` factories return (see :class:`wssbench.data.layout.SegmentationDataset`)."""
+
+    name: str
+    classes: tuple[str, ...]  # label names, background first
+    # capabilities: check_files(ids) -> None; content_key() -> str; downloads: {NAME: fetch(root)}
+
+    @property
+    def num_classes(self) -> int: ...
+    def prepare(self) -> None: ...
+    def splits(self) -> list[str]: ...
+    def check_split(self, split: str) -> None: ...
+    def ids(self, split: str) -> list[str]: ...
+    def load_image(self, image_id: str) -> np.ndarray: ...  # uint8 (H, W, 3)
+    def load_mask(self, image_id: str) -> np.ndarray: ...  # uint8 (H, W), 255 ignore
+    def image_labels(self, image_id: str) -> np.ndarray: ...  # bool (C,) over the foreground classes
+
+
+class BackboneProvider(Protocol):
+    """What ``register_backbones`` factories return."""
+
+    def build(self, model_name: str, pretrained: bool, weights: Any) -> tuple[nn.Module, dict]: ...
+
+
+class SaliencyMethod(Protocol):
+    """What ``register_saliency`` factories return."""
+
+    shares_forward: ClassVar[bool] = False  # True: also forward_spec(model) -> dict, from_trace(trace, classes)
+    # capability: detect(model, images) -> (present (B, C) bool, evidence (B, C)), for --detect-by saliency
+
+    def __call__(self, model: Any, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor: ...
+
+
+class ClassMapProducer(Protocol):
+    """What ``register_classmaps`` factories return."""
+
+    needs_fit: ClassVar[bool] = False  # True: also fit(model, dataset, split, key, progress=None)
+    uses_forward: ClassVar[bool] = False  # True: also from_forward(model, forward, classes)
+
+    def __call__(self, model: Any, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor: ...
+
+
+class ObjectnessMethod(Protocol):
+    """What ``register_objectness`` factories return."""
+
+    def __call__(self, image: np.ndarray) -> Any: ...  # BoxProposals or SegmentProposals
+
+
+class FusionMethod(Protocol):
+    """What ``register_fusion`` factories return."""
+
+    needs_maps: ClassVar[bool] = True
+    needs_scores: ClassVar[bool] = False  # True: called with scores=(K,)
+    uses_background: ClassVar[bool] = False  # True: called with background=(H, W) | None, background_score
+
+    def __call__(self, image: np.ndarray, labels: np.ndarray, class_maps: np.ndarray | None,
+                 saliency_maps: np.ndarray | None, **extra: Any) -> np.ndarray: ...
+
+
+class Refiner(Protocol):
+    """What ``register_refiners`` factories return."""
+
+    def __call__(self, image: np.ndarray, probs: np.ndarray) -> np.ndarray: ...
+
+
+class SalientDetector(Protocol):
+    """What ``register_salient`` factories return."""
+
+    priors: ClassVar[tuple[dict, ...]] = ()  # {"mark", "what"}: what it learned from besides image labels
+
+    def __call__(self, image: np.ndarray) -> np.ndarray: ...
+
+
+class Segnet(Protocol):
+    """What ``register_segnets`` factories return."""
+
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+
+    def build(self, num_classes: int, weights: Any = None) -> nn.Module: ...
+
+
+class Objective(Protocol):
+    """What ``register_objectives`` factories return."""
+
+    needs_masks: ClassVar[bool] = False
+
+    def __call__(self, logits: torch.Tensor, batch: Any) -> torch.Tensor: ...
+
+
+# kind (as the registry names it) -> its Protocol
+CONTRACTS: dict[str, type] = {
+    "dataset": Dataset, "backbone": BackboneProvider, "saliency": SaliencyMethod, "classmap": ClassMapProducer,
+    "objectness": ObjectnessMethod, "fusion": FusionMethod, "refiner": Refiner, "salient": SalientDetector,
+    "segnet": Segnet, "objective": Objective,
+}
 
 
 @hookspec
@@ -196,3 +308,10 @@ def register_objectives(register: Register) -> None:
     that data-parallel ranks average to the single-process loss. An objective that needs
     pseudo-masks declares ``needs_masks = True``; the others train from image labels only.
     """
+
+
+def capabilities(kind: str) -> dict[str, Any]:
+    """The capability attributes a component of ``kind`` may declare, with their defaults."""
+    protocol = CONTRACTS[kind]
+    return {name: value for name, value in vars(protocol).items()
+            if not name.startswith("_") and isinstance(value, (bool, tuple))}
