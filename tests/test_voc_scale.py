@@ -32,3 +32,21 @@ def test_labels_spread_over_the_twenty_voc_classes():
     assert voc_labels(mask, 0).tolist() == [[0, 1, 8, 255]]
     assert voc_labels(mask, 1).tolist() == [[0, 9, 16, 255]]
     assert voc_labels(mask, 2).tolist() == [[0, 17, 4, 255]]
+
+
+def test_the_cli_writes_a_tree_and_refuses_to_write_over_one(tmp_path):
+    from click.testing import CliRunner
+
+    from wssbench.cli import cli
+
+    args = ["data", "generate", "voc-scale", "--root", str(tmp_path), "--train-aug", "3", "--train", "2", "--val", "2"]
+    done = CliRunner().invoke(cli, args)
+    assert done.exit_code == 0, done.output
+    ds = VOC2012(done.stdout.strip())
+    ds.prepare()
+    assert (len(ds.ids("train")), len(ds.ids("train_aug")), len(ds.ids("val"))) == (2, 3, 2)
+    assert ds.load_pair(ds.ids("val")[0])[0].shape == (375, 500, 3)
+    before = sorted(p.name for p in (tmp_path / "VOCdevkit" / "VOC2012" / "JPEGImages").iterdir())
+    again = CliRunner().invoke(cli, args)
+    assert again.exit_code == 2 and "holds a VOCdevkit already" in again.output
+    assert sorted(p.name for p in (tmp_path / "VOCdevkit" / "VOC2012" / "JPEGImages").iterdir()) == before

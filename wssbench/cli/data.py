@@ -1,4 +1,4 @@
-"""``wssbench data``: download a dataset, show what a dataset folder holds."""
+"""``wssbench data``: download a dataset, show what a dataset folder holds, generate voc-scale."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ from pathlib import Path
 import click
 from rich.console import Console
 from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from wssbench.host.registry import default_registry
@@ -66,3 +67,27 @@ def info(name: str, data_root: Path | None) -> None:
     console.print(escape(f"{name}: {dataset.root}"), soft_wrap=True)
     console.print(table)
     console.print(escape(f"{dataset.num_classes} classes: {', '.join(dataset.classes)}"), soft_wrap=True)
+
+
+@data.command("generate")
+@click.argument("name", type=click.Choice(["voc-scale"]))
+@click.option("--root", type=click.Path(file_okay=False, path_type=Path), required=True,
+              help="Folder to write VOCdevkit/ into (it must not hold one yet).")
+@click.option("--train-aug", type=click.IntRange(min=1), default=10582, show_default=True, help="train_aug images (VOC + SBD: 10,582).")
+@click.option("--train", type=click.IntRange(min=1), default=1464, show_default=True,
+              help="Of those, the official train images (VOC: 1,464).")
+@click.option("--val", type=click.IntRange(min=1), default=1449, show_default=True, help="val images (VOC: 1,449).")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Processes rendering images.")
+def generate(name: str, root: Path, train_aug: int, train: int, val: int, workers: int) -> None:
+    """Write a generated dataset with PASCAL VOC 2012's shape (voc-scale: 500 x 375 images, 21 classes,
+    VOCdevkit layout, read with --dataset voc2012) and print the folder to pass as --data-root."""
+    from wssbench.data.voc_scale import VocScaleSpec, generate as generate_voc_scale  # numpy, PIL: only when asked
+
+    if (root / "VOCdevkit").exists():
+        raise click.UsageError(f"--root {root}: holds a VOCdevkit already; remove it or choose another --root")
+    spec = VocScaleSpec(n_train=min(train, train_aug), n_train_aug=train_aug, n_val=val)
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=Console(stderr=True)) as bar:
+        task = bar.add_task("generating voc-scale", total=train_aug + val)
+        voc = generate_voc_scale(root, spec, workers=workers, progress=lambda done, total: bar.update(task, completed=done))
+    click.echo(voc.parent)
