@@ -5,6 +5,8 @@ classes with a padding entry; a producer that ``needs_fit`` is first fitted on t
 train split (with ``max_images`` small where it has that option). The maps must be float32
 (B, K, H, W), finite, in [0, 1], each either zero or with maximum 1, zero for padding, the same
 on a second call (made under ``torch.no_grad``), and leave the model and images as they were.
+Producers with the options ``scales`` and ``flip`` are checked once more with two scales and
+flips on.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ from wssbench.host.registry import build_registry
 
 REGISTRY = build_registry()
 CLASSES = {1: torch.tensor([[2], [-1]]), 2: torch.tensor([[0, 3], [5, -1]])}  # (B, K)
+# options that keep a producer quick on the tiny model; the contract checked is the same
+QUICK = {"scorecam": {"layer": "layer1"}}  # one forward pass per channel: layer1's 64, not the last 512
+MULTISCALE = [n for n in REGISTRY.names("classmap") if {"scales", "flip"} <= set(option_fields(REGISTRY.get("classmap", n).factory))]
 
 
 @pytest.fixture(scope="module")
@@ -34,14 +39,16 @@ def producers(model, dataset):
     """One producer per name, created (and fitted) on first use."""
     made = {}
 
-    def get(name: str):
-        if name not in made:
+    def get(name: str, **options):
+        key = (name, tuple(sorted(options.items())))
+        if key not in made:
             factory = REGISTRY.get("classmap", name).factory
-            producer = REGISTRY.create("classmap", name, **({"max_images": 6} if "max_images" in option_fields(factory) else {}))
+            options = {**({"max_images": 6} if "max_images" in option_fields(factory) else {}), **QUICK.get(name, {}), **options}
+            producer = REGISTRY.create("classmap", name, **options)
             if getattr(producer, "needs_fit", False):
                 producer.fit(model, dataset, "train", "contract-test")
-            made[name] = producer
-        return made[name]
+            made[key] = producer
+        return made[key]
 
     return get
 
@@ -57,7 +64,17 @@ def snapshot(model: torch.nn.Module) -> dict:
 @pytest.mark.parametrize("k", sorted(CLASSES))
 @pytest.mark.parametrize("name", REGISTRY.names("classmap"))
 def test_classmap_contract(name, k, model, dataset, producers):
-    producer = producers(name)
+    check_contract(producers(name), k, model, dataset)
+
+
+@pytest.mark.parametrize("name", MULTISCALE)
+def test_classmap_contract_scales_and_flip(name, model, dataset, producers):
+    producer = producers(name, scales="1.0,0.5", flip="true")
+    assert not getattr(producer, "uses_forward", False), "several passes cannot come from the shared one"
+    check_contract(producer, 2, model, dataset)
+
+
+def check_contract(producer, k: int, model, dataset) -> None:
     images = model.preprocess([dataset.load_image(i) for i in dataset.ids("val")[:2]])  # (2, 3, 64, 64)
     classes = CLASSES[k]
     before, images_before = snapshot(model), images.clone()
