@@ -94,6 +94,9 @@ class TrainRecipe(Solver):
     flip: bool = True  # random horizontal flips
     seed: int = 0
     loss: str = "soft-margin"  # soft-margin (CAM/IRN), mil (Pathak et al. 2015) or softmax (Pinheiro & Collobert 2015)
+    # Leading feature stages of the backbone kept as loaded (timm's ``feature_info``: 1 = up to the
+    # first listed stage, 2 = the second, ...); -1 = the whole backbone (only the head trains).
+    freeze: int = 0
 
     def __post_init__(self) -> None:
         if self.loss not in LOSSES:
@@ -104,6 +107,7 @@ class TrainRecipe(Solver):
             ("lr", self.lr > 0, "a positive number"), ("head_lr_mult", self.head_lr_mult > 0, "a positive number"),
             ("momentum", 0 <= self.momentum < 1, "a value in [0, 1)"), ("weight_decay", self.weight_decay >= 0, "0 or more"),
             ("crop", self.crop is None or self.crop >= 8, "at least 8 (or none: whole images)"), ("seed", self.seed >= 0, "0 or more"),
+            ("freeze", self.freeze >= -1, "-1 (the whole backbone), 0 (nothing) or a number of stages"),
             ("scale", len(self.scale) == 2 and 0 < self.scale[0] <= self.scale[1], "two increasing positive factors"),
         ):
             if not ok:
@@ -111,6 +115,24 @@ class TrainRecipe(Solver):
         if self.crop is None and self.batch_size != 1:
             raise UsageError(f"--crop none (whole images) needs batches of 1 image (accumulate with iter_size), got {self.batch_size}")
         self.check_solver()
+
+
+def frozen_modules(model: Classifier, stages: int) -> list[torch.nn.Module]:
+    """The backbone's modules that ``TrainRecipe.freeze = stages`` keeps as loaded: every module of
+    ``model.features`` up to the end of the ``stages``-th stage of timm's ``feature_info`` (``-1``:
+    all of them), in registration order (the forward order of timm's CNNs)."""
+    if stages == 0:
+        return []
+    named = list(model.features.named_modules())[1:]
+    if stages == -1:
+        return [m for _, m in named]
+    info = getattr(model.features, "feature_info", None)
+    names = [i["module"] for i in info] if isinstance(info, list) else []
+    if stages > len(names):
+        raise UsageError(f"--freeze {stages}: the backbone lists {len(names)} feature stages (timm's feature_info)")
+    last = names[stages - 1]
+    end = max(i for i, (name, _) in enumerate(named) if name == last or name.startswith(last + "."))
+    return [m for _, m in named[: end + 1]]
 
 
 def _augment(image: np.ndarray, recipe: TrainRecipe, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
@@ -167,6 +189,10 @@ def train(
     rng = np.random.default_rng(recipe.seed)
     ids = dataset.ids(split)
     labels = torch.from_numpy(np.stack([dataset.image_labels(i) for i in ids]).astype(np.float32))  # (N, C)
+    frozen = frozen_modules(model, recipe.freeze)
+    was = {p: p.requires_grad for m in frozen for p in m.parameters(recurse=False)}
+    for p in was:  # as loaded: no gradient (and below, batch norm statistics not updated)
+        p.requires_grad_(False)
     head_ids = {id(p) for p in model.head.parameters()}
     named = list(model.named_parameters())
     optimizer = optim.sgd(optim.param_groups([(n, p) for n, p in named if id(p) not in head_ids],
@@ -176,6 +202,8 @@ def train(
     base_lrs = [g["lr"] for g in optimizer.param_groups]
     scaler = grad_scaler(device, precision)
     model.to(device).train()
+    for m in frozen:
+        m.eval()
     history, step, batch_no = [], 0, 0
     for _ in range(epochs):
         order = rng.permutation(len(ids))[: batches_per_epoch * recipe.batch_size]
@@ -202,6 +230,8 @@ def train(
                     on_step(step, total, value)
         if losses:
             history.append(float(np.mean(losses)))
+    for p, requires_grad in was.items():  # left as it was for the methods that explain it
+        p.requires_grad_(requires_grad)
     model.eval()
     return history
 
@@ -284,7 +314,7 @@ def recipe_dict(recipe: TrainRecipe) -> dict:
     settings at their defaults are left out, so that the keys of classifiers trained before they
     were options stay as they were."""
     data = optim.solver_key(recipe)
-    for name in ("loss", "flip"):
+    for name in ("loss", "flip", "freeze"):
         if data.get(name) == getattr(TrainRecipe, name):
             data.pop(name)
     return data
