@@ -58,3 +58,20 @@ def test_recipe_checks_and_cache_key():
     with pytest.raises(UsageError, match="--freeze: expected -1"):
         TrainRecipe(freeze=-2)
     assert "freeze" not in recipe_dict(TrainRecipe()) and recipe_dict(TrainRecipe(freeze=3))["freeze"] == 3
+
+
+def test_a_pretrained_efficientnet_lite_gets_its_recipe_unless_told_otherwise():
+    from wssbench.classifier.training import BACKBONE_RECIPES
+    from wssbench.seed.config import build_config
+
+    chosen = BACKBONE_RECIPES["tf_efficientnet_lite"]
+    lite = build_config({"backbone": "tf_efficientnet_lite0", "weights": "lite0.pth", "seed": 2}).recipe
+    assert (lite.epochs, lite.crop, lite.freeze, lite.scale, lite.seed) == (chosen["epochs"], chosen["crop"], chosen["freeze"], chosen["scale"], 2)
+    assert build_config({"backbone": "timm:tf_efficientnet_lite2", "pretrained": True}).recipe == TrainRecipe(**chosen)
+    flag = build_config({"backbone": "tf_efficientnet_lite0", "weights": "lite0.pth", "epochs": 3}).recipe
+    assert (flag.epochs, flag.freeze) == (3, chosen["freeze"])  # a flag wins over that one key only
+    assert build_config({"backbone": "tf_efficientnet_lite0"}).recipe == TrainRecipe()  # from scratch: the plain default
+    assert build_config({"backbone": "resnet10t", "weights": "r.pth"}).recipe == TrainRecipe()  # no recipe chosen for it
+    whole = {**dict(chosen), "epochs": 1}
+    assert build_config({"backbone": "tf_efficientnet_lite0", "weights": "w", "recipe": {"epochs": 1}}).recipe.freeze == 0  # a record's recipe is whole
+    assert build_config({"backbone": "tf_efficientnet_lite0", "weights": "w", "recipe": whole}).recipe == TrainRecipe(**whole)

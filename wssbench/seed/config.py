@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from wssbench.classifier.training import TrainRecipe
+from wssbench.classifier.training import TrainRecipe, backbone_recipe
 from wssbench.engine.description import coerce, merge, option_triples, resolve_device
 from wssbench.errors import DataError, UsageError
 from wssbench.results.references import SEED_QUALITY, SEGMENTATION
@@ -180,6 +180,9 @@ def build_config(description: Mapping[str, Any] | None = None, *, where: str = "
     values["options"] = option_triples(given.get("options"))
     # the training recipe: a whole mapping (records), then the flat keys, then the run's seed
     recipe = dict(given.get("recipe") or {})
+    if not preset and "recipe" not in given and (given.get("weights") or given.get("pretrained")):
+        # the recipe chosen for this pretrained backbone (training.BACKBONE_RECIPES); flat keys win
+        recipe = backbone_recipe(str(given.get("backbone", RunConfig.backbone)))
     unknown = sorted(set(recipe) - set(RECIPE_FIELDS))
     if unknown:
         raise UsageError(f"{where}recipe: unknown field '{unknown[0]}'")
