@@ -28,7 +28,6 @@ from scipy import ndimage
 from skimage.color import rgb2gray, rgb2lab
 from skimage.transform import resize
 
-
 BINOMIAL5 = np.array([1.0, 4.0, 6.0, 4.0, 1.0]) / 16.0
 
 

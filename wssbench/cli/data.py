@@ -81,7 +81,8 @@ def info(name: str, data_root: Path | None) -> None:
 def generate(name: str, root: Path, train_aug: int, train: int, val: int, workers: int) -> None:
     """Write a generated dataset with PASCAL VOC 2012's shape (voc-scale: 500 x 375 images, 21 classes,
     VOCdevkit layout, read with --dataset voc2012) and print the folder to pass as --data-root."""
-    from wssbench.data.voc_scale import VocScaleSpec, generate as generate_voc_scale  # numpy, PIL: only when asked
+    from wssbench.data.voc_scale import VocScaleSpec  # numpy, PIL: only when asked
+    from wssbench.data.voc_scale import generate as generate_voc_scale
 
     if (root / "VOCdevkit").exists():
         raise click.UsageError(f"--root {root}: holds a VOCdevkit already; remove it or choose another --root")

@@ -12,15 +12,7 @@ from rich.text import Text
 
 from wssbench.cli import traceback_option
 from wssbench.errors import UsageError
-from wssbench.leaderboard import (
-    FORMATTERS,
-    SORT_KEYS,
-    Group,
-    build_groups,
-    cell_text,
-    find_records_in,
-    find_saliency_records,
-)
+from wssbench.leaderboard import FORMATTERS, SORT_KEYS, Group, build_groups, cell_text, find_records_in, find_saliency_records
 from wssbench.results.uncertainty import DEFAULT_RESAMPLES, check_resamples
 
 

@@ -15,17 +15,7 @@ from html import escape
 
 from wssbench.leaderboard import Column
 from wssbench.results.board import PRIOR_MARKS
-from wssbench.site.content import (
-    LEGEND,
-    PAGES,
-    Badge,
-    Score,
-    SiteGroup,
-    SiteRow,
-    method_text,
-    number,
-    score_of,
-)
+from wssbench.site.content import LEGEND, PAGES, Badge, Score, SiteGroup, SiteRow, method_text, number, score_of
 from wssbench.site.layout import document
 from wssbench.site.svg import interval_bar, interval_css
 
