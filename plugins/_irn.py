@@ -41,7 +41,7 @@ from torch import nn
 
 from wssbench.methods.affinity import IGNORE, BackboneLevels, pair_labels, poly_sgd, random_crop
 from wssbench.methods.crf import IRN_CRF, IRN_GT_PROB, CRFParams, crf_from_labels
-from wssbench.methods.random_walk import PairAffinity, pair_indices, random_walk, search_offsets, source_boxes
+from wssbench.methods.random_walk import PairAffinity, pair_indices, random_walk, source_boxes
 
 # run_sample.py lines 35-36, 39-44, 47-52; train_irn.py line 12 (radius 10); make_sem_seg_labels.py (radius 5)
 FG_THRESHOLD, BG_THRESHOLD = 0.30, 0.05

@@ -2,7 +2,6 @@
 record says its stage, the checkpoint is cached, and the command runs."""
 
 import json
-import shutil
 from pathlib import Path
 
 import numpy as np

@@ -81,14 +81,13 @@ def info(name: str, data_root: Path | None) -> None:
 def generate(name: str, root: Path, train_aug: int, train: int, val: int, workers: int) -> None:
     """Write a generated dataset with PASCAL VOC 2012's shape (voc-scale: 500 x 375 images, 21 classes,
     VOCdevkit layout, read with --dataset voc2012) and print the folder to pass as --data-root."""
-    from wssbench.data.voc_scale import VocScaleSpec  # numpy, PIL: only when asked
-    from wssbench.data.voc_scale import generate as generate_voc_scale
+    from wssbench.data import voc_scale  # numpy, PIL: only when asked
 
     if (root / "VOCdevkit").exists():
         raise click.UsageError(f"--root {root}: holds a VOCdevkit already; remove it or choose another --root")
-    spec = VocScaleSpec(n_train=min(train, train_aug), n_train_aug=train_aug, n_val=val)
+    spec = voc_scale.VocScaleSpec(n_train=min(train, train_aug), n_train_aug=train_aug, n_val=val)
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=Console(stderr=True)) as bar:
         task = bar.add_task("generating voc-scale", total=train_aug + val)
-        voc = generate_voc_scale(root, spec, workers=workers, progress=lambda done, total: bar.update(task, completed=done))
+        voc = voc_scale.generate(root, spec, workers=workers, progress=lambda done, total: bar.update(task, completed=done))
     click.echo(voc.parent)

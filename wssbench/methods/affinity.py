@@ -16,6 +16,7 @@ valid when it is not 255, which is both for VOC and keeps COCO's 81 labels.
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 import torch
@@ -91,8 +92,6 @@ class BackboneLevels(nn.Module):
         if freeze == "all":
             model.requires_grad_(False)
         elif freeze == "stem":
-            import re
-
             pattern = model.group_matcher().get("stem") if hasattr(model, "group_matcher") else None
             if isinstance(pattern, str):
                 for name, p in model.named_parameters():

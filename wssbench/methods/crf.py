@@ -40,7 +40,7 @@ IRN_GT_PROB = 0.7  # irn misc/imutils.py crf_inference_label(..., gt_prob=0.7)
 
 
 def _infer(image: np.ndarray, unary: np.ndarray, n: int, params: CRFParams) -> np.ndarray:
-    import pydensecrf.densecrf as dcrf
+    import pydensecrf.densecrf as dcrf  # the compiled extension: loaded when a CRF runs
 
     h, w = image.shape[:2]
     crf = dcrf.DenseCRF2D(w, h, n)
@@ -55,7 +55,7 @@ def crf_from_scores(image: np.ndarray, scores: np.ndarray, params: CRFParams) ->
     """CRF marginals (n, H, W) from scores (n, H, W) read as probabilities: unary ``-log(clip(p,
     1e-5, 1))``, not renormalised (``unary_from_softmax``, as PSA and CLIP-ES call it on
     [bg, CAMs] stacks that do not sum to 1). ``image``: uint8 (H, W, 3)."""
-    from pydensecrf.utils import unary_from_softmax
+    from pydensecrf.utils import unary_from_softmax  # the compiled extension: loaded when a CRF runs
 
     n = scores.shape[0]
     if n < 2:
@@ -68,7 +68,7 @@ def crf_from_labels(image: np.ndarray, labels: np.ndarray, n_labels: int, params
     """CRF marginals (n_labels, H, W) from a label map (H, W) of values 0 .. n_labels - 1, each
     pixel's own label with probability ``gt_prob`` and the others sharing the rest
     (``unary_from_labels(..., zero_unsure=False)``: label 0 is a label like any other), as IRN."""
-    from pydensecrf.utils import unary_from_labels
+    from pydensecrf.utils import unary_from_labels  # the compiled extension: loaded when a CRF runs
 
     if n_labels < 2:
         raise ValueError("a CRF needs at least two labels")

@@ -76,7 +76,7 @@ def rescale(images: torch.Tensor, scale: float) -> torch.Tensor:
     normalisation and so clips the filter's overshoot to [0, 255], which normalised tensors
     here are not (an image can be any tensor).
     """
-    import torch.nn.functional as F
+    import torch.nn.functional as F  # plugins import this module when they register: no torch until maps are made
 
     h, w = images.shape[-2:]
     size = (max(1, round(h * scale)), max(1, round(w * scale)))
@@ -100,9 +100,9 @@ def multiscale(
     where the image size is a multiple of the stride. Both add 1e-5 to the maximum; here
     ``max_normalise``'s 1e-8, so that each map's maximum is 1 as the class-map contract says.
     """
-    import torch
+    import torch  # plugins import this module when they register: no torch until maps are made
 
-    from wssbench.classifier.model import upsample
+    from wssbench.classifier.model import upsample  # plugins import this module when they register: no torch until maps are made
 
     size = images.shape[-2:]
     total = torch.zeros(images.shape[0], classes.shape[1], *size, device=images.device)  # (B, K, H, W)
@@ -127,7 +127,7 @@ def layer_module(model, layer: str, method: str) -> torch.nn.Module:
 
 def layer_activations(model, images: torch.Tensor, layer: str, method: str) -> torch.Tensor:
     """The output A (B, F, h, w) of the backbone module ``layer``, without a graph."""
-    import torch
+    import torch  # plugins import this module when they register: no torch until maps are made
 
     captured: list[torch.Tensor] = []
     handle = layer_module(model, layer, method).register_forward_hook(lambda m, i, out: captured.append(out.detach()))
@@ -154,7 +154,7 @@ def layer_gradients(model, images: torch.Tensor, classes: torch.Tensor, layer: s
     taken with respect to ``A`` alone: the parameters' ``.grad`` stay untouched. Padding
     classes (< 0) get class 0's gradients; their maps are zeroed by the caller.
     """
-    import torch
+    import torch  # plugins import this module when they register: no torch until maps are made
 
     captured: list[torch.Tensor] = []
 
@@ -203,7 +203,7 @@ class GradientMaps(ScalesAndFlip):
     combine: Combine
 
     def __call__(self, model, images: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
-        import torch
+        import torch  # plugins import this module when they register: no torch until maps are made
 
         classes = torch.as_tensor(classes).to(images.device)
         raw = partial(gradient_maps, self.combine, layer=self.layer, method=self.name)
