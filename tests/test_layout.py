@@ -196,3 +196,17 @@ def test_listing_imports_no_torch(command):
     start = time.perf_counter()
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert result.stderr.strip().splitlines()[-1] == "NOTORCH", (result.stderr, time.perf_counter() - start)
+
+
+def test_reading_records_imports_no_torch():
+    """The leaderboard reads records and counts only: over 1,000 runs it answers in about a second
+    (benchmarks/leaderboard_scale.py), most of which would be torch's import."""
+    code = "import sys, wssbench.leaderboard, wssbench.cli.leaderboard\nprint('TORCH' if 'torch' in sys.modules else 'NOTORCH')"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout.strip() == "NOTORCH"
+
+
+def test_recipe_defaults_for_labels_are_the_recipes():
+    from wssbench.classifier.training import TrainRecipe
+    from wssbench.seed.keys import RECIPE_DEFAULTS, RECIPE_KEYS
+
+    assert RECIPE_DEFAULTS == {k: getattr(TrainRecipe, k) for k in RECIPE_KEYS}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from pathlib import Path
@@ -47,7 +48,20 @@ def _size(path: Path) -> int:
         if part.is_file():
             total += part.stat().st_size
         else:
-            total += sum(p.stat().st_size for p in part.rglob("*") if p.is_file())
+            total += _tree_size(str(part))
+    return total
+
+
+def _tree_size(folder: str) -> int:
+    """Bytes of the files under ``folder``: one ``scandir`` per folder, one stat per file (a map
+    entry holds a file per image: 1,449 for VOC val, 10,582 for train_aug)."""
+    total = 0
+    with os.scandir(folder) as entries:
+        for entry in entries:
+            if entry.is_dir(follow_symlinks=False):
+                total += _tree_size(entry.path)
+            elif entry.is_file(follow_symlinks=False):
+                total += entry.stat(follow_symlinks=False).st_size
     return total
 
 

@@ -4,9 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from wssbench.classifier.training import TrainRecipe
 from wssbench.host.options import parse_option_strings
-from wssbench.seed.keys import RECIPE_KEYS, recorded_value
+from wssbench.seed.keys import RECIPE_DEFAULTS, RECIPE_KEYS, recorded_value
 from wssbench.seed.presets import PRESETS, TRAIN
 
 
@@ -45,7 +44,7 @@ def _follows_preset(config: dict, preset: str) -> bool:
     for key, value in known.options.items():
         if key in ("options", "recipe") or key in TRAIN:
             continue  # component options are listed in the label; a changed schedule is a deviation (†)
-        used = (config.get("recipe") or {}).get(key, getattr(TrainRecipe, key)) if key in RECIPE_KEYS else config.get(key)
+        used = (config.get("recipe") or {}).get(key, RECIPE_DEFAULTS[key]) if key in RECIPE_KEYS else config.get(key)
         if recorded_value(key, used) != recorded_value(key, value):
             return False
     return True
