@@ -315,18 +315,10 @@ def _mark_ties(rows: list[Row], sort: str) -> list[Row]:
     return out
 
 
-
-
 def _pct(value: Any) -> float | None:
     if not is_score(value) or value is None or math.isnan(value):
         return None
     return round(100.0 * value, 1)
-
-
-
-
-
-
 
 
 def _saliency_cells(record: dict, saliency: list[dict]) -> dict[str, Any]:

@@ -11,6 +11,7 @@ from wssbench.errors import DataError
 
 REQUIRED = {"dataset": str, "split": str, "protocol": str, "n_images": int, "config": dict}
 
+
 def read_record(path: Path) -> dict:
     """One result record, checked for what the leaderboard needs; DataError naming the file if not."""
     try:
@@ -30,6 +31,7 @@ def read_record(path: Path) -> dict:
         if not is_score(record.get(key)):
             raise DataError(f"{path}: '{key}' is not a number")
     return record
+
 
 def is_score(value: Any) -> bool:
     return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))

@@ -22,6 +22,7 @@ if TYPE_CHECKING:
 
 CLASSIFIER_VERSION = 2  # 2: the initialisation is seeded (1 drew it from an unseeded generator)
 
+
 def create_classifier(provider: Any, model_name: str, num_classes: int, pooling: str = "gap", pretrained: bool = False,
                       weights: str | None = None, seed: int = 0, background: bool = False, bias: bool = False) -> Classifier:
     """A classifier (backbone + 1x1 head + global pooling) over a backbone provider's model;
@@ -40,6 +41,7 @@ def create_classifier(provider: Any, model_name: str, num_classes: int, pooling:
             raise UsageError(f"backbone '{model_name}' does not produce feature maps (output shape {tuple(out.shape)})")
         return Classifier(features, out.shape[1], num_classes, pooling, bias=bias, background=background, **preprocess)
 
+
 def build_classifier(config: RunConfig, dataset: Any, provider: Any) -> Classifier:
     """The classifier of a run: untrained (seeded from its recipe), or, from a provider that
     ``provides_classifier`` (an ImageNet network with its own head), trained already."""
@@ -52,6 +54,7 @@ def build_classifier(config: RunConfig, dataset: Any, provider: Any) -> Classifi
         return model
     return create_classifier(provider, model_name, dataset.num_classes - 1, config.pooling, config.pretrained,
                              config.weights, config.recipe.seed, config.background, config.head_bias)
+
 
 def classifier_key(config: RunConfig, dataset: Any) -> dict:
     """Everything that determines the trained classifier's weights: the training data by its
@@ -73,6 +76,7 @@ def classifier_key(config: RunConfig, dataset: Any) -> dict:
         **compute_key(config),
     }
 
+
 def compute_key(config: RunConfig) -> dict:
     """What of the numerics enters cache keys beyond the components: precision and, off the
     CPU, the device type (CUDA convolutions use TF32 and other algorithms). Empty for fp32 on
@@ -83,6 +87,7 @@ def compute_key(config: RunConfig) -> dict:
     if torch.device(config.device).type != "cpu":
         key["device"] = torch.device(config.device).type
     return key
+
 
 def load_or_train(config: RunConfig, parts: Components, device: torch.device, progress: Any = None) -> tuple[Classifier, dict]:
     """The cached classifier for this config, training (and caching) it on the first run.

@@ -17,6 +17,7 @@ from wssbench.seed.config import RunConfig
 
 NETWORK_STAGES = ("classmap", "saliency")
 
+
 @dataclass
 class Components:
     dataset: Any
@@ -25,6 +26,7 @@ class Components:
     classmap: Any
     fusion: Any
     refiners: list[tuple[str, Any]]
+
 
 def check(config: RunConfig, registry: Registry) -> RunConfig:
     """Check every name and option against the registry, without creating anything.
@@ -53,6 +55,7 @@ def check(config: RunConfig, registry: Registry) -> RunConfig:
         for key, value in registry.parse_options(kind, name, opts).items():
             converted.append((stage, key, value))
     return dataclasses.replace(config, options=tuple(converted))
+
 
 def resolve(config: RunConfig, registry: Registry) -> tuple[RunConfig, Components]:
     """Check every name and option against the registry and create the components.

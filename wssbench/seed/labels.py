@@ -36,6 +36,7 @@ def method_label(config: dict) -> str:
         label += f" (from {preset})"
     return label
 
+
 def _follows_preset(config: dict, preset: str) -> bool:
     """True when the run's components are the preset's (options given on the command line win)."""
     known = PRESETS.get(preset)
@@ -49,11 +50,13 @@ def _follows_preset(config: dict, preset: str) -> bool:
             return False
     return True
 
+
 def _preset_options(preset: str | None) -> dict[tuple[str, str], str]:
     """(stage, key) -> value text of the component options a preset sets."""
     known = PRESETS.get(preset or "")
     texts = tuple(known.options.get("options", ())) if known else ()
     return {(stage, key): value for stage, key, value in parse_option_strings(texts)}
+
 
 def as_text(value: Any) -> str:
     """An option value as it is written on the command line (lists comma-separated, booleans lower case)."""

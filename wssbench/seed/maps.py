@@ -40,6 +40,7 @@ def detect(config: RunConfig, parts: Components, model: Classifier, x: torch.Ten
     present, evidence = parts.saliency.detect(model, x)
     return present.to(x.device), evidence.to(x.device).float()
 
+
 def select_classes(scores: torch.Tensor, gt: torch.Tensor | None, config: RunConfig,
                    detected: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
     """(B, C) scores -> (B, K) class indices, -1 padded: ground-truth labels or the detected ones.
@@ -69,6 +70,7 @@ def select_classes(scores: torch.Tensor, gt: torch.Tensor | None, config: RunCon
     top = ranked.topk(k, dim=1)
     return torch.where(torch.isfinite(top.values), top.indices, torch.full_like(top.indices, -1))  # (B, K)
 
+
 def batches(dataset: Any, ids: list[str], size: int, workers: int = 0) -> Iterator[tuple[list[str], list[np.ndarray], list[np.ndarray]]]:
     """Consecutive images of equal size, at most ``size`` at a time, with their masks.
 
@@ -83,6 +85,7 @@ def batches(dataset: Any, ids: list[str], size: int, workers: int = 0) -> Iterat
         group.append((image_id, image, mask))
     if group:
         yield [g[0] for g in group], [g[1] for g in group], [g[2] for g in group]
+
 
 @dataclass
 class ImageMaps:
@@ -99,6 +102,7 @@ class ImageMaps:
     background: np.ndarray | None = None  # (H, W) the classifier's background probability, when it has that output
     background_score: float | None = None  # its pooled background score
 
+
 @dataclass
 class Prediction:
     """One image's result: its label map (H, W) uint8 (0 background, c + 1 class c) and its maps."""
@@ -108,6 +112,7 @@ class Prediction:
     maps: ImageMaps
     curve: np.ndarray | None = None  # (T, C, C + 1): the fusion's label maps scored at each curve threshold
 
+
 def _compute(producer: Any, forward: Any, model: Classifier, x: torch.Tensor, classes: torch.Tensor) -> torch.Tensor:
     """A stage's maps (B, K, H, W) from the shared forward where the producer can use it."""
     if forward is not None and getattr(producer, "shares_forward", False) and getattr(forward, "rule", None) is not None:
@@ -115,6 +120,7 @@ def _compute(producer: Any, forward: Any, model: Classifier, x: torch.Tensor, cl
     if forward is not None and getattr(producer, "uses_forward", False):
         return producer.from_forward(model, forward, classes)
     return producer(model, x, classes)
+
 
 def stage_maps(stage: str, producer: Any, cache: MapCache | None, model: Classifier, x: torch.Tensor,
                classes: np.ndarray, kept: list[np.ndarray], batch_ids: list[str], timer: Timer,
@@ -144,6 +150,7 @@ def stage_maps(stage: str, producer: Any, cache: MapCache | None, model: Classif
             cache.put(image_id, c, m)
     return out, False
 
+
 def forward_batch(model: Classifier, x: torch.Tensor, saliency: Any, record_graph: bool) -> contextlib.AbstractContextManager:
     """The batch's one forward pass, as a context manager yielding it (``.scores``,
     ``.score_maps``, ``.features``, ``.images``).
@@ -155,6 +162,7 @@ def forward_batch(model: Classifier, x: torch.Tensor, saliency: Any, record_grap
     if record_graph and getattr(saliency, "shares_forward", False):
         return record(model, x, **saliency.forward_spec(model))
     return contextlib.nullcontext(plain_forward(model, x))
+
 
 def compute_maps(config: RunConfig, parts: Components, model: Classifier, ids: list[str], timer: Timer,
                  caches: dict[str, MapCache] | None = None) -> Iterator[ImageMaps]:
@@ -188,6 +196,7 @@ def compute_maps(config: RunConfig, parts: Components, model: Classifier, ids: l
                 *((background[0][b], float(background[1][b])) if background else ()),
             )
 
+
 def background_of(model: Classifier, forward: Any) -> tuple[np.ndarray, np.ndarray] | None:
     """For a classifier with a background output (``model.background``): its per-pixel
     probability (B, H, W) (``pixel_probabilities``, row 0) and its pooled score (B,), from the
@@ -199,6 +208,7 @@ def background_of(model: Classifier, forward: Any) -> tuple[np.ndarray, np.ndarr
         probs = pixel_probabilities(model, features, maps, forward.images.shape[-2:])[:, 0]  # (B, H, W)
         pooled = model.pool(model.background_maps(features).float())[:, 0]  # (B,)
     return probs.cpu().numpy(), pooled.cpu().numpy()
+
 
 def map_caches(config: RunConfig, registry: Registry, classifier: str) -> dict[str, MapCache]:
     """A cache per network stage that is on, unless the config turns caching off."""

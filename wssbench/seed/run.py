@@ -41,6 +41,7 @@ from wssbench.storage.mapcache import MapCache
 
 SEGMENT_WALL = "segment_wall"  # timer stage: the whole loop over the split
 
+
 def check_split(config: RunConfig, dataset: Any, needs_training: bool = True) -> list[str]:
     """The ids to segment, with a cheap check that their files exist (before any training);
     with ``needs_training``, the training split must hold images too."""
@@ -57,6 +58,7 @@ def check_split(config: RunConfig, dataset: Any, needs_training: bool = True) ->
     if callable(check):
         check(ids)
     return ids
+
 
 def prepare_run(config: RunConfig, parts: Components, timer: Timer, progress: Any = None, world: World = World()) -> tuple[Classifier, dict, list[str]]:
     """Make the data ready and the classifier trained; returns it, its info and this rank's ids."""
@@ -78,12 +80,14 @@ def prepare_run(config: RunConfig, parts: Components, timer: Timer, progress: An
             parts.classmap.fit(model, parts.dataset, config.train_split, Path(info["checkpoint"]).stem, **extra)
     return model, info, world.shard(ids)
 
+
 def _takes(fn: Callable, name: str) -> bool:
     """Whether ``fn`` accepts keyword ``name`` (an optional capability of a plugin method)."""
     try:
         return name in inspect.signature(fn).parameters
     except (TypeError, ValueError):
         return False
+
 
 def _fit_progress(progress: Any, description: str) -> Callable[[int, int], None] | None:
     """A ``progress(done, total)`` callback that drives a task of the run's progress display."""
@@ -97,6 +101,7 @@ def _fit_progress(progress: Any, description: str) -> Callable[[int, int], None]
             progress.remove_task(task)
 
     return report
+
 
 def predictions(config: RunConfig, parts: Components, model: Classifier, ids: list[str], timer: Timer,
                 caches: dict[str, MapCache] | None = None, pool: PredictPool | None = None) -> Iterator[Prediction]:
@@ -117,6 +122,7 @@ def predictions(config: RunConfig, parts: Components, model: Classifier, ids: li
                 pool.submit(maps)
                 yield from finished(pool.results())
             yield from finished(pool.results(finish=True))
+
 
 def run(config: RunConfig, registry: Registry, out: Path | None = None, progress: Any = None,
         parts: Components | None = None, annotations: dict | None = None,
@@ -204,6 +210,7 @@ def run(config: RunConfig, registry: Registry, out: Path | None = None, progress
                 image_counts.save(tmp / COUNTS_FILE, samples)
                 write_json(tmp / "result.json", record)
     return record
+
 
 def default_out(config: RunConfig) -> Path:
     """Where a run writes when no ``--out`` is given: ``wssbench-runs/<dataset>-<split>-<methods>-<hash>``."""

@@ -106,7 +106,6 @@ def _buffers_preserved(model: nn.Module) -> Iterator[None]:
                 buffer.copy_(value)
 
 
-
 @contextlib.contextmanager
 def _autograd_on() -> Iterator[None]:
     """Autograd recording on, also inside a caller's ``no_grad`` or ``inference_mode`` block."""
