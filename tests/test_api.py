@@ -88,6 +88,7 @@ def pipe():
     return wssbench.Pipeline(saliency="gbp", classmap="fcn", refine="none", **TINY)
 
 
+@pytest.mark.slow
 def test_pipeline_runs_in_memory_and_to_a_folder(pipe, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     record = pipe.run()
@@ -107,6 +108,7 @@ def test_pipeline_predictions(pipe, tiny_dataset):
         assert set(np.unique(p.label_map)) <= {0, *p.maps.labels.tolist()}
 
 
+@pytest.mark.slow
 def test_rerun_from_record_reproduces_the_number(pipe, tmp_path):
     first = pipe.run(tmp_path / "first")
     again = wssbench.Pipeline.from_record(tmp_path / "first" / "result.json")
@@ -150,6 +152,7 @@ def test_both_map_stages_off_needs_a_fusion_without_maps():
         wssbench.Pipeline(saliency="none", classmap="none", **TINY)
 
 
+@pytest.mark.slow
 def test_wssbench_run_picks_the_stage_and_returns_a_record_without_writing(tmp_path, monkeypatch, tiny_dataset):
     import wssbench
 

@@ -165,6 +165,7 @@ def test_classifier_key_changes_only_with_the_head(tiny_dataset):
         assert classifier_key(build_config(device="cpu", workers=1, options={"dataset.preset": "tiny"}, **change), tiny_dataset) != key
 
 
+@pytest.mark.slow
 def test_mil_fcn_recipe_runs_end_to_end(tiny_dataset):
     """A background head trained with the MIL loss, every class a candidate, on the tiny data."""
     pipe = wssbench.Pipeline(options={"dataset.preset": "tiny"}, epochs=1, device="cpu", workers=1, limit=3,

@@ -16,6 +16,7 @@ def bench(*args):
     return CliRunner().invoke(cli, ["bench", *map(str, args)], catch_exceptions=False)
 
 
+@pytest.mark.slow
 def test_bench_runs_tunes_and_resumes(tmp_path):
     first = bench(BENCH, "--out", tmp_path, "--json")
     assert first.exit_code == 0, first.output
@@ -43,6 +44,7 @@ def test_bench_runs_tunes_and_resumes(tmp_path):
     assert json.loads(again.stdout)["rows"] == json.loads(first.stdout)["rows"]
 
 
+@pytest.mark.slow
 def test_bench_errors(tmp_path):
     bad = tmp_path / "bad.toml"
     bad.write_text('[[rows]]\nlabel = "x"\nsaliency = "gpb"\n')
@@ -70,7 +72,7 @@ def test_grid_edges():
     assert grid_edges({"fusion.mode": ["a", "b", "c"]}, {"fusion.mode": "a"}) == []  # not numeric: no order
 
 
-@pytest.mark.parametrize("name", ["poster-voc2012", "poster-synthetic", "synthetic-main"])
+@pytest.mark.parametrize("name", [pytest.param("poster-voc2012", marks=pytest.mark.slow), pytest.param("poster-synthetic", marks=pytest.mark.slow), "synthetic-main"])
 def test_shipped_bench_files_are_valid(name):
     """Every row (and every value of its tuning grid) names real components with valid options."""
     import itertools
@@ -127,6 +129,7 @@ def test_two_rows_with_one_label_are_an_error(tmp_path):
     assert result.exit_code == 2 and "a label used twice" in result.stderr
 
 
+@pytest.mark.slow
 def test_the_table_marks_a_preset_row_that_departs_from_its_recipe(tmp_path):
     path = tmp_path / "p.toml"
     path.write_text(
@@ -144,6 +147,7 @@ def test_the_table_marks_a_preset_row_that_departs_from_its_recipe(tmp_path):
     assert rows["plain"]["deviations"] == []
 
 
+@pytest.mark.slow
 def test_seeds_make_one_row_of_full_runs_with_an_interval(tmp_path):
     spec = tmp_path / "seeds.toml"
     spec.write_text('''[defaults]

@@ -130,6 +130,7 @@ def fresh_parts(**changes):
     return config, parts
 
 
+@pytest.mark.slow
 def test_truncated_checkpoint_retrains_and_read_only_home_trains_in_memory(tiny_dataset, home, monkeypatch):
     cpu = torch.device("cpu")
     _, info = load_or_train(*fresh_parts(), cpu)
@@ -182,6 +183,7 @@ def test_two_processes_compute_a_locked_entry_once(tmp_path):
 
 
 @pytest.mark.filterwarnings("ignore:zoomout. class")
+@pytest.mark.slow
 def test_zoomout_fit_reports_progress_per_image(home, tiny_dataset, resnet18_classifier):
     from wssbench_plugins.zoomout import ZoomOut
 
@@ -197,6 +199,7 @@ def test_zoomout_fit_reports_progress_per_image(home, tiny_dataset, resnet18_cla
 
 
 @pytest.mark.filterwarnings("ignore:zoomout. class")
+@pytest.mark.slow
 def test_a_zoomout_entry_holding_a_pickle_is_refitted_and_never_run(home, tiny_dataset, resnet18_classifier, tmp_path):
     """The fit is stored as arrays: a sealed pickle (someone with write access to a shared
     WSSBENCH_HOME can recompute the checksum) is a damaged entry, never unpickled."""

@@ -95,7 +95,7 @@ def minmax(maps: np.ndarray) -> np.ndarray:
     return (maps - low) / (1e-7 + (maps - low).max(axis=(-2, -1), keepdims=True))
 
 
-@pytest.mark.parametrize("layer", ["", "layer3"])
+@pytest.mark.parametrize("layer", ["", pytest.param("layer3", marks=pytest.mark.slow)])
 @pytest.mark.parametrize("pooling", sorted(POOLINGS))
 def test_gradcam_matches_pytorch_grad_cam(pooling, layer, images):
     model = resnet(pooling)

@@ -120,6 +120,7 @@ def test_second_run_uses_cached_classifier(tiny_run, tmp_path):
     assert record["classifier"]["checkpoint"] == first["classifier"]["checkpoint"]
 
 
+@pytest.mark.slow
 def test_bf16_run_has_its_own_classifier_and_loader_workers_change_nothing(tiny_run, tmp_path):
     _, first = tiny_run
     result = invoke("run", *TINY, "--loader-workers", "2", "--out", tmp_path / "loaders", "--json")
@@ -265,6 +266,7 @@ def test_preset_without_its_weights_names_the_way_out(tmp_path):
     assert len(result.stderr.strip().splitlines()) == 1 and not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_maps_cache_is_reused_and_exact(tiny_run, tmp_path):
     _, first = tiny_run  # computed (and cached) fcn and gbp maps
     args = [*TINY, "-O", "fusion.bg_threshold=0.4", "--refine", "none", "--json"]

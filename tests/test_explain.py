@@ -140,6 +140,7 @@ def test_unknown_imagenet_class(lite0, chelsea):
     assert result.stderr.strip() == "error: unknown ImageNet class 'Egyptain cat'; did you mean Egyptian cat?"
 
 
+@pytest.mark.slow
 def test_a_large_photo_gives_a_small_panel_and_full_size_maps(first, tmp_path, tiny_dataset):
     from wssbench.cli.explain import MAX_TILE, shrunk, tile_size
 

@@ -70,6 +70,7 @@ def test_training_does_not_depend_on_loader_workers(tiny):
         assert torch.equal(pa, pb), name
 
 
+@pytest.mark.slow
 def test_bf16_training_runs(tiny):
     model = tiny_classifier(tiny.num_classes - 1)
     history = train(model, tiny, "train", TrainRecipe(epochs=1, batch_size=4, crop=32), torch.device("cpu"), precision="bf16")

@@ -163,6 +163,7 @@ def test_flip_of_symmetric_input_changes_nothing(name):
     assert (out.amax(dim=(2, 3))[classes >= 0] > 0.99).all(), "no map is all zero"
 
 
+@pytest.mark.slow
 def test_scorecam_scales_use_masked_passes_at_each_scale():
     model, x = resnet(), images(32, 32)
     expected = psa_multiscale(lambda xs: score_cam_raw(model, xs, CLASSES, "layer3"), x, (1.0, 1.5), flip=False)

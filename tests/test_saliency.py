@@ -73,7 +73,7 @@ def rel_diff(a: torch.Tensor, b: torch.Tensor) -> float:
 # --------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("arch", ["resnet", "vgg"])
+@pytest.mark.parametrize("arch", ["resnet", pytest.param("vgg", marks=pytest.mark.slow)])  # vgg: ~1.5 s each
 @pytest.mark.parametrize("method", list(METHODS))
 def test_matches_captum(method, arch, images, request):
     model = request.getfixturevalue(arch)

@@ -313,6 +313,7 @@ def test_leaderboard_columns():
     }
 
 
+@pytest.mark.slow
 def test_command_on_the_tiny_dataset(tiny_dataset, tmp_path):
     cli = WssbenchGroup(commands={"saliency-eval": saliency_eval_command})
     out = tmp_path / "eval.json"

@@ -167,6 +167,7 @@ def test_matches_reference(rule, arch, images, request):
 
 
 @pytest.mark.parametrize("rule", ["vanilla", "guided"])
+@pytest.mark.slow
 def test_signal_map_matches_reference(rule):
     model = classifier("resnet18").double().eval()
     images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(4), dtype=torch.float64)  # 2x2 score maps

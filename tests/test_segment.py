@@ -37,7 +37,7 @@ def masks_run(tiny_dataset, tmp_path_factory):
     return gt_run(tiny_dataset, tmp_path_factory.mktemp("gt-run"))
 
 
-@pytest.mark.parametrize("objective", ["pseudo-masks", "em-adapt", "ccnn"])
+@pytest.mark.parametrize("objective", ["pseudo-masks", pytest.param("em-adapt", marks=pytest.mark.slow), pytest.param("ccnn", marks=pytest.mark.slow)])
 def test_each_objective_trains_and_scores_on_val(objective, tiny_dataset, masks_run, tmp_path):
     masks = str(masks_run) if objective == "pseudo-masks" else None
     config = SegmentConfig(objective=objective, masks=masks, options=TINY, recipe=RECIPE)
@@ -76,6 +76,7 @@ def test_objectives_and_masks_must_agree(masks_run):
         resolve(SegmentConfig(masks=str(masks_run), train_split="val", options=TINY), registry)
 
 
+@pytest.mark.slow
 def test_largefov_trains_on_a_tiny_vgg(tiny_dataset, tmp_path):
     config = SegmentConfig(segnet="deeplab-largefov", objective="em-adapt", recipe=RECIPE,
                            options=(("dataset", "preset", "tiny"), ("segnet", "encoder", "vgg11"), ("segnet", "channels", 64)))
@@ -242,6 +243,7 @@ def test_deviations_from_the_segment_preset_are_listed():
     assert "segnet.pretrained" not in {d["option"] for d in segment_deviations(weights)}
 
 
+@pytest.mark.slow
 def test_run_preset_em_adapt_trains_a_network_and_records_its_deviations(tiny_dataset, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, [
@@ -259,6 +261,7 @@ def test_run_preset_em_adapt_trains_a_network_and_records_its_deviations(tiny_da
     assert refused.exit_code == 2 and "'saliency' is not an option of preset 'ccnn'" in refused.output
 
 
+@pytest.mark.slow
 def test_a_bench_row_can_name_a_segmentation_preset(tiny_dataset, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "b.toml").write_text(

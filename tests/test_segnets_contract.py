@@ -26,6 +26,7 @@ def test_segnet_maps_images_to_logits(name):
         assert 0 < len(net.new_parameters()) < len(list(net.parameters()))
 
 
+@pytest.mark.slow
 def test_largefov_has_output_stride_8_and_decimates_vggs_fully_connected_layers(tmp_path):
     vgg = timm.create_model("vgg11", num_classes=0)
     torch.save(vgg.state_dict(), tmp_path / "vgg11.pth")

@@ -215,6 +215,7 @@ def test_schedule_options_and_masks_are_checked(tmp_path):
         SegmentConfig(schedule="mil")
 
 
+@pytest.mark.slow
 def test_run_preset_stc_through_the_cli_records_the_substitutions(tiny_dataset, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     result = CliRunner().invoke(cli, [
@@ -235,6 +236,7 @@ def test_run_preset_stc_through_the_cli_records_the_substitutions(tiny_dataset, 
     assert len(list((tmp_path / "stc" / "masks").glob("*.png"))) == 2
 
 
+@pytest.mark.slow
 def test_the_bench_rows_name_the_stc_preset():
     from pathlib import Path
 

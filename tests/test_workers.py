@@ -5,6 +5,7 @@ from dataclasses import dataclass
 from types import SimpleNamespace
 
 import numpy as np
+import pytest
 
 from wssbench.runtime.workers import PredictPool
 
@@ -26,6 +27,7 @@ def maps(image_id: str, tenths: int) -> SimpleNamespace:
                            scores=np.zeros(1))
 
 
+@pytest.mark.slow
 def test_finish_yields_each_result_when_it_is_done_not_after_the_last():
     with PredictPool(SleepFusion(), [], workers=2) as pool:
         pool.submit(maps("fast", 0))

@@ -163,6 +163,7 @@ def test_scores_painted_on_superpixels(model, images):
     assert (out[0, 1] == 0).all() and (out[1, 0] == 0).all()  # no SVM for class 1; padding
 
 
+@pytest.mark.slow
 def test_fit_trains_caches_and_reloads(model, dataset, images, fitted, monkeypatch):
     assert len(fitted.svms) == 8
     trained = [svm for svm in fitted.svms if svm is not None]
