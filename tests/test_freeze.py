@@ -71,6 +71,7 @@ def test_a_pretrained_efficientnet_lite_gets_its_recipe_unless_told_otherwise():
     flag = build_config({"backbone": "tf_efficientnet_lite0", "weights": "lite0.pth", "epochs": 3}).recipe
     assert (flag.epochs, flag.freeze) == (3, chosen["freeze"])  # a flag wins over that one key only
     assert build_config({"backbone": "tf_efficientnet_lite0"}).recipe == TrainRecipe()  # from scratch: the plain default
+    assert build_config({"backbone": "tf_efficientnet_lite0", "pretrained": "false"}).recipe == TrainRecipe()  # --set pretrained=false
     assert build_config({"backbone": "resnet10t", "weights": "r.pth"}).recipe == TrainRecipe()  # no recipe chosen for it
     whole = {**dict(chosen), "epochs": 1}
     assert build_config({"backbone": "tf_efficientnet_lite0", "weights": "w", "recipe": {"epochs": 1}}).recipe.freeze == 0  # a record's recipe is whole

@@ -180,7 +180,7 @@ def build_config(description: Mapping[str, Any] | None = None, *, where: str = "
     values["options"] = option_triples(given.get("options"))
     # the training recipe: a whole mapping (records), then the flat keys, then the run's seed
     recipe = dict(given.get("recipe") or {})
-    if not preset and "recipe" not in given and (given.get("weights") or given.get("pretrained")):
+    if not preset and "recipe" not in given and (values.get("weights") or values.get("pretrained") is True):
         # the recipe chosen for this pretrained backbone (training.BACKBONE_RECIPES); flat keys win
         recipe = backbone_recipe(str(given.get("backbone", RunConfig.backbone)))
     unknown = sorted(set(recipe) - set(RECIPE_FIELDS))
