@@ -39,7 +39,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from wssbench.methods.affinity import IGNORE, BackboneLevels, pair_labels, poly_sgd, random_crop
+from wssbench.methods.affinity import IGNORE, BackboneLevels, batches, pair_labels, poly_sgd, random_crop, sgd_step, steps_per_epoch
 from wssbench.methods.crf import IRN_CRF, IRN_GT_PROB, CRFParams, crf_from_labels
 from wssbench.methods.random_walk import PairAffinity, pair_indices, random_walk, source_boxes
 
@@ -180,29 +180,21 @@ def train(net: BoundaryNet, samples: Sequence[tuple[np.ndarray, np.ndarray]], co
     mean_a, std_a = np.asarray(mean, np.float32), np.asarray(std, np.float32)
     side = config.crop_size // STRIDE
     src, dst = (torch.from_numpy(a) for a in pair_indices(side, side, config.radius, border="crop"))
-    steps_per_epoch = len(samples) // config.batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"{len(samples)} samples make no batch of {config.batch_size}")
+    steps = steps_per_epoch(len(samples), config.batch_size)
     trainable = [p for p in net.parameters() if p.requires_grad]
     optimizer, schedule = poly_sgd([{"params": trainable, "lr": config.lr, "weight_decay": config.weight_decay}],
-                                   config.lr, config.weight_decay, steps_per_epoch * config.epochs)
+                                   config.lr, config.weight_decay, steps * config.epochs)
     net.to(device).train()
     losses = []
-    for _ in range(config.epochs):
-        order = rng.permutation(len(samples))
-        for step in range(steps_per_epoch):
-            batch = [_augment(*samples[i], config, mean_a, std_a, rng)
-                     for i in order[step * config.batch_size: (step + 1) * config.batch_size]]
-            images = torch.from_numpy(np.stack([b[0] for b in batch])).to(device)  # (B, 3, S, S)
-            labels = torch.from_numpy(np.stack([b[1] for b in batch]))  # (B, S/4, S/4)
-            bg_pos, fg_pos, neg = (t.to(device) for t in pair_labels(labels, src, dst))  # (B, M)
-            boundary = torch.sigmoid(net(images))[:, 0]  # (B, S/4, S/4)
-            loss, _ = boundary_loss(path_affinity(boundary, config.radius, "crop"), bg_pos, fg_pos, neg)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item())
+
+    def augment(sample: tuple[np.ndarray, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        return _augment(*sample, config, mean_a, std_a, rng)
+
+    for images, labels in batches(samples, augment, config.batch_size, config.epochs, rng, device):  # labels (B, S/4, S/4)
+        bg_pos, fg_pos, neg = (t.to(device) for t in pair_labels(labels, src, dst))  # (B, M)
+        boundary = torch.sigmoid(net(images))[:, 0]  # (B, S/4, S/4)
+        loss, _ = boundary_loss(path_affinity(boundary, config.radius, "crop"), bg_pos, fg_pos, neg)
+        losses.append(sgd_step(optimizer, schedule, loss))
     net.eval()
     return losses
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from functools import partial
 from typing import Sequence
 
 import numpy as np
@@ -31,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wssbench.methods.affinity import IGNORE, BackboneLevels, pair_labels, poly_sgd, random_crop
+from wssbench.methods.affinity import IGNORE, BackboneLevels, batches, pair_labels, poly_sgd, random_crop, sgd_step, steps_per_epoch
 from wssbench.methods.crf import PSA_CRF, CRFParams, crf_from_scores
 from wssbench.methods.random_walk import PairAffinity, pair_indices, random_walk
 
@@ -184,32 +185,21 @@ def train(net: AffinityNet, samples: Sequence[Sample], config: Training, mean: S
     mean_a, std_a = np.asarray(mean, np.float32), np.asarray(std, np.float32)
     side = math.ceil(config.crop_size / net.stride)
     src, dst = (torch.from_numpy(a).to(device) for a in pair_indices(side, side, config.radius, border="crop"))
-    steps_per_epoch = len(samples) // config.batch_size
-    if steps_per_epoch == 0:
-        raise ValueError(f"{len(samples)} samples make no batch of {config.batch_size}")
+    steps = steps_per_epoch(len(samples), config.batch_size)
     optimizer, schedule = poly_sgd(net.parameter_groups(config.lr, config.weight_decay), config.lr,
-                                   config.weight_decay, steps_per_epoch * config.epochs)
+                                   config.weight_decay, steps * config.epochs)
     net.to(device).train()
     losses = []
+    augment = partial(_augment, config=config, stride=net.stride, mean=mean_a, std=std_a, rng=rng)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)  # ColorJitter draws from torch's generator
-        for _ in range(config.epochs):
-            order = rng.permutation(len(samples))
-            for step in range(steps_per_epoch):
-                batch = [_augment(samples[i], config, net.stride, mean_a, std_a, rng)
-                         for i in order[step * config.batch_size: (step + 1) * config.batch_size]]
-                images = torch.from_numpy(np.stack([b[0] for b in batch])).to(device)  # (B, 3, S, S)
-                labels = torch.from_numpy(np.stack([b[1] for b in batch]))  # (B, h, w)
-                bg_pos, fg_pos, neg = (t.to(device) for t in pair_labels(labels, src.cpu(), dst.cpu()))  # (B, M)
-                features = net.features(images)
-                if features.shape[-2:] != labels.shape[-2:]:
-                    raise ValueError(f"features {tuple(features.shape[-2:])} and pooled labels {tuple(labels.shape[-2:])} differ")
-                loss, _ = affinity_loss(net.pair_affinity(features, src, dst), bg_pos, fg_pos, neg)
-                optimizer.zero_grad()
-                loss.backward()
-                optimizer.step()
-                schedule.step()
-                losses.append(loss.item())
+        for images, labels in batches(samples, augment, config.batch_size, config.epochs, rng, device):  # labels (B, h, w)
+            bg_pos, fg_pos, neg = (t.to(device) for t in pair_labels(labels, src.cpu(), dst.cpu()))  # (B, M)
+            features = net.features(images)
+            if features.shape[-2:] != labels.shape[-2:]:
+                raise ValueError(f"features {tuple(features.shape[-2:])} and pooled labels {tuple(labels.shape[-2:])} differ")
+            loss, _ = affinity_loss(net.pair_affinity(features, src, dst), bg_pos, fg_pos, neg)
+            losses.append(sgd_step(optimizer, schedule, loss))
     net.eval()
     return losses
 

@@ -1,5 +1,5 @@
 """What PSA (AffinityNet) and IRN share to train an affinity network: pair labels from confident
-regions, a timm backbone's feature levels, and the authors' poly-decay SGD.
+regions, a timm backbone's feature levels, the authors' poly-decay SGD and their batch order.
 
 Pair labels (psa voc12/data.py ``ExtractAffinityLabelInRadius`` lines 123-173, irn
 voc12/dataloader.py ``GetAffinityLabelFromIndices`` lines 80-105), from a label map with 0 for
@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -56,6 +58,37 @@ def poly_sgd(param_groups: list[dict], lr: float, weight_decay: float, max_step:
     optimizer = torch.optim.SGD(param_groups, lr, weight_decay)  # positional on purpose: momentum = weight_decay
     schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: (1 - min(step, max_step - 1) / max_step) ** power)
     return optimizer, schedule
+
+
+def steps_per_epoch(n_samples: int, batch_size: int) -> int:
+    """Batches per epoch, the last incomplete one dropped (the authors' ``drop_last=True``)."""
+    steps = n_samples // batch_size
+    if steps == 0:
+        raise ValueError(f"{n_samples} samples make no batch of {batch_size}")
+    return steps
+
+
+def batches(samples: Sequence[Any], augment: Callable[[Any], tuple[np.ndarray, np.ndarray]], batch_size: int, epochs: int,
+            rng: np.random.Generator, device: torch.device | str) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The training batches of train_aff.py and train_irn.py: each epoch a new permutation of the
+    samples, cut into batches (the last incomplete one dropped), each sample passed through
+    ``augment`` -> (image (3, S, S) float32, label map) in that order; yields (images (B, 3, S, S)
+    on ``device``, labels (B, ...) on the CPU, where :func:`pair_labels` reads them)."""
+    steps = steps_per_epoch(len(samples), batch_size)
+    for _ in range(epochs):
+        order = rng.permutation(len(samples))
+        for step in range(steps):
+            batch = [augment(samples[i]) for i in order[step * batch_size: (step + 1) * batch_size]]
+            yield torch.from_numpy(np.stack([b[0] for b in batch])).to(device), torch.from_numpy(np.stack([b[1] for b in batch]))
+
+
+def sgd_step(optimizer: torch.optim.Optimizer, schedule: torch.optim.lr_scheduler.LRScheduler, loss: torch.Tensor) -> float:
+    """One step of :func:`poly_sgd`'s optimizer and schedule on ``loss``; returns its value."""
+    optimizer.zero_grad()
+    loss.backward()
+    optimizer.step()
+    schedule.step()
+    return loss.item()
 
 
 def _is_batchnorm(module: nn.Module) -> bool:
