@@ -11,7 +11,6 @@ import numpy as np
 import pytest
 import torch
 
-import wssbench.storage.io
 from wssbench.classifier.training import TrainRecipe, checkpoint_path, load_cached_checkpoint, save_checkpoint
 from wssbench.data.synthetic import SyntheticDataset
 from wssbench.host.registry import default_registry

@@ -6,7 +6,7 @@ Layers, lowest first (a module may import its own layer and those below, never a
 0. ``errors``, ``host`` (the plugin host), ``storage``, ``runtime``, ``results``
 1. ``classifier``, ``methods`` (shared building blocks), ``data``, ``evaluation``
 2. ``engine`` (what both stages share)
-3. ``seed`` (stage 1), ``segmentation`` (stage 2)
+3. ``seed`` (stage 1), ``pseudomask`` (between them), ``segmentation`` (stage 2)
 4. ``api``, ``bench``, ``leaderboard``, ``site`` (the public face: the leaderboard as a web page)
 5. ``cli``; and the package's ``__init__`` / ``__main__``
 
@@ -28,7 +28,7 @@ LAYERS = {
     "errors": 0, "host": 0, "storage": 0, "runtime": 0, "results": 0,
     "classifier": 1, "methods": 1, "data": 1, "evaluation": 1,
     "engine": 2,
-    "seed": 3, "segmentation": 3,
+    "seed": 3, "pseudomask": 3, "segmentation": 3,
     "api": 4, "bench": 4, "leaderboard": 4, "site": 4,
     "cli": 5, "__init__": 6, "__main__": 6,
 }

@@ -86,8 +86,10 @@ def test_references_join_only_the_group_they_match(tmp_path):
     write_record(tmp_path, "voc_val", n_images=1449, miou=0.35, **voc)
     write_record(tmp_path, "voc_val_limited", n_images=100, miou=0.35, **voc)
     write_record(tmp_path, "voc_seeds", split="train", n_images=1464, protocol=references.SEED_QUALITY, miou=0.5, **voc)
+    write_record(tmp_path, "voc_walk", split="train", n_images=1464, protocol=references.SEED_QUALITY, miou=0.6,
+                 extra={"stage": "pseudo-mask", "method": "psa on cam"}, **voc)
     write_record(tmp_path, "synthetic", n_images=1449, miou=0.35)
-    synthetic, seeds, limited, val = groups_of(tmp_path)  # sorted by (dataset, split, protocol, n)
+    synthetic, seeds, walks, limited, val = groups_of(tmp_path)  # sorted by (dataset, split, protocol, n, ..., stage)
 
     published = [row for row in val.rows if row.published]
     assert val.rows[0].cells["source"] == "voc_val" and not val.rows[0].published  # measured first
@@ -100,7 +102,11 @@ def test_references_join_only_the_group_they_match(tmp_path):
     assert [row.cells["miou"] for row in published] == sorted((row.cells["miou"] for row in published), reverse=True)
 
     assert by_method["ExCEL"].cells["source"] == "published: later landmark, 2025"
-    assert [row.cells["method"] for row in seeds.rows if row.published] == ["CAM seeds (approx.)"]
+    # a reference of one stage joins only the group of that stage (a record without one is a seed run)
+    assert [row.cells["method"] for row in seeds.rows if row.published] == ["CLIP-ES seeds, ViT-B/16", "CAM seeds (approx.)"]
+    assert walks.stage == "pseudo-mask" and walks.rows[0].cells["method"] == "psa on cam"
+    assert [row.cells["method"] for row in walks.rows if row.published] == [
+        "CLIP-ES + CRF, ViT-B/16", "IRN, ResNet-50", "PSA (AffinityNet RW), ResNet-38", "PSA (AffinityNet RW), VGG-16"]
     assert not any(row.published for row in limited.rows + synthetic.rows)
     assert not any(row.published for g in groups_of(tmp_path, with_references=False) for row in g.rows)
 

@@ -358,11 +358,12 @@ def _measured_row(path: Path, record: dict, root: Path, saliency: list[dict] = (
 
 
 def _published_rows(dataset: str, split: str, protocol: str, n_images: int, stage: str | None) -> list[Row]:
-    """The matching references; a reference that names its stage joins only a group of that stage."""
+    """The matching references; a reference that names its stage joins only a group of that stage
+    (records without a stage, from before stages were recorded, are seed runs)."""
     return [
         Row({"method": ref.label, "miou": value, "source": f"published: {ref.source}"}, published=True)
         for ref, value in references.matching(dataset, split, protocol, n_images)
-        if getattr(ref, "stage", None) in (None, stage)
+        if ref.stage in (None, stage or "seed")
     ]
 
 

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "eval": ("wssbench.cli.evaluate", "eval_command", "Score PRED_DIR (palette or index PNGs named <id>.png) as the VOC devkit does."),
     "bench": ("wssbench.cli.bench", "bench_command", "Run every row of a bench FILE (TOML), resuming finished rows, and print the table."),
     "leaderboard": ("wssbench.cli.leaderboard", "leaderboard_command", "Rank every run (result.json) under DIR: one table per dataset, split, protocol and precision."),
+    "pseudo-mask": ("wssbench.cli.pseudomask", "pseudo_mask_command", "Make pseudo-masks of a split with a learned affinity and a random walk (PSA, IRN) and score them (mIoU)."),
     "segment": ("wssbench.cli.segment", "segment_command", "Train a segmentation network on pseudo-masks or image labels and score it (mIoU)."),
     "explain": ("wssbench.cli.explain", "explain_command", "Draw IMAGE's saliency and class maps per class into one PNG panel."),
     "saliency-eval": ("wssbench.cli.saliency_eval", "saliency_eval_command", "Evaluate saliency maps: pointing game, energy, deletion/insertion AUC, sanity check."),

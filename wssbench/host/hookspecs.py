@@ -116,6 +116,16 @@ class Refiner(Protocol):
     def __call__(self, image: np.ndarray, probs: np.ndarray) -> np.ndarray: ...
 
 
+class PseudoMaskMethod(Protocol):
+    """What ``register_pseudomasks`` factories return."""
+
+    output_stride: ClassVar[int] = 16  # the stride its backbone is built with (dilated where the model can)
+
+    def fit(self, seeds: list[Any], backbone: nn.Module, norm: dict, device: str = "cpu", seed: int = 0) -> dict: ...
+
+    def __call__(self, seed: Any) -> np.ndarray: ...
+
+
 class SalientDetector(Protocol):
     """What ``register_salient`` factories return."""
 
@@ -144,7 +154,8 @@ class Objective(Protocol):
 # kind (as the registry names it) -> its Protocol
 CONTRACTS: dict[str, type] = {
     "dataset": Dataset, "backbone": BackboneProvider, "saliency": SaliencyMethod, "classmap": ClassMapProducer,
-    "objectness": ObjectnessMethod, "fusion": FusionMethod, "refiner": Refiner, "salient": SalientDetector,
+    "objectness": ObjectnessMethod, "fusion": FusionMethod, "refiner": Refiner, "pseudomask": PseudoMaskMethod,
+    "salient": SalientDetector,
     "segnet": Segnet, "objective": Objective,
 }
 
@@ -265,6 +276,24 @@ def register_refiners(register: Register) -> None:
 
     A refiner is called per image as ``refine(image, probs) -> probs`` with the same shapes
     and meaning as a fusion method's output (uint8 (H, W, 3) and float32 (K+1, H, W)).
+    """
+
+
+@hookspec
+def register_pseudomasks(register: Register) -> None:
+    """Register pseudo-mask methods: what turns a training split's seeds into the masks a
+    segmentation network trains on (PSA's and IRN's random walks).
+
+    A method first learns from the seeds of the whole split,
+    ``method.fit(seeds, backbone, norm, device="cpu", seed=0) -> info``, then turns each image's
+    seeds into its pseudo-mask, ``method(seed) -> labels``. A seed
+    (:class:`wssbench.seed.maps.ImageMaps`) has ``image`` uint8 (H, W, 3), ``labels`` (K,) the
+    image's classes as label values and ``class_maps`` float32 (K, H, W) in [0, 1], one per
+    class; ``labels`` is uint8 (H, W), label values with 255 = unsure. ``backbone`` is a timm
+    model without head, built by the host with the method's ``output_stride`` (an int) from the
+    user's backbone and ImageNet weights, ``norm`` its ``{"mean", "std"}``; ``info`` is kept in
+    the record (JSON). A method's option defaults are its authors' recipe: a run that sets an
+    option to another value lists it among its deviations.
     """
 
 

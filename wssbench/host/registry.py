@@ -47,6 +47,7 @@ KINDS = {
     "objectness": "register_objectness",
     "fusion": "register_fusion",
     "refiner": "register_refiners",
+    "pseudomask": "register_pseudomasks",
     "salient": "register_salient",
     "segnet": "register_segnets",
     "objective": "register_objectives",

@@ -32,6 +32,7 @@ class Reference:
     dataset: str = "voc2012"
     protocol: str = SEGMENTATION
     approximate: bool = False  # DESIGN.md says "about"
+    stage: str | None = None  # "seed", "pseudo-mask" or "segmentation" where the number is of one stage only
 
     @property
     def label(self) -> str:
@@ -56,7 +57,22 @@ REFERENCES: tuple[Reference, ...] = (
     Reference("DCSM", "multi-layer distinct GBP maps + dense CRF", "Shimoda & Yanai, ECCV 2016", {"val": 44.1, "test": 45.1}),
     # Later landmarks.
     Reference("CAM seeds", "CAM pseudo-masks on train, classes from the ground-truth image labels", LATER,
-              {"train": 48.0}, protocol=SEED_QUALITY, approximate=True),
+              {"train": 48.0}, protocol=SEED_QUALITY, approximate=True, stage="seed"),
+    # Pseudo-masks on VOC 2012 train (1,464), ground-truth image labels (modern-methods.md sections 1.5, 2.7, 3.7;
+    # the level of each source as that file marks it)
+    Reference("PSA (AffinityNet RW), ResNet-38", "CAM seeds walked on AffinityNet's affinities, no CRF",
+              "Ahn & Kwak, CVPR 2018 (jiwoon-ahn/psa README, PyTorch re-implementation)", {"train": 61.0},
+              protocol=SEED_QUALITY, stage="pseudo-mask"),
+    Reference("PSA (AffinityNet RW), VGG-16", "CAM seeds walked on AffinityNet's affinities, no CRF",
+              "Ahn & Kwak, CVPR 2018 (jiwoon-ahn/psa README, PyTorch re-implementation)", {"train": 59.6},
+              protocol=SEED_QUALITY, stage="pseudo-mask"),
+    Reference("IRN, ResNet-50", "CAM seeds walked on IRN's class-boundary affinities",
+              "Ahn, Cho & Kwak, CVPR 2019 (secondary: jiwoon-ahn/irn issue #26, undisputed by the author)", {"train": 66.5},
+              protocol=SEED_QUALITY, stage="pseudo-mask"),
+    Reference("CLIP-ES seeds, ViT-B/16", "softmax Grad-CAM of CLIP with class-aware attention affinity",
+              "Lin et al., CVPR 2023 (linyq2117/CLIP-ES README)", {"train": 70.8}, protocol=SEED_QUALITY, stage="seed"),
+    Reference("CLIP-ES + CRF, ViT-B/16", "CLIP-ES seeds through a dense CRF, unsure pixels ignored",
+              "Lin et al., CVPR 2023 (linyq2117/CLIP-ES README)", {"train": 75.0}, protocol=SEED_QUALITY, stage="pseudo-mask"),
     Reference("AffinityNet", None, LATER, {"val": 61.7}),
     Reference("IRN", None, LATER, {"val": 63.5}),
     Reference("SEAM", None, LATER, {"val": 64.5}),

@@ -1,4 +1,5 @@
-"""Pseudo-masks from a ``wssbench run`` folder: ``masks/<id>.png`` and ``result.json``.
+"""Pseudo-masks from a ``wssbench run`` or ``wssbench pseudo-mask`` folder: ``masks/<id>.png`` and
+``result.json``.
 
 The run's own score (its mIoU on the split it segmented, usually the training split with
 ground-truth image labels) is kept beside the network's as the ``pseudo-mask`` stage.
@@ -31,8 +32,9 @@ class PseudoMaskRun:
     def summary(self) -> dict:
         """The pseudo-masks' own score and where they came from, for the record."""
         r = self.record
+        made = r.get("method") if r.get("stage") == "pseudo-mask" else method_label(r["config"])  # 'wssbench pseudo-mask' or a seed run
         return {
-            "stage": "pseudo-mask", "method": method_label(r["config"]), "dataset": r["dataset"], "split": r["split"],
+            "stage": "pseudo-mask", "method": made, "dataset": r["dataset"], "split": r["split"],
             "protocol": r["protocol"], "n_images": r["n_images"], "miou": r["miou"],
             "pixel_accuracy": r.get("pixel_accuracy"), "run": str(self.folder),
         }
@@ -43,7 +45,8 @@ def open_mask_run(folder: str | Path, dataset: str, train_split: str) -> PseudoM
     folder = Path(folder)
     result = folder / "result.json"
     if not result.is_file():
-        raise DataError(f"--masks {folder}: no result.json (expected the output folder of 'wssbench run --split {train_split}')")
+        raise DataError(f"--masks {folder}: no result.json (expected the output folder of 'wssbench run --split {train_split}' "
+                        f"or 'wssbench pseudo-mask')")
     record = read_record(result)
     if not (folder / "masks").is_dir():
         raise DataError(f"--masks {folder}: no masks/ folder")
