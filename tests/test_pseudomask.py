@@ -147,3 +147,44 @@ def test_a_folder_that_is_not_a_run_is_never_overwritten(tmp_path):
     result = _invoke("--seeds", SEEDS, *FAST["psa"], "--out", str(out))
     assert result.exit_code == 2 and "notes.txt" in result.output, result.output  # a usage error
     assert (out / "notes.txt").read_text() == "mine"
+
+
+BENCH = """
+title = "pseudo-masks on the tiny set"
+[defaults]
+dataset = "synthetic"
+options = { "dataset.preset" = "tiny" }
+backbone = "resnet10t"
+epochs = 1
+crop = 48
+[[rows]]
+label = "PSA"
+split = "train"
+classmap = "cam"
+seeds = [0, 1]
+pseudomask = { method = "psa", backbone = "test_resnet", options = { epochs = 1, batch_size = 4, crop_size = 64, radius = 3 } }
+"""
+
+
+def test_bench_rows_make_pseudo_masks_per_seed_and_resume(tmp_path):
+    bench = tmp_path / "bench.toml"
+    bench.write_text(BENCH)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(cli, ["bench", str(bench), "--out", str(out)])
+    assert result.exit_code == 0, result.output
+    records = [json.loads((out / "PSA" / f"seed-{s}" / "result.json").read_text()) for s in (0, 1)]
+    assert [r["stage"] for r in records] == ["pseudo-mask"] * 2 and [r["seed"] for r in records] == [0, 1]
+    assert all(r["bench_label"] == "PSA" and r["split"] == "train" for r in records)
+    assert records[0]["config"]["classes_from"] == "labels" and records[0]["config"]["saliency"] is None
+    again = CliRunner().invoke(cli, ["bench", str(bench), "--out", str(out)])
+    assert again.exit_code == 0 and again.output.count("done already") == 2, again.output
+    board = CliRunner().invoke(cli, ["leaderboard", str(out)])
+    assert "pseudo-mask stage" in board.output and board.output.count("| psa [") == 1 and " ± " in board.output, board.output  # one row, 2 seeds
+
+
+def test_bench_refuses_a_malformed_pseudo_mask_row(tmp_path):
+    bench = tmp_path / "bench.toml"
+    bench.write_text(BENCH.replace('method = "psa", ', 'nethod = "psa", '))
+    result = CliRunner().invoke(cli, ["bench", str(bench), "--out", str(tmp_path / "out")])
+    assert result.exit_code != 0 and "row 'PSA': pseudomask: expected a table with 'method'" in result.output, result.output
+    assert not (tmp_path / "out").exists()

@@ -12,6 +12,11 @@
     options = { "fusion.bg_threshold" = 0.3 }
     tune = { "fusion.bg_threshold" = [0.2, 0.3, 0.4] }
     published = { miou = 41.4, dataset = "voc2012", split = "val", source = "Shimoda & Yanai (poster)" }
+    [[rows]]
+    label = "PSA"                       # a pseudo-mask row: the row's run options describe its seeds
+    split = "train"                     # (classes from the ground-truth labels, no saliency, no refiner)
+    classmap = "cam"
+    pseudomask = { method = "psa", options = { epochs = 2 }, backbone = "resnet50" }
 
 Each row runs into ``OUT/<label>/`` (with ``seeds``: ``OUT/<label>/seed-<s>/``, each seed a
 full run, classifier trained with that seed, tuned on its own); a run whose ``result.json`` was
@@ -33,6 +38,9 @@ import numpy as np
 
 from wssbench.api import Pipeline
 from wssbench.errors import DataError, UsageError
+from wssbench.pseudomask.config import PseudoMaskConfig
+from wssbench.pseudomask.config import check_all as check_walk
+from wssbench.pseudomask.run import run as make_pseudo_masks
 from wssbench.results.counts import ImageCounts
 from wssbench.results.uncertainty import estimate_from
 from wssbench.seed.components import check
@@ -46,7 +54,9 @@ from wssbench.segmentation.run import segment
 from wssbench.storage.cache import fingerprint
 from wssbench.storage.io import check_run_dir
 
-ROW_KEYS = {"label", "tune", "published", "seeds"}
+ROW_KEYS = {"label", "tune", "published", "seeds", "pseudomask"}
+PSEUDOMASK_KEYS = {"method", "options", "backbone", "weights", "pretrained"}
+SEEDS_OF_A_WALK = {"classes_from": "labels", "saliency": "none", "refine": "none"}  # what a pseudo-mask row's seeds are
 SET_BY_BENCH = {"out", "as_json", "from_record"}
 
 
@@ -71,7 +81,11 @@ def load_bench(path: Path, registry: Any = None, overrides: dict | None = None) 
         if row["label"] in labels or slug(row["label"]) in map(slug, labels):
             raise UsageError(f"{where}a label used twice (rows {labels.get(row['label'], '?')} and {i + 1}); each row needs its own")
         labels[row["label"]] = i + 1
-        if registry is not None and is_segment_preset(row_description(spec, row, where).get("preset")):
+        if registry is not None and row.get("pseudomask") is not None:
+            if row.get("tune"):
+                raise UsageError(f"{where}'tune' searches seed-stage options; this row makes pseudo-masks")
+            row["_config"] = check_walk(row_config(spec, row, where), registry)
+        elif registry is not None and is_segment_preset(row_description(spec, row, where).get("preset")):
             if row.get("tune"):
                 raise UsageError(f"{where}'tune' searches seed-stage options; this row trains a segmentation network")
             row["_config"] = resolve_segment(row_config(spec, row, where), registry)[0]
@@ -126,10 +140,20 @@ def row_description(spec: dict, row: dict, where: str = "") -> dict:
     return merge(defaults, own, spec.get("_set", {}))
 
 
-def row_config(spec: dict, row: dict, where: str = "", extra_options: dict | None = None, **overrides: Any) -> RunConfig | SegmentConfig:
+def row_config(spec: dict, row: dict, where: str = "", extra_options: dict | None = None, **overrides: Any
+               ) -> RunConfig | SegmentConfig | PseudoMaskConfig:
     """The config of a row (the preset, if any, fills what the row and defaults leave unset);
-    a row naming a segmentation preset (EM-Adapt, CCNN) gets a :class:`SegmentConfig`."""
+    a row naming a segmentation preset (EM-Adapt, CCNN) gets a :class:`SegmentConfig`, a row
+    with ``pseudomask`` a :class:`PseudoMaskConfig` whose seeds are the row's run options."""
     description = row_description(spec, row, where)
+    walk = row.get("pseudomask")
+    if walk is not None:
+        if not isinstance(walk, dict) or "method" not in walk or set(walk) - PSEUDOMASK_KEYS:
+            raise UsageError(f"{where}pseudomask: expected a table with 'method' and optionally "
+                             f"{', '.join(sorted(PSEUDOMASK_KEYS - {'method'}))}; got {walk!r}")
+        seeds = build_config(merge(description, overrides, SEEDS_OF_A_WALK), where=where)
+        options = tuple((str(k), v) for k, v in (walk.get("options") or {}).items())
+        return PseudoMaskConfig(seeds, walk["method"], options, walk.get("backbone"), walk.get("weights"), walk.get("pretrained"))
     if is_segment_preset(description.get("preset")):
         return build_segment_config(merge(description, overrides), where=where)
     return build_config(merge(row_description(spec, row, where), {"options": extra_options or {}}, overrides), where=where)
@@ -181,6 +205,8 @@ def row_key(spec: dict, row: dict, registry) -> str:
     if isinstance(config, SegmentConfig):
 
         components = describe_segment(config, registry)
+    elif isinstance(config, PseudoMaskConfig):
+        components = describe_components(config.seeds, registry)
     else:
         components = describe_components(config, registry)
     return fingerprint({
@@ -221,6 +247,8 @@ def run_row(spec: dict, row: dict, out: Path, registry, say: Callable[[str], Non
     if isinstance(config, SegmentConfig):
 
         return segment(config, registry, out, progress, annotations=annotations)
+    if isinstance(config, PseudoMaskConfig):
+        return make_pseudo_masks(config, registry, out, progress, annotations=annotations)
     return Pipeline(config, registry=registry).run(out, progress, annotations=annotations)
 
 
@@ -233,7 +261,10 @@ def seed_runs(spec: dict, row: dict, out: Path, registry) -> list[tuple[dict, Pa
     runs = []
     for s in row["_seeds"]:
         config = row_config(spec, row, seed=s)
-        config = config if isinstance(config, SegmentConfig) else check(config, registry)
+        if isinstance(config, PseudoMaskConfig):
+            config = check_walk(config, registry)
+        elif not isinstance(config, SegmentConfig):
+            config = check(config, registry)
         runs.append(({**row, "_config": config}, out / f"seed-{s}"))
     return runs
 

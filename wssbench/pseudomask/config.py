@@ -11,6 +11,7 @@ from typing import Any
 from wssbench.errors import UsageError
 from wssbench.host.options import defaults
 from wssbench.host.registry import Registry
+from wssbench.seed.components import check as check_seeds
 from wssbench.seed.config import RunConfig
 
 STAGE = "pseudo-mask"
@@ -57,6 +58,14 @@ def check(config: PseudoMaskConfig, registry: Registry) -> PseudoMaskConfig:
     """The method's name and options checked against the registry, values converted to their types."""
     converted = registry.parse_options("pseudomask", config.method, dict(config.options))
     return dataclasses.replace(config, options=tuple(converted.items()))
+
+
+def check_all(config: PseudoMaskConfig, registry: Registry) -> PseudoMaskConfig:
+    """The seeds and the method checked against the registry (nothing built, nothing trained), the
+    method created once so that its own checks (a crop too small for its radius) fail here."""
+    config = check(dataclasses.replace(config, seeds=check_seeds(config.seeds, registry)), registry)
+    registry.create("pseudomask", config.method, **dict(config.options))
+    return config
 
 
 def deviations(config: PseudoMaskConfig, registry: Registry) -> list[dict]:

@@ -66,7 +66,7 @@ def build_record(config: PseudoMaskConfig, parts: Any, registry: Any, cm: Confus
         "pixel_accuracy": _nan_to_none(result.pixel_accuracy),
         "confusion_matrix": cm.matrix.tolist(),
         # the seed run's description (what the leaderboard groups and labels by), and the walk's
-        "config": {**config.seeds.to_dict(), "pseudomask": config.to_dict()},
+        "config": {**config.seeds.to_dict(), "pseudomask": {k: v for k, v in config.to_dict().items() if k != "seeds"}},
         "deviations": deviations(config, registry),
         "components": {
             "pseudomask": {"kind": "pseudomask", "name": config.method, "plugin": entry.plugin,

@@ -55,8 +55,10 @@ def affinity_backbone(config: PseudoMaskConfig, method: Any, registry: Registry)
     return provider.build(model, pretrained=pretrained, weights=weights)
 
 
-def run(config: PseudoMaskConfig, registry: Registry, out: Path | None = None, progress: Any = None) -> dict:
-    """Seeds, training, walks and scores; with ``out``, the folder written atomically. Returns the record."""
+def run(config: PseudoMaskConfig, registry: Registry, out: Path | None = None, progress: Any = None,
+        annotations: dict | None = None) -> dict:
+    """Seeds, training, walks and scores; with ``out``, the folder written atomically. Returns the
+    record; ``annotations`` (a bench row's label and key) are added to it as they are."""
     started = time.time()
     if out is not None:
         check_run_dir(out)  # a folder that is not a run's is refused before any work
@@ -100,6 +102,7 @@ def run(config: PseudoMaskConfig, registry: Registry, out: Path | None = None, p
         samples = run_samples(image_counts)
         record = build_record(config, parts, registry, cm, len(seeds), classifier_info, training, timer.seconds, started,
                               image_counts, samples, COUNTS_FILE if tmp is not None else None, mask_stats(seeds))
+        record.update(annotations or {})
         if tmp is not None:
             image_counts.save(tmp / COUNTS_FILE, samples)
             write_json(tmp / "result.json", record)
