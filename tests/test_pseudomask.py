@@ -115,6 +115,7 @@ def test_pseudo_mask_command_end_to_end(name, tmp_path):
     assert record["training"]["steps"] == 6 and record["classifier"]["map_split"] == "train"
     assert len(list((out / "masks").glob("*.png"))) == 24 and (out / "counts.npz").is_file()
     assert f"{name} [" in result.output and "(stage pseudo-mask)" in result.output
+    assert record["training"]["split"] == "train" and record["training"]["n_images"] == 24
 
     # the masks are what 'wssbench segment' trains on, and its record names them
     seg = CliRunner().invoke(cli, ["segment", "-O", "dataset.preset=tiny", "--masks", str(out), "--epochs", "1", "--crop", "48",
@@ -124,7 +125,19 @@ def test_pseudo_mask_command_end_to_end(name, tmp_path):
     assert pseudo["stage"] == "pseudo-mask" and pseudo["method"] == record["method"] and pseudo["miou"] == record["miou"]
 
 
+def test_learning_on_one_split_and_walking_another(tmp_path):
+    out = tmp_path / "val"
+    result = _invoke("--split", "val", "--fit-split", "train", "--seeds", SEEDS, *FAST["psa"], "--backbone", "test_resnet",
+                     "--out", str(out))
+    assert result.exit_code == 0, result.output
+    record = json.loads((out / "result.json").read_text())
+    assert record["split"] == "val" and record["n_images"] == 12 and len(list((out / "masks").glob("*.png"))) == 12
+    assert record["training"]["split"] == "train" and record["training"]["n_images"] == 24 and record["training"]["steps"] == 6
+    assert record["config"]["pseudomask"]["fit_split"] == "train"
+
+
 @pytest.mark.parametrize("args, message", [
+    (["--fit-split", "nosuch"], "nosuch"),
     (["--seeds", "--classmap cam"], "add --saliency none"),
     (["--seeds", "--classmap none --saliency none"], "--seeds: pseudo-masks walk class maps"),
     (["--seeds", "--no-such-flag"], "--seeds: No such option"),

@@ -55,7 +55,7 @@ from wssbench.storage.cache import fingerprint
 from wssbench.storage.io import check_run_dir
 
 ROW_KEYS = {"label", "tune", "published", "seeds", "pseudomask"}
-PSEUDOMASK_KEYS = {"method", "options", "backbone", "weights", "pretrained"}
+PSEUDOMASK_KEYS = {"method", "options", "backbone", "weights", "pretrained", "fit_split"}
 SEEDS_OF_A_WALK = {"classes_from": "labels", "saliency": "none", "refine": "none"}  # what a pseudo-mask row's seeds are
 SET_BY_BENCH = {"out", "as_json", "from_record"}
 
@@ -153,7 +153,8 @@ def row_config(spec: dict, row: dict, where: str = "", extra_options: dict | Non
                              f"{', '.join(sorted(PSEUDOMASK_KEYS - {'method'}))}; got {walk!r}")
         seeds = build_config(merge(description, overrides, SEEDS_OF_A_WALK), where=where)
         options = tuple((str(k), v) for k, v in (walk.get("options") or {}).items())
-        return PseudoMaskConfig(seeds, walk["method"], options, walk.get("backbone"), walk.get("weights"), walk.get("pretrained"))
+        return PseudoMaskConfig(seeds, walk["method"], options, walk.get("backbone"), walk.get("weights"), walk.get("pretrained"),
+                                walk.get("fit_split"))
     if is_segment_preset(description.get("preset")):
         return build_segment_config(merge(description, overrides), where=where)
     return build_config(merge(row_description(spec, row, where), {"options": extra_options or {}}, overrides), where=where)

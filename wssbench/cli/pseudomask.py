@@ -50,6 +50,7 @@ def seeds_config(args: str, dataset: str, data_root: str | None, split: str, dat
 @click.option("--dataset", type=ComponentName("dataset"), default="synthetic", show_default=True, help="Dataset.")
 @click.option("--data-root", type=click.Path(file_okay=False), help="Dataset folder (default: the dataset's own).")
 @click.option("--split", default="train", show_default=True, help="Split to make pseudo-masks for (and to learn from).")
+@click.option("--fit-split", help="Split whose seeds the method learns from (default: --split; the authors: train_aug, then walk train).")
 @click.option("--backbone", help="The affinity network's timm model (default: the classifier's).")
 @click.option("--weights", type=click.Path(dir_okay=False), help="Its local ImageNet weights (default: the classifier's).")
 @click.option("--pretrained/--no-pretrained", default=None, help="Download its ImageNet weights (default: as the classifier).")
@@ -59,7 +60,7 @@ def seeds_config(args: str, dataset: str, data_root: str | None, split: str, dat
 @click.option("--out", type=click.Path(file_okay=False), help="Output folder (default: wssbench-runs/pseudo-mask-<config>-<hash>).")
 @click.option("--json", "as_json", is_flag=True, help="Print the result record as JSON on stdout.")
 @traceback_option
-def pseudo_mask_command(method, seeds, dataset, data_root, split, backbone, weights, pretrained, options, device, seed, out, as_json):
+def pseudo_mask_command(method, seeds, dataset, data_root, split, fit_split, backbone, weights, pretrained, options, device, seed, out, as_json):
     """Make pseudo-masks of a split with a learned affinity and a random walk (PSA, IRN) and score them (mIoU)."""
     method_options, dataset_options = [], []
     for text, (kind, key, value) in zip(options, parse_option_strings(tuple(options))):
@@ -70,7 +71,7 @@ def pseudo_mask_command(method, seeds, dataset, data_root, split, backbone, weig
         else:
             raise UsageError(f"-O {text}: expected pseudomask.KEY=VALUE or dataset.KEY=VALUE (class-map options go in --seeds)")
     config = PseudoMaskConfig(seeds_config(seeds, dataset, data_root, split, dataset_options, seed, device), method,
-                              tuple(method_options), backbone, weights, pretrained)
+                              tuple(method_options), backbone, weights, pretrained, fit_split)
     registry = default_registry()
     config, _, _ = resolve(config, registry)  # every name and option checked before any work
     folder = Path(out) if out else default_out(config)

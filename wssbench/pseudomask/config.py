@@ -30,6 +30,7 @@ class PseudoMaskConfig:
     backbone: str | None = None  # the affinity network's timm model; None: the classifier's
     weights: str | None = None  # its ImageNet checkpoint; None: the classifier's
     pretrained: bool | None = None  # download its ImageNet weights; None: as the classifier
+    fit_split: str | None = None  # the split whose seeds the method learns from; None: the split it walks
 
     def __post_init__(self) -> None:
         if self.seeds.classes_from != "labels":
@@ -51,7 +52,12 @@ class PseudoMaskConfig:
     def to_dict(self) -> dict[str, Any]:
         model, weights, pretrained = self.affinity_backbone
         return {"method": self.method, "options": dict(self.options), "backbone": model, "weights": weights,
-                "pretrained": pretrained, "seeds": self.seeds.to_dict()}
+                "pretrained": pretrained, "fit_split": self.learns_from, "seeds": self.seeds.to_dict()}
+
+    @property
+    def learns_from(self) -> str:
+        """The split whose seeds train the affinity network."""
+        return self.fit_split or self.seeds.split
 
 
 def check(config: PseudoMaskConfig, registry: Registry) -> PseudoMaskConfig:

@@ -8,6 +8,7 @@ The output folder is what ``wssbench segment --masks`` reads: ``masks/<id>.png``
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from pathlib import Path
 from typing import Any
@@ -16,6 +17,7 @@ import numpy as np
 import torch
 
 from wssbench.classifier.training import mean_average_precision
+from wssbench.errors import DataError
 from wssbench.host.registry import Registry
 from wssbench.pseudomask.config import PseudoMaskConfig, check
 from wssbench.pseudomask.record import build_record
@@ -40,8 +42,7 @@ def resolve(config: PseudoMaskConfig, registry: Registry) -> tuple[PseudoMaskCon
     """Every name and option checked and the components created, before any work: returns the
     checked config, the seed run's components and the method."""
     seeds, parts = resolve_seeds(config.seeds, registry)
-    config = check(PseudoMaskConfig(seeds, config.method, config.options, config.backbone, config.weights, config.pretrained),
-                   registry)
+    config = check(dataclasses.replace(config, seeds=seeds), registry)
     method = registry.create("pseudomask", config.method, **dict(config.options))
     return config, parts, method
 
@@ -67,29 +68,33 @@ def run(config: PseudoMaskConfig, registry: Registry, out: Path | None = None, p
     torch.manual_seed(seeds_config.seed)
     timer = Timer()
     backbone, norm = affinity_backbone(config, method, registry)  # a bad model name or weights file fails before training
+    check_split = getattr(parts.dataset, "check_split", None)
+    if callable(check_split):
+        with timer("data"):
+            parts.dataset.prepare()
+        check_split(config.learns_from)  # an unknown split is a usage error, before the classifier trains
     model, classifier_info, ids = prepare_run(seeds_config, parts, timer, progress)
     caches = map_caches(seeds_config, registry, Path(classifier_info["checkpoint"]).stem)
-    seeds: list[ImageMaps] = []
-    task = progress.add_task(f"seeds of {seeds_config.split}", total=len(ids)) if progress else None
-    for maps in compute_maps(seeds_config, parts, model, ids, timer, caches):
-        maps.saliency_maps = None
-        seeds.append(maps)
-        if progress:
-            progress.advance(task)
-    if seeds:
-        classifier_info["map"] = mean_average_precision(np.stack([s.scores for s in seeds]), np.stack([s.image_labels for s in seeds]))
-        classifier_info["map_split"] = seeds_config.split
-    device = seeds_config.device
+    same = config.learns_from == seeds_config.split
+    fit_ids = ids if same else parts.dataset.ids(config.learns_from)
+    if not fit_ids:
+        raise DataError(f"split '{config.learns_from}' of dataset '{seeds_config.dataset}' is empty: no seeds to learn from")
+    fit_seeds = collect_seeds(seeds_config, parts, model, fit_ids, timer, caches, progress, f"seeds of {config.learns_from}")
+    if fit_seeds:
+        classifier_info["map"] = mean_average_precision(np.stack([s.scores for s in fit_seeds]),
+                                                        np.stack([s.image_labels for s in fit_seeds]))
+        classifier_info["map_split"] = config.learns_from
     with timer("fit"):
-        training = method.fit(seeds, backbone, norm, device=device, seed=seeds_config.seed)
+        training = method.fit(fit_seeds, backbone, norm, device=seeds_config.device, seed=seeds_config.seed)
+    training["split"], training["n_images"] = config.learns_from, len(fit_seeds)
+    seeds = fit_seeds if same else collect_seeds(seeds_config, parts, model, ids, timer, caches, progress, f"seeds of {seeds_config.split}")
+    task = progress.add_task(f"walking {seeds_config.split}", total=len(seeds)) if progress else None
     num_classes = parts.dataset.num_classes
     cm, counts = ConfusionMatrix(num_classes), CountsAccumulator(num_classes)
     with contextlib.ExitStack() as stack:
         tmp = stack.enter_context(run_dir(out)) if out is not None else None
         if tmp is not None:
             (tmp / "masks").mkdir()
-        if progress:
-            progress.update(task, description=f"walking {seeds_config.split}", completed=0)
         for s in seeds:
             with timer("walk"):
                 labels = method(s)
@@ -107,6 +112,21 @@ def run(config: PseudoMaskConfig, registry: Registry, out: Path | None = None, p
             image_counts.save(tmp / COUNTS_FILE, samples)
             write_json(tmp / "result.json", record)
     return record
+
+
+def collect_seeds(config: Any, parts: Any, model: Any, ids: list[str], timer: Timer, caches: dict, progress: Any,
+                  description: str) -> list[ImageMaps]:
+    """The class maps of ``ids`` (each image's own classes), kept for the method (saliency maps dropped)."""
+    out = []
+    task = progress.add_task(description, total=len(ids)) if progress else None
+    for maps in compute_maps(config, parts, model, ids, timer, caches):
+        maps.saliency_maps = None
+        out.append(maps)
+        if progress:
+            progress.advance(task)
+    if progress:
+        progress.remove_task(task)
+    return out
 
 
 def mask_stats(seeds: list[ImageMaps]) -> dict:
