@@ -222,7 +222,7 @@ def test_interrupted_run_leaves_no_result(tiny_run, tmp_path, monkeypatch):
 def test_plugins_and_list():
     result = invoke("plugins", "--json")
     rows = json.loads(result.stdout)["components"]
-    assert {r["kind"] for r in rows} == {"dataset", "backbone", "saliency", "classmap", "fusion", "refiner", "segnet", "objective", "objectness", "salient"}
+    assert {r["kind"] for r in rows} == {"dataset", "backbone", "saliency", "classmap", "fusion", "refiner", "segnet", "objective", "objectness", "salient", "pseudomask"}
     assert {"kind": "saliency", "name": "gbp", "plugin": "wssbench"}.items() <= next(
         r for r in rows if r["name"] == "gbp"
     ).items()
