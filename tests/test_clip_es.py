@@ -36,6 +36,18 @@ def texts(tiny_clip):
     return ce.text_features(tiny_clip, ce.VOC_NAMES), ce.text_features(tiny_clip, ce.BACKGROUND)
 
 
+def save_tiny_clip(path):
+    """A tiny random ViT CLIP in OpenAI's key layout (64-wide heads: the builder reads the head count
+    from the width), saved as a state dict at ``path``; returns ``path``."""
+    from open_clip.model import CLIP, CLIPTextCfg, CLIPVisionCfg
+
+    torch.manual_seed(1)
+    model = CLIP(16, vision_cfg=CLIPVisionCfg(layers=2, width=64, head_width=64, patch_size=16, image_size=32),
+                 text_cfg=CLIPTextCfg(width=64, heads=1, layers=1), quick_gelu=True)
+    torch.save(model.state_dict(), path)
+    return path
+
+
 def image(h=50, w=70, seed=0):
     return np.random.default_rng(seed).integers(0, 256, size=(h, w, 3), dtype=np.uint8)
 
@@ -297,12 +309,10 @@ def test_load_clip(tmp_path):
     with pytest.raises(DataError, match="not found") as e:
         ce.load_clip(tmp_path / "ViT-B-16.pt")
     assert "\n" not in str(e.value)
-    # OpenAI's layout has 64-wide heads (the builder reads the head count from the width)
-    torch.manual_seed(1)
+    saved = save_tiny_clip(tmp_path / "tiny.pt")
     model = CLIP(16, vision_cfg=CLIPVisionCfg(layers=2, width=64, head_width=64, patch_size=16, image_size=32),
                  text_cfg=CLIPTextCfg(width=64, heads=1, layers=1), quick_gelu=True)
-    saved = tmp_path / "tiny.pt"
-    torch.save(model.state_dict(), saved)
+    model.load_state_dict(torch.load(saved, weights_only=True))
     loaded = ce.load_clip(saved)
     assert loaded.state_dict().keys() == model.state_dict().keys()
     assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), model.state_dict().values()))  # no float16 rounding
@@ -327,3 +337,67 @@ def test_missing_open_clip_is_one_line(monkeypatch, tmp_path):
 def test_clip_es_crf_is_the_authors():
     assert CLIP_ES_CRF.gaussian_sxy == 1 and CLIP_ES_CRF.gaussian_compat == 3
     assert (CLIP_ES_CRF.bilateral_sxy, CLIP_ES_CRF.bilateral_srgb, CLIP_ES_CRF.bilateral_compat) == (67, 3, 4)
+
+
+# ---- the registered class-map producer 'clip-es' ----------------------------------------------------
+
+@needs_open_clip
+def test_classmap_plugin_gives_the_steps_maps(tmp_path, resnet18_classifier, tiny_dataset):
+    from wssbench.host.registry import default_registry
+
+    weights = save_tiny_clip(tmp_path / "tiny.pt")
+    producer = default_registry().create("classmap", "clip-es", weights=str(weights))
+    model = resnet18_classifier(tiny_dataset.num_classes - 1)
+    producer.fit(model, tiny_dataset, "train", "key")
+    photos = [tiny_dataset.load_image(i) for i in tiny_dataset.ids("val")[:2]]
+    classes = torch.tensor([[2, 0], [1, -1]])
+    maps = producer(model, model.preprocess(photos), classes)  # (2, 2, 64, 64)
+    clip = ce.load_clip(weights)
+    text = ce.text_features(clip, [c.replace("_", " ") for c in tiny_dataset.classes[1:]])  # not VOC's: its own names
+    background = ce.text_features(clip, ce.BACKGROUND)
+    for b, wanted in enumerate(([2, 0], [1])):
+        want, _ = ce.clip_es_maps(clip, photos[b], wanted, text, background)
+        want = want / want.amax(dim=(1, 2), keepdim=True)
+        torch.testing.assert_close(maps[b, : len(wanted)], want, atol=1e-5, rtol=1e-4)
+    assert (maps[1, 1] == 0).all()  # padding
+
+
+def test_classmap_plugin_names_and_errors(tmp_path):
+    from wssbench.host.registry import default_registry
+
+    registry = default_registry()
+    weights = tmp_path / "w.pt"
+    weights.write_bytes(b"")  # only its existence is checked when the producer is created
+    voc = registry.create("classmap", "clip-es", weights=str(weights))
+    assert voc.class_names(["aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable",
+                            "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor"]) == list(ce.VOC_NAMES)
+    assert voc.class_names(["disc", "hollow_ring"]) == ["disc", "hollow ring"]
+    with pytest.raises(UsageError, match="classmap.weights=FILE") as e:
+        registry.create("classmap", "clip-es")
+    assert "\n" not in str(e.value)
+    with pytest.raises(DataError, match="none.pt: CLIP weights file not found"):
+        registry.create("classmap", "clip-es", weights=str(tmp_path / "none.pt"))
+    with pytest.raises(UsageError, match="names=nosuch"):
+        registry.create("classmap", "clip-es", weights=str(weights), names="nosuch")
+
+
+@needs_open_clip
+def test_run_command_with_clip_es(tmp_path):
+    from click.testing import CliRunner
+
+    from wssbench.cli import cli
+
+    weights = save_tiny_clip(tmp_path / "tiny.pt")
+    result = CliRunner().invoke(cli, ["run", "-O", "dataset.preset=tiny", "--classmap", "clip-es", "-O", f"classmap.weights={weights}",
+                                      "--saliency", "none", "--classes-from", "labels", "--refine", "none", "--epochs", "1",
+                                      "--crop", "48", "--out", str(tmp_path / "run"), "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    record = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert record["components"]["classmap"]["name"] == "clip-es" and 0 <= record["miou"] <= 1
+    missing = CliRunner().invoke(cli, ["run", "-O", "dataset.preset=tiny", "--classmap", "clip-es", "--saliency", "none",
+                                       "-O", f"classmap.weights={tmp_path / 'none.pt'}", "--epochs", "1", "--crop", "48",
+                                       "--out", str(tmp_path / "missing")])
+    assert missing.exit_code == 1 and "none.pt: CLIP weights file not found" in missing.output, missing.output
+    assert not (tmp_path / "missing").exists()
