@@ -61,7 +61,7 @@ def classifier_key(config: RunConfig, dataset: Any) -> dict:
     content (``datakey.training_data_key``), never its path, so a moved cache is reused."""
     return {
         "version": CLASSIFIER_VERSION,
-        "dataset": config.dataset,
+        "dataset": config.train_dataset or config.dataset,
         "data": training_data_key(dataset, config.train_split),
         "split": config.train_split,
         "backbone": config.backbone,
@@ -97,7 +97,7 @@ def load_or_train(config: RunConfig, parts: Components, device: torch.device, pr
     result. Where the cache cannot be written the trained model is used in memory (said once).
     """
     model = parts.model
-    key = classifier_key(config, parts.dataset)
+    key = classifier_key(config, parts.training)
     path = checkpoint_path(key)
     if getattr(model, "trained", False):  # it came trained (an ImageNet head): nothing to train or cache
         model.to(device).eval()
@@ -127,7 +127,7 @@ def load_or_train(config: RunConfig, parts: Components, device: torch.device, pr
 
                 start = time.perf_counter()
                 history = train(
-                    model, parts.dataset, config.train_split, config.recipe, device, on_step,
+                    model, parts.training, config.train_split, config.recipe, device, on_step,
                     precision=config.precision, loader_workers=config.loader_workers,
                 )
                 meta = {"key": key, "loss_history": history, "train_seconds": time.perf_counter() - start}

@@ -26,6 +26,12 @@ class Components:
     classmap: Any
     fusion: Any
     refiners: list[tuple[str, Any]]
+    train_dataset: Any = None  # where the classifier trains when not on ``dataset`` (--train-dataset)
+
+    @property
+    def training(self) -> Any:
+        """The dataset the classifier (and a class-map producer that fits) learns from."""
+        return self.train_dataset if self.train_dataset is not None else self.dataset
 
 
 def check(config: RunConfig, registry: Registry) -> RunConfig:
@@ -71,6 +77,11 @@ def resolve(config: RunConfig, registry: Registry) -> tuple[RunConfig, Component
         return None if name is None else registry.create(kind, name, **extra, **config.options_for(stage))
 
     dataset = make("dataset", root=config.data_root)
+    train_dataset = make("train_dataset", root=config.train_data_root) if config.train_dataset else None
+    if train_dataset is not None and list(train_dataset.classes) != list(dataset.classes):
+        raise UsageError(f"--train-dataset {config.train_dataset}: its {len(train_dataset.classes)} classes are not dataset "
+                         f"{config.dataset}'s {len(dataset.classes)} ({', '.join(dataset.classes[1:4])}, ...); a classifier scores "
+                         f"the classes it learned (e.g. -O train_dataset.classes=voc for coco)")
     try:
         model = build_classifier(config, dataset, make("backbone"))
     except OfflineError as e:
@@ -87,5 +98,6 @@ def resolve(config: RunConfig, registry: Registry) -> tuple[RunConfig, Component
         classmap=make("classmap"),
         fusion=make("fusion"),
         refiners=[(name, make(name)) for name in config.refine],
+        train_dataset=train_dataset,
     )
     return config, components

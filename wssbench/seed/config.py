@@ -42,6 +42,8 @@ class RunConfig:
     data_root: str | None = None
     split: str = "val"
     train_split: str = "train"
+    train_dataset: str | None = None  # the dataset the classifier trains on (-O train_dataset.KEY=VALUE); None: ``dataset``
+    train_data_root: str | None = None  # its folder (default: its own)
     backbone: str = "resnet10t"  # [PROVIDER:]MODEL, provider "timm" by default
     pooling: str = "gap"
     background: bool = False  # the head has a background output (MIL-FCN, MIL-sppxl); see ``Classifier``
@@ -120,6 +122,7 @@ class RunConfig:
         provider, _ = self.backbone_provider
         return {
             "dataset": ("dataset", self.dataset),
+            **({"train_dataset": ("dataset", self.train_dataset)} if self.train_dataset else {}),
             "backbone": ("backbone", provider),
             "saliency": ("saliency", self.saliency),
             "classmap": ("classmap", self.classmap),

@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 # Stages whose component options can be set with ``-O STAGE.KEY=VALUE`` (refiners by name).
-STAGES = ("dataset", "backbone", "saliency", "classmap", "fusion")
+STAGES = ("dataset", "train_dataset", "backbone", "saliency", "classmap", "fusion")
 OPTIONAL_STAGES = ("saliency", "classmap")
 # Flat description keys that set a field of the training recipe.
 RECIPE_KEYS = ("epochs", "lr", "crop", "loss")

@@ -34,6 +34,8 @@ def method_label(config: dict) -> str:
         label += f" [{', '.join(options)}]"
     if preset and not follows:
         label += f" (from {preset})"
+    if config.get("train_dataset"):
+        label += f" (classifier trained on {config['train_dataset']})"
     return label
 
 

@@ -42,18 +42,20 @@ from wssbench.storage.mapcache import MapCache
 SEGMENT_WALL = "segment_wall"  # timer stage: the whole loop over the split
 
 
-def check_split(config: RunConfig, dataset: Any, needs_training: bool = True) -> list[str]:
+def check_split(config: RunConfig, dataset: Any, needs_training: bool = True, training: Any = None) -> list[str]:
     """The ids to segment, with a cheap check that their files exist (before any training);
-    with ``needs_training``, the training split must hold images too."""
-    for split in (config.split, config.train_split):
-        check = getattr(dataset, "check_split", None)
+    with ``needs_training``, the training split (of ``training``, default ``dataset``) must hold images too."""
+    training = dataset if training is None else training
+    for split, data in ((config.split, dataset), (config.train_split, training)):
+        check = getattr(data, "check_split", None)
         if callable(check):
             check(split)  # an unknown split is a usage error, before any training
     ids = dataset.ids(config.split)[: config.limit]
     if not ids:
         raise DataError(f"split '{config.split}' of dataset '{config.dataset}' is empty")
-    if needs_training and not dataset.ids(config.train_split):
-        raise DataError(f"training split '{config.train_split}' of dataset '{config.dataset}' is empty: nothing to train the classifier on")
+    if needs_training and not training.ids(config.train_split):
+        raise DataError(f"training split '{config.train_split}' of dataset '{config.train_dataset or config.dataset}' is empty: "
+                        f"nothing to train the classifier on")
     check = getattr(dataset, "check_files", None)
     if callable(check):
         check(ids)
@@ -64,20 +66,25 @@ def prepare_run(config: RunConfig, parts: Components, timer: Timer, progress: An
     """Make the data ready and the classifier trained; returns it, its info and this rank's ids."""
     with timer("data"), world.main_first():
         parts.dataset.prepare()
+        if parts.training is not parts.dataset:
+            parts.training.prepare()
     needs_training = not getattr(parts.model, "trained", False)
-    ids = check_split(config, parts.dataset, needs_training=needs_training)
+    ids = check_split(config, parts.dataset, needs_training=needs_training, training=parts.training)
     if not config.skip_checks:  # every file the run will read, before the long part
         with timer("checks"), world.main_first():
             if world.is_main:
-                wanted = ids + (parts.dataset.ids(config.train_split) if needs_training else [])
+                wanted = ids + (parts.dataset.ids(config.train_split) if needs_training and parts.training is parts.dataset else [])
                 verify_files(parts.dataset, wanted, progress=_fit_progress(progress, "checking the images and masks"))
+                if needs_training and parts.training is not parts.dataset:
+                    verify_files(parts.training, parts.training.ids(config.train_split),
+                                 progress=_fit_progress(progress, "checking the training images and masks"))
     with timer("classifier"), world.main_first():
         model, info = load_or_train(config, parts, torch.device(config.device), progress)
     if getattr(parts.classmap, "needs_fit", False):
         with timer("classmap_fit"), world.main_first():
             fit_progress = _fit_progress(progress, "fitting the class maps") if _takes(parts.classmap.fit, "progress") else None
             extra = {"progress": fit_progress} if fit_progress is not None else {}
-            parts.classmap.fit(model, parts.dataset, config.train_split, Path(info["checkpoint"]).stem, **extra)
+            parts.classmap.fit(model, parts.training, config.train_split, Path(info["checkpoint"]).stem, **extra)
     return model, info, world.shard(ids)
 
 
