@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import wssbench
-from wssbench.methods.maps import GradientMaps, ScalesAndFlip, gradient_maps, max_normalise, multiscale, parse_scales
+from wssbench.methods.maps import LayerGradientMaps, ScalesAndFlip, gradient_maps, max_normalise, multiscale, parse_scales
 
 if TYPE_CHECKING:  # torch is imported where maps are made, so listing the plugins stays fast
     import torch
@@ -101,14 +101,11 @@ class CAM(ScalesAndFlip):
 
 
 @dataclass(frozen=True)
-class GradCAM(GradientMaps):
+class GradCAM(LayerGradientMaps):
     """Grad-CAM: a backbone layer's feature maps weighted by the spatial mean of the score's gradient (Selvaraju et al. 2017)."""
 
     name = "gradcam"
     combine = staticmethod(grad_cam)
-    layer: str = ""  # module of the backbone whose output is weighted, e.g. "layer3"; "" = the last feature maps
-    scales: str = "1.0"  # comma-separated input scales whose maps are summed
-    flip: bool = False  # also add the maps of the horizontally flipped images
 
 
 @wssbench.hookimpl

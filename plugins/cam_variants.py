@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import wssbench
-from wssbench.methods.maps import GradientMaps, ScalesAndFlip, layer_activations, multiscale, parse_scales
+from wssbench.methods.maps import LayerGradientMaps, ScalesAndFlip, layer_activations, multiscale, parse_scales
 
 if TYPE_CHECKING:  # torch is imported where maps are made, so listing the plugins stays fast
     import torch
@@ -102,47 +102,35 @@ def score_cam_raw(model, images: torch.Tensor, classes: torch.Tensor, layer: str
 
 
 @dataclass(frozen=True)
-class GradCAMPlusPlus(GradientMaps):
+class GradCAMPlusPlus(LayerGradientMaps):
     """Grad-CAM++: feature maps weighted by positive gradients with per-position coefficients (Chattopadhay et al. WACV 2018)."""
 
     name = "gradcampp"
     combine = staticmethod(grad_cam_pp)
-    layer: str = ""  # module of the backbone whose output is weighted, e.g. "layer3"; "" = the last feature maps
-    scales: str = "1.0"  # comma-separated input scales whose maps are summed
-    flip: bool = False  # also add the maps of the horizontally flipped images
 
 
 @dataclass(frozen=True)
-class XGradCAM(GradientMaps):
+class XGradCAM(LayerGradientMaps):
     """XGrad-CAM: feature maps weighted by the activation-weighted sum of their gradients (Fu et al. BMVC 2020)."""
 
     name = "xgradcam"
     combine = staticmethod(xgrad_cam)
-    layer: str = ""  # module of the backbone whose output is weighted, e.g. "layer3"; "" = the last feature maps
-    scales: str = "1.0"  # comma-separated input scales whose maps are summed
-    flip: bool = False  # also add the maps of the horizontally flipped images
 
 
 @dataclass(frozen=True)
-class LayerCAM(GradientMaps):
+class LayerCAM(LayerGradientMaps):
     """LayerCAM: feature maps weighted position by position by their positive gradients (Jiang et al. TIP 2021)."""
 
     name = "layercam"
     combine = staticmethod(layer_cam)
-    layer: str = ""  # module of the backbone whose output is weighted, e.g. "layer3"; "" = the last feature maps
-    scales: str = "1.0"  # comma-separated input scales whose maps are summed
-    flip: bool = False  # also add the maps of the horizontally flipped images
 
 
 @dataclass(frozen=True)
-class HiResCAM(GradientMaps):
+class HiResCAM(LayerGradientMaps):
     """HiResCAM: feature maps times their gradients, element-wise, summed over channels (Draelos & Carin 2020)."""
 
     name = "hirescam"
     combine = staticmethod(hires_cam)
-    layer: str = ""  # module of the backbone whose output is weighted, e.g. "layer3"; "" = the last feature maps
-    scales: str = "1.0"  # comma-separated input scales whose maps are summed
-    flip: bool = False  # also add the maps of the horizontally flipped images
 
 
 @dataclass(frozen=True)

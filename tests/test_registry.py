@@ -278,3 +278,24 @@ def test_python_api():
     assert "gbp" in wssbench.names("saliency")
     method = wssbench.create("fusion", "threshold", bg_threshold=0.4)
     assert method.bg_threshold == 0.4
+
+
+@dataclass(frozen=True)
+class _BaseOptions:
+    size: int = 3  # the base's help
+    mode: str = "a"  # the base's mode
+
+
+@dataclass(frozen=True)
+class _Inheriting(_BaseOptions):
+    mode: str = "b"  # the subclass's own mode
+    extra: bool = False  # only here
+
+
+def test_option_help_is_inherited_and_a_subclass_wins():
+    from wssbench.host.options import describe_options
+
+    described = {o.name: (o.default, o.help) for o in describe_options(_Inheriting)}
+    assert described == {"size": (3, "the base's help"), "mode": ("b", "the subclass's own mode"), "extra": (False, "only here")}
+    grad = {o.name: o.help for o in describe_options(build_registry().get("classmap", "gradcampp").factory)}
+    assert set(grad) == {"layer", "scales", "flip"} and all(grad.values())  # Grad-CAM++'s options, written once in their base

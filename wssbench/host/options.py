@@ -153,11 +153,17 @@ def type_text(annotation: Any) -> str:
 
 
 def _field_comments(factory: Callable) -> dict[str, str]:
-    """Field name -> the comment after it, for dataclasses (their fields are their options)."""
-    if not dataclasses.is_dataclass(factory):
+    """Field name -> the comment after it, for dataclasses (their fields are their options): from
+    the class and every dataclass it inherits fields from, a subclass's comment winning."""
+    if not dataclasses.is_dataclass(factory) or not isinstance(factory, type):
         return {}
-    try:
-        lines = inspect.getsource(factory).splitlines()
-    except (OSError, TypeError):
-        return {}
-    return {m.group(1): m.group(2) for line in lines if (m := _FIELD_COMMENT.match(line))}
+    comments: dict[str, str] = {}
+    for klass in reversed(factory.__mro__):
+        if not dataclasses.is_dataclass(klass):
+            continue
+        try:
+            lines = inspect.getsource(klass).splitlines()
+        except (OSError, TypeError):
+            continue
+        comments.update({m.group(1): m.group(2) for line in lines if (m := _FIELD_COMMENT.match(line))})
+    return comments

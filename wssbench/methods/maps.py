@@ -5,6 +5,7 @@ multi-scale + flip sum of PSA and IRN.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Callable
 
@@ -208,3 +209,13 @@ class GradientMaps(ScalesAndFlip):
         classes = torch.as_tensor(classes).to(images.device)
         raw = partial(gradient_maps, self.combine, layer=self.layer, method=self.name)
         return multiscale(raw, model, images, classes, parse_scales(self.scales), self.flip)  # (B, K, H, W)
+
+
+@dataclass(frozen=True)
+class LayerGradientMaps(GradientMaps):
+    """:class:`GradientMaps` with its three options as fields (Grad-CAM and its variants): a
+    producer subclasses it with a ``name`` and a ``combine`` and adds no field of its own."""
+
+    layer: str = ""  # module of the backbone whose output is weighted, e.g. "layer3"; "" = the last feature maps
+    scales: str = "1.0"  # comma-separated input scales whose maps are summed, e.g. "1.0,0.5,1.5,2.0"
+    flip: bool = False  # also add the maps of the horizontally flipped images
