@@ -77,6 +77,10 @@ class PSA(_Walk):
 
     name = "psa"
     output_stride: ClassVar[int] = 8  # ResNet-38's conv4-6 are all at stride 8
+    code_over_paper: ClassVar[tuple[str, ...]] = (
+        "no dense CRF after the walk (infer_aff.py; the paper's CAM+RW+dCRF row has one, psa issue #10)",
+        "PolyOptimizer passes the weight decay in SGD's momentum slot (tool/torchutils.py): momentum 5e-4, in effect none",
+    )
     epochs: int = 8  # train_aff.py --max_epoches
     batch_size: int = 8  # train_aff.py --batch_size
     crop_size: int = 448  # train_aff.py --crop_size
@@ -136,6 +140,9 @@ class IRN(_Walk):
 
     name = "irn"
     output_stride: ClassVar[int] = 16  # torchvision's ResNet-50 with strides (2, 2, 2, 1): the last stage at 16
+    code_over_paper: ClassVar[tuple[str, ...]] = (
+        "PolyOptimizer passes the weight decay in SGD's momentum slot (misc/torchutils.py): momentum 1e-4, in effect none",
+    )
     epochs: int = 3  # run_sample.py --irn_num_epoches
     batch_size: int = 32  # run_sample.py --irn_batch_size
     crop_size: int = 512  # run_sample.py --irn_crop_size

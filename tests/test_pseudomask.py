@@ -113,6 +113,7 @@ def test_pseudo_mask_command_end_to_end(name, tmp_path):
     assert record["components"]["pseudomask"]["name"] == name and set(record["components"]) == {"pseudomask", "dataset", "backbone", "classmap"}
     assert {d["option"] for d in record["deviations"]} >= {"pseudomask.epochs", "backbone", "seeds.scales", "seeds.flip"}
     assert record["training"]["steps"] == 6 and record["classifier"]["map_split"] == "train"
+    assert any("momentum slot" in note for note in record["code_over_paper"])
     assert len(list((out / "masks").glob("*.png"))) == 24 and (out / "counts.npz").is_file()
     assert f"{name} [" in result.output and "(stage pseudo-mask)" in result.output
     assert record["training"]["split"] == "train" and record["training"]["n_images"] == 24

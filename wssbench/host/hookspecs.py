@@ -120,6 +120,7 @@ class PseudoMaskMethod(Protocol):
     """What ``register_pseudomasks`` factories return."""
 
     output_stride: ClassVar[int] = 16  # the stride its backbone is built with (dilated where the model can)
+    code_over_paper: ClassVar[tuple[str, ...]] = ()  # where the released code departs from the paper and the method follows the code
 
     def fit(self, seeds: list[Any], backbone: nn.Module, norm: dict, device: str = "cpu", seed: int = 0) -> dict: ...
 
@@ -293,7 +294,9 @@ def register_pseudomasks(register: Register) -> None:
     model without head, built by the host with the method's ``output_stride`` (an int) from the
     user's backbone and ImageNet weights, ``norm`` its ``{"mean", "std"}``; ``info`` is kept in
     the record (JSON). A method's option defaults are its authors' recipe: a run that sets an
-    option to another value lists it among its deviations.
+    option to another value lists it among its deviations; ``code_over_paper`` (a tuple of str)
+    says where the authors' released code departs from their paper and the method follows the
+    code, copied into every record.
     """
 
 

@@ -68,6 +68,7 @@ def build_record(config: PseudoMaskConfig, parts: Any, registry: Any, cm: Confus
         # the seed run's description (what the leaderboard groups and labels by), and the walk's
         "config": {**config.seeds.to_dict(), "pseudomask": {k: v for k, v in config.to_dict().items() if k != "seeds"}},
         "deviations": deviations(config, registry),
+        "code_over_paper": list(getattr(entry.factory, "code_over_paper", ())),  # the authors' code followed where it departs
         "components": {
             "pseudomask": {"kind": "pseudomask", "name": config.method, "plugin": entry.plugin,
                            "options": {**defaults(entry.factory), **dict(config.options)}},
