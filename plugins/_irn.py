@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -170,7 +170,8 @@ def _augment(image: np.ndarray, label: np.ndarray, config: Training, mean: np.nd
 
 
 def train(net: BoundaryNet, samples: Sequence[tuple[np.ndarray, np.ndarray]], config: Training, mean: Sequence[float],
-          std: Sequence[float], device: torch.device | str = "cpu", seed: int = 0) -> list[float]:
+          std: Sequence[float], device: torch.device | str = "cpu", seed: int = 0,
+          on_step: Callable[[int, int], None] | None = None) -> list[float]:
     """Train the boundary branch in place as train_irn.py does (poly SGD with the authors' momentum
     quirk, lr x1 with weight decay; last incomplete batch dropped). ``samples``: (uint8 image (H, W,
     3), confident labels (H, W) from :func:`confident_labels`). Returns every step's loss."""
@@ -195,6 +196,8 @@ def train(net: BoundaryNet, samples: Sequence[tuple[np.ndarray, np.ndarray]], co
         boundary = torch.sigmoid(net(images))[:, 0]  # (B, S/4, S/4)
         loss, _ = boundary_loss(path_affinity(boundary, config.radius, "crop"), bg_pos, fg_pos, neg)
         losses.append(sgd_step(optimizer, schedule, loss))
+        if on_step is not None:
+            on_step(len(losses), steps * config.epochs)
     net.eval()
     return losses
 

@@ -25,7 +25,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from functools import partial
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -177,10 +177,10 @@ def _augment(sample: Sample, config: Training, stride: int, mean: np.ndarray, st
 
 
 def train(net: AffinityNet, samples: Sequence[Sample], config: Training, mean: Sequence[float], std: Sequence[float],
-          device: torch.device | str = "cpu", seed: int = 0) -> list[float]:
+          device: torch.device | str = "cpu", seed: int = 0, on_step: Callable[[int, int], None] | None = None) -> list[float]:
     """Train ``net`` in place as train_aff.py does (poly SGD with the authors' momentum quirk,
     :func:`wssbench.methods.affinity.poly_sgd`; last incomplete batch dropped); returns the loss of
-    every step."""
+    every step. ``on_step(done, total)`` is called after each step."""
     rng = np.random.default_rng(seed)
     mean_a, std_a = np.asarray(mean, np.float32), np.asarray(std, np.float32)
     side = math.ceil(config.crop_size / net.stride)
@@ -200,6 +200,8 @@ def train(net: AffinityNet, samples: Sequence[Sample], config: Training, mean: S
                 raise ValueError(f"features {tuple(features.shape[-2:])} and pooled labels {tuple(labels.shape[-2:])} differ")
             loss, _ = affinity_loss(net.pair_affinity(features, src, dst), bg_pos, fg_pos, neg)
             losses.append(sgd_step(optimizer, schedule, loss))
+            if on_step is not None:
+                on_step(len(losses), steps * config.epochs)
     net.eval()
     return losses
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, Callable, ClassVar
 
 import numpy as np
 
@@ -98,7 +98,8 @@ class PSA(_Walk):
         super().__post_init__()
         _check_crop(self.crop_size, self.output_stride, self.radius)
 
-    def fit(self, seeds: list[Any], backbone: torch.nn.Module, norm: dict, device: str = "cpu", seed: int = 0) -> dict:
+    def fit(self, seeds: list[Any], backbone: torch.nn.Module, norm: dict, device: str = "cpu", seed: int = 0,
+            progress: Callable[[int, int], None] | None = None) -> dict:
         import torch
 
         from wssbench_plugins import _psa
@@ -113,7 +114,7 @@ class PSA(_Walk):
         net = _psa.AffinityNet(backbone, freeze=self.freeze)
         config = _psa.Training(lr=self.lr, batch_size=self.batch_size, epochs=self.epochs, crop_size=self.crop_size,
                                weight_decay=self.weight_decay, radius=self.radius)
-        losses = _psa.train(net, samples, config, norm["mean"], norm["std"], device=device, seed=seed)
+        losses = _psa.train(net, samples, config, norm["mean"], norm["std"], device=device, seed=seed, on_step=progress)
         self._state.update(net=net, norm=norm, device=torch.device(device))
         return _losses(losses, len(samples) // self.batch_size)
 
@@ -162,7 +163,8 @@ class IRN(_Walk):
             raise UsageError(f"-O pseudomask.crop_size={self.crop_size}: expected a multiple of {IRN_STRIDE}")
         _check_crop(self.crop_size, IRN_STRIDE, self.train_radius, "train_radius")
 
-    def fit(self, seeds: list[Any], backbone: torch.nn.Module, norm: dict, device: str = "cpu", seed: int = 0) -> dict:
+    def fit(self, seeds: list[Any], backbone: torch.nn.Module, norm: dict, device: str = "cpu", seed: int = 0,
+            progress: Callable[[int, int], None] | None = None) -> dict:
         import torch
 
         from wssbench_plugins import _irn
@@ -178,7 +180,7 @@ class IRN(_Walk):
         net = _irn.BoundaryNet(backbone)
         config = _irn.Training(lr=self.lr, batch_size=self.batch_size, epochs=self.epochs, crop_size=self.crop_size,
                                weight_decay=self.weight_decay, radius=self.train_radius)
-        losses = _irn.train(net, samples, config, norm["mean"], norm["std"], device=device, seed=seed)
+        losses = _irn.train(net, samples, config, norm["mean"], norm["std"], device=device, seed=seed, on_step=progress)
         self._state.update(net=net, norm=norm, device=torch.device(device))
         return _losses(losses, len(samples) // self.batch_size)
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import click
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from wssbench.cli import traceback_option
 from wssbench.cli.params import ComponentName
+from wssbench.cli.progress import progress_display
 from wssbench.cli.run import description_from_flags, run_command
 from wssbench.errors import UsageError
 from wssbench.host.options import parse_option_strings
@@ -79,8 +79,7 @@ def pseudo_mask_command(method, seeds, dataset, data_root, split, fit_split, bac
     err = Console(stderr=True)
     if replacing:
         err.print(f"replacing the earlier run in {folder}", soft_wrap=True, highlight=False)
-    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
-    with Progress(*columns, console=err, transient=True) as progress:
+    with progress_display(err) as progress:  # bars on a terminal, one line per task and per 10 % elsewhere
         record = run(config, registry, folder, progress)
     if record["deviations"]:
         listed = "; ".join(f"{d['option']}: {d['published']} -> {d['used']}" for d in record["deviations"])
