@@ -27,7 +27,7 @@ from wssbench.results.uncertainty import run_samples
 from wssbench.runtime.timer import Timer
 from wssbench.seed.components import resolve as resolve_seeds
 from wssbench.seed.maps import ImageMaps, compute_maps, map_caches
-from wssbench.seed.run import _fit_progress, _takes, prepare_run
+from wssbench.seed.run import fit_progress, prepare_run, takes
 from wssbench.storage.cache import fingerprint
 from wssbench.storage.io import check_run_dir, run_dir, write_json, write_mask
 
@@ -85,7 +85,7 @@ def run(config: PseudoMaskConfig, registry: Registry, out: Path | None = None, p
                                                         np.stack([s.image_labels for s in fit_seeds]))
         classifier_info["map_split"] = config.learns_from
     with timer("fit"):
-        extra = {"progress": _fit_progress(progress, f"training {config.method}")} if progress and _takes(method.fit, "progress") else {}
+        extra = {"progress": fit_progress(progress, f"training {config.method}")} if progress and takes(method.fit, "progress") else {}
         training = method.fit(fit_seeds, backbone, norm, device=seeds_config.device, seed=seeds_config.seed, **extra)
     training["split"], training["n_images"] = config.learns_from, len(fit_seeds)
     seeds = fit_seeds if same else collect_seeds(seeds_config, parts, model, ids, timer, caches, progress, f"seeds of {seeds_config.split}")

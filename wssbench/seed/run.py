@@ -74,21 +74,21 @@ def prepare_run(config: RunConfig, parts: Components, timer: Timer, progress: An
         with timer("checks"), world.main_first():
             if world.is_main:
                 wanted = ids + (parts.dataset.ids(config.train_split) if needs_training and parts.training is parts.dataset else [])
-                verify_files(parts.dataset, wanted, progress=_fit_progress(progress, "checking the images and masks"))
+                verify_files(parts.dataset, wanted, progress=fit_progress(progress, "checking the images and masks"))
                 if needs_training and parts.training is not parts.dataset:
                     verify_files(parts.training, parts.training.ids(config.train_split),
-                                 progress=_fit_progress(progress, "checking the training images and masks"))
+                                 progress=fit_progress(progress, "checking the training images and masks"))
     with timer("classifier"), world.main_first():
         model, info = load_or_train(config, parts, torch.device(config.device), progress)
     if getattr(parts.classmap, "needs_fit", False):
         with timer("classmap_fit"), world.main_first():
-            fit_progress = _fit_progress(progress, "fitting the class maps") if _takes(parts.classmap.fit, "progress") else None
-            extra = {"progress": fit_progress} if fit_progress is not None else {}
+            report = fit_progress(progress, "fitting the class maps") if takes(parts.classmap.fit, "progress") else None
+            extra = {"progress": report} if report is not None else {}
             parts.classmap.fit(model, parts.training, config.train_split, Path(info["checkpoint"]).stem, **extra)
     return model, info, world.shard(ids)
 
 
-def _takes(fn: Callable, name: str) -> bool:
+def takes(fn: Callable, name: str) -> bool:
     """Whether ``fn`` accepts keyword ``name`` (an optional capability of a plugin method)."""
     try:
         return name in inspect.signature(fn).parameters
@@ -96,7 +96,7 @@ def _takes(fn: Callable, name: str) -> bool:
         return False
 
 
-def _fit_progress(progress: Any, description: str) -> Callable[[int, int], None] | None:
+def fit_progress(progress: Any, description: str) -> Callable[[int, int], None] | None:
     """A ``progress(done, total)`` callback that drives a task of the run's progress display."""
     if progress is None:
         return None
