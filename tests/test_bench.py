@@ -175,3 +175,23 @@ seeds = [3]
     assert (tmp_path / "o" / "floor" / "seed-3" / "result.json").is_file()
     table = bench(spec, "--out", tmp_path / "o")
     assert table.stderr.count("done already") == 3 and " ± " in table.stdout
+
+
+def test_an_unset_option_added_later_keeps_finished_rows(tmp_path, monkeypatch):
+    """A new run option whose default (None) keeps the old behaviour leaves the rows' keys as they were."""
+    import dataclasses
+
+    from wssbench.bench import load_bench, row_key
+    from wssbench.host.registry import default_registry
+    from wssbench.seed.config import RunConfig
+
+    bench = tmp_path / "b.toml"
+    bench.write_text('[defaults]\ndataset = "synthetic"\n[[rows]]\nlabel = "fcn"\nsaliency = "none"\n')
+    registry = default_registry()
+    spec = load_bench(bench, registry)
+    before = row_key(spec, spec["rows"][0], registry)
+    plain = RunConfig.to_dict
+    monkeypatch.setattr(RunConfig, "to_dict", lambda self: {**plain(self), "a_new_option": None})
+    assert row_key(spec, spec["rows"][0], registry) == before
+    monkeypatch.setattr(RunConfig, "to_dict", lambda self: {**plain(self), "a_new_option": 3})
+    assert row_key(spec, spec["rows"][0], registry) != before

@@ -200,7 +200,9 @@ def row_key(spec: dict, row: dict, registry) -> str:
     """What makes a finished row's result valid: its checked config (options that only change
     speed left out), the components' code defaults, the tuning setup and the versions."""
     config = row["_config"]
-    described = config.to_dict()
+    # unset options (None) are left out, so that an option added later with a default that keeps
+    # the old behaviour does not make finished rows look changed
+    described = {k: v for k, v in config.to_dict().items() if v is not None}
     for key in SPEED_ONLY:
         described.pop(key, None)
     if isinstance(config, SegmentConfig):
