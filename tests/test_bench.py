@@ -179,8 +179,6 @@ seeds = [3]
 
 def test_an_unset_option_added_later_keeps_finished_rows(tmp_path, monkeypatch):
     """A new run option whose default (None) keeps the old behaviour leaves the rows' keys as they were."""
-    import dataclasses
-
     from wssbench.bench import load_bench, row_key
     from wssbench.host.registry import default_registry
     from wssbench.seed.config import RunConfig
