@@ -142,6 +142,7 @@ def test_learning_on_one_split_and_walking_another(tmp_path):
     (["--seeds", "--classmap cam"], "add --saliency none"),
     (["--seeds", "--classmap none --saliency none"], "--seeds: pseudo-masks walk class maps"),
     (["--seeds", "--no-such-flag"], "--seeds: No such option"),
+    (["--seeds", "--classmap cam --saliency none --dataset voc2012"], "--seeds: give --dataset to 'wssbench pseudo-mask' itself"),
     (["-O", "classmap.flip=true"], "class-map options go in --seeds"),
     (["-O", "pseudomask.crop_size=60"], "-O pseudomask.crop_size=60: its 8 x 8 grid at stride 8 is too small"),
     (["-O", "pseudomask.nosuch=1"], "nosuch"),

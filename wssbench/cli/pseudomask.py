@@ -22,6 +22,7 @@ from wssbench.seed.config import build_config
 from wssbench.storage.io import check_run_dir
 
 # The authors' seeds (modern-methods.md sections 1-2): CAMs at four scales with their flips
+OWN_FLAGS = ("dataset", "data_root", "split", "seed", "device", "classes_from")  # set by pseudo-mask, never by --seeds
 AUTHORS_SEEDS = "--classmap cam --saliency none -O classmap.scales=1.0,0.5,1.5,2.0 -O classmap.flip=true"
 
 
@@ -37,6 +38,10 @@ def seeds_config(args: str, dataset: str, data_root: str | None, split: str, dat
     for key in ("out", "from_record", "as_json"):
         kw.pop(key, None)
     given = description_from_flags(kw)
+    for key in OWN_FLAGS:
+        if key in given:
+            flag = "--" + key.replace("_", "-")
+            raise UsageError(f"--seeds: give {flag} to 'wssbench pseudo-mask' itself, not inside --seeds")
     options = [*given.get("options", ()), *dataset_options]
     given.update({"classes_from": "labels", "split": split, "dataset": dataset, "refine": "none", "seed": seed,
                   "device": device, **({"options": options} if options else {}), **({"data_root": data_root} if data_root else {})})
