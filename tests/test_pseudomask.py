@@ -83,8 +83,10 @@ def test_deviations_name_what_departs_from_the_recipe():
     authors = build_config(classes_from="labels", split="train", classmap="cam", saliency=None, backbone="resnet50",
                            pretrained=True, options=["classmap.scales=1.0,0.5,1.5,2.0", "classmap.flip=true"])
     config = check(PseudoMaskConfig(check_seeds(authors, REGISTRY), "irn", (("beta", "10"),)), REGISTRY)
-    assert deviations(config, REGISTRY) == [  # beta 10 is the authors' own: no deviation
-        {"option": "backbone", "published": "ResNet-50 (ImageNet)", "used": "resnet50 (ImageNet)"}]
+    assert deviations(config, REGISTRY) == []  # beta 10 is the authors' own, and so is an ImageNet ResNet-50
+    scratch = PseudoMaskConfig(config.seeds, "irn", config.options, pretrained=False)
+    assert deviations(scratch, REGISTRY) == [
+        {"option": "backbone", "published": "ResNet-50 (ImageNet)", "used": "resnet50 (random)"}]
     single = PseudoMaskConfig(check_seeds(build_config(classes_from="labels", split="train", classmap="gradcam", saliency=None),
                                           REGISTRY), "psa", (("epochs", 2),))
     assert deviations(single, REGISTRY) == [

@@ -20,6 +20,9 @@ STAGE = "pseudo-mask"
 # own classes at scales 1.0, 0.5, 1.5 and 2.0 with their flips, summed and max-normalised per class.
 PUBLISHED_SEEDS = {"classmap": "cam", "scales": "1.0,0.5,1.5,2.0", "flip": True}
 PUBLISHED_BACKBONE = {"psa": "ResNet-38 (ImageNet)", "irn": "ResNet-50 (ImageNet)"}
+# The timm model that is the published backbone (ResNet-38 has none): with ImageNet weights it is no
+# deviation. Which ImageNet weights (torchvision's, as IRN's) is not checked.
+PUBLISHED_MODEL = {"irn": "resnet50"}
 
 
 @dataclass(frozen=True)
@@ -83,8 +86,8 @@ def deviations(config: PseudoMaskConfig, registry: Registry) -> list[dict]:
         if key in published and value != published[key]:
             out.append({"option": f"pseudomask.{key}", "published": published[key], "used": value})
     model, weights, pretrained = config.affinity_backbone
-    if config.method in PUBLISHED_BACKBONE:
-        initial = "ImageNet" if weights or pretrained else "random"
+    initial = "ImageNet" if weights or pretrained else "random"
+    if config.method in PUBLISHED_BACKBONE and (model, initial) != (PUBLISHED_MODEL.get(config.method), "ImageNet"):
         out.append({"option": "backbone", "published": PUBLISHED_BACKBONE[config.method], "used": f"{model} ({initial})"})
     classmap = config.seeds.options_for("classmap")  # checked: values of their declared types
     used = {"classmap": config.seeds.classmap, "scales": _scales(classmap.get("scales", "1.0")),
