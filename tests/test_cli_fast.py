@@ -155,3 +155,11 @@ def test_none_on_the_command_line_turns_a_stage_off(tmp_path, monkeypatch):
 
     config = build_config({k: v for k, v in given.items() if k not in ("out", "from_record", "as_json")}, device="cpu")
     assert config.saliency is None and config.classmap == "fcn" and config.refine == ()
+
+
+def test_a_reader_that_stops_early_gets_no_error():
+    """``wssbench list classmap --options | head``: the pipe may close before wssbench writes (here
+    always: ``true`` reads nothing and exits first); wssbench stops quietly, exit 141 as Unix tools do."""
+    done = subprocess.run(f"'{sys.executable}' -m wssbench list classmap --options | true; echo ${{PIPESTATUS[0]}}", shell=True,
+                          executable="/bin/bash", capture_output=True, text=True, check=True)
+    assert done.stderr == "" and done.stdout.strip() == "141"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+import os
 import sys
 import warnings
 
@@ -95,6 +96,9 @@ class WssbenchGroup(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted: no result was written", err=True)
             ctx.exit(130)
+        except BrokenPipeError:  # the reader of stdout went away (``| head``): stop quietly, as Unix tools do
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no second error when Python flushes at exit
+            ctx.exit(141)
         except Exception as e:  # a bug: say whose in one line unless asked for more
             if ctx.meta.get(TRACEBACK_KEY):
                 raise
