@@ -16,8 +16,8 @@ from wssbench.cli.run import description_from_flags, run_command
 from wssbench.errors import UsageError
 from wssbench.host.options import parse_option_strings
 from wssbench.host.registry import default_registry
-from wssbench.pseudomask.config import PseudoMaskConfig
-from wssbench.pseudomask.run import default_out, resolve, run
+from wssbench.pseudomask.config import PseudoMaskConfig, check_all
+from wssbench.pseudomask.run import default_out, run
 from wssbench.seed.config import build_config
 from wssbench.storage.io import check_run_dir
 
@@ -78,7 +78,7 @@ def pseudo_mask_command(method, seeds, dataset, data_root, split, fit_split, bac
     config = PseudoMaskConfig(seeds_config(seeds, dataset, data_root, split, dataset_options, seed, device), method,
                               tuple(method_options), backbone, weights, pretrained, fit_split)
     registry = default_registry()
-    config, _, _ = resolve(config, registry)  # every name and option checked before any work
+    config = check_all(config, registry)  # every name and option checked (nothing built: run() builds it once)
     folder = Path(out) if out else default_out(config)
     replacing = check_run_dir(folder)
     err = Console(stderr=True)
