@@ -34,9 +34,12 @@ MAPS_VERSION = 2  # 2: entries carry a checksum trailer
 @functools.lru_cache(maxsize=None)
 def source_digest(module_name: str) -> str:
     """Digest of the source of the top-level package of ``module_name``: every ``.py`` file
-    under it (path and content), or the module's own file when it is not a package."""
+    under it (path and content), or the module's own file when it is not a package. Code with no
+    file (``python -c``, a notebook's ``__main__``) has no digest: "no-source"."""
     top = importlib.import_module(module_name.partition(".")[0])
-    path = Path(top.__file__ or "")
+    if not getattr(top, "__file__", None):
+        return "no-source"
+    path = Path(top.__file__)
     files = sorted(path.parent.rglob("*.py")) if path.name == "__init__.py" else [path]
     h = hashlib.sha256()
     for file in files:
@@ -50,12 +53,61 @@ def code_digests(factory: Any) -> dict[str, str]:
     return {name: source_digest(name) for name in sorted(modules)}
 
 
-class MapCache:
+class EntryFolder:
+    """One cache folder of sealed per-image entries, named ``<name>-<fingerprint(key)>`` under
+    ``cache_dir(section)``, its key written beside them as ``key.json``: the reading and writing
+    that map and prediction caches share. Entries are bytes; subclasses give them a format."""
+
+    suffix = ".npy"
+
+    def __init__(self, section: str, name: str, key: dict[str, Any]):
+        self.key = key
+        self.dir = cache_dir(section, f"{name}-{fingerprint(self.key)}")
+        self._writable: bool | None = None  # unknown until the first write
+
+    def path(self, image_id: str, classes: np.ndarray) -> Path:
+        return self.dir / f"{image_id}~{'-'.join(str(int(c)) for c in classes)}{self.suffix}"
+
+    def read(self, image_id: str, classes: np.ndarray) -> tuple[bytes | None, Path]:
+        """An entry's payload (None when absent or damaged: warned, then recomputed) and its path."""
+        path = self.path(image_id, classes)
+        try:
+            blob = path.read_bytes()
+        except FileNotFoundError:
+            return None, path
+        except OSError as e:
+            damaged(path, e.strerror or str(e))
+            return None, path
+        payload = unseal(blob)
+        if payload is None:
+            damaged(path, f"checksum mismatch, {len(blob)} bytes")
+        return payload, path
+
+    def write(self, image_id: str, classes: np.ndarray, payload: bytes) -> None:
+        """Store an entry atomically; where the cache cannot be written, say so once and go on."""
+        if self._writable is False:
+            return
+        try:
+            if self._writable is None:
+                self.dir.mkdir(parents=True, exist_ok=True)
+                sweep_stale(self.dir)  # partial entries of runs that were killed
+                if not (self.dir / "key.json").is_file():
+                    with atomic_path(self.dir / "key.json") as tmp:
+                        tmp.write_text(json.dumps(self.key, indent=2, default=str) + "\n")
+            with atomic_path(self.path(image_id, classes)) as tmp:
+                tmp.write_bytes(seal(payload))
+            self._writable = True
+        except OSError as e:
+            self._writable = False
+            cannot_write(self.dir, e)
+
+
+class MapCache(EntryFolder):
     """Maps of one component for one classifier: ``get``/``put`` per image and class list."""
 
     def __init__(self, classifier: str, kind: str, name: str, plugin: str, options: dict[str, Any],
                  compute: dict[str, str] | None = None, code: dict[str, str] | None = None):
-        self.key = {
+        key = {
             "version": MAPS_VERSION,
             "classifier": classifier,
             "kind": kind,
@@ -66,27 +118,14 @@ class MapCache:
             "options": options,
         }
         if code:
-            self.key["code"] = code
-        self.key.update(compute or {})  # precision / device when not fp32 on the CPU (``wssbench.seed.classifier.compute_key``)
-        self.dir = cache_dir("maps", f"{kind}-{name}-{fingerprint(self.key)}")
-        self._writable: bool | None = None  # unknown until the first put
-
-    def path(self, image_id: str, classes: np.ndarray) -> Path:
-        return self.dir / f"{image_id}~{'-'.join(str(int(c)) for c in classes)}.npy"
+            key["code"] = code
+        key.update(compute or {})  # precision / device when not fp32 on the CPU (``wssbench.seed.classifier.compute_key``)
+        super().__init__("maps", f"{kind}-{name}", key)
 
     def get(self, image_id: str, classes: np.ndarray) -> np.ndarray | None:
         """The cached maps, or None when absent or damaged (warned, then recomputed)."""
-        path = self.path(image_id, classes)
-        try:
-            blob = path.read_bytes()
-        except FileNotFoundError:
-            return None
-        except OSError as e:
-            damaged(path, e.strerror or str(e))
-            return None
-        payload = unseal(blob)
+        payload, path = self.read(image_id, classes)
         if payload is None:
-            damaged(path, f"checksum mismatch, {len(blob)} bytes")
             return None
         try:
             return np.load(io.BytesIO(payload), allow_pickle=False)
@@ -96,20 +135,6 @@ class MapCache:
 
     def put(self, image_id: str, classes: np.ndarray, maps: np.ndarray) -> None:
         """Store ``maps``; where the cache cannot be written, say so once and go on."""
-        if self._writable is False:
-            return
         buffer = io.BytesIO()
         np.save(buffer, maps, allow_pickle=False)
-        try:
-            if self._writable is None:
-                self.dir.mkdir(parents=True, exist_ok=True)
-                sweep_stale(self.dir)  # partial entries of runs that were killed
-                if not (self.dir / "key.json").is_file():
-                    with atomic_path(self.dir / "key.json") as tmp:
-                        tmp.write_text(json.dumps(self.key, indent=2, default=str) + "\n")
-            with atomic_path(self.path(image_id, classes)) as tmp:
-                tmp.write_bytes(seal(buffer.getvalue()))
-            self._writable = True
-        except OSError as e:
-            self._writable = False
-            cannot_write(self.dir, e)
+        self.write(image_id, classes, buffer.getvalue())
