@@ -25,9 +25,11 @@ The last line is ``time-per-image ratio R, peak-RSS ratio Q``: the largest size 
 smallest. Flat costs give R and Q near 1 (the goal: R <= 1.2, Q <= 1.3).
 
 With ``--kill-at F`` the largest size is also run a second time from its cached classifier, killed
-with SIGKILL once F of its val images are done, and run again: the rerun's record says how many
-images it computed maps for (counted in the map cache; the rest came from it), and its mIoU must
-equal the uninterrupted run's. Only maps resume: fusion, CRF and scoring run again in full.
+with SIGKILL once F of its val images are finished (their label maps stored in the prediction
+cache, ``wssbench.storage.predcache``), and run again. The rerun computes maps only for the images
+whose maps were not cached and fuses and refines only the images whose label maps were not stored
+(the record's ``prediction_cache.reused`` says how many were read back); scoring is recomputed
+from the label maps. Its mIoU must equal the uninterrupted run's.
 """
 
 from __future__ import annotations
@@ -102,6 +104,11 @@ def saliency_maps(home: Path) -> int:
     return len(list((home / "maps").glob("saliency-*/*.npy"))) if (home / "maps").exists() else 0
 
 
+def label_maps(home: Path) -> int:
+    """Label maps in ``home``'s prediction cache: one per val image finished (fused and refined)."""
+    return len(list((home / "predictions").glob("labels-*/*.npz"))) if (home / "predictions").exists() else 0
+
+
 def run_job(view: Path, out: Path, home: Path, args, kill_after: int | None = None) -> tuple[dict | None, float, int]:
     """``wssbench run`` on ``view``: (its record or None when killed, wall seconds, peak tree RSS)."""
     command = [sys.executable, "-m", "wssbench", "run", "--dataset", "voc2012", "--data-root", str(view),
@@ -111,10 +118,10 @@ def run_job(view: Path, out: Path, home: Path, args, kill_after: int | None = No
     started, peak = time.perf_counter(), 0
     log = out.with_suffix(".log").open("w")
     child = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    cached_before = saliency_maps(home)
+    finished_before = label_maps(home)
     while child.poll() is None:
         peak = max(peak, tree_rss(child.pid))
-        if kill_after is not None and saliency_maps(home) - cached_before >= kill_after:
+        if kill_after is not None and label_maps(home) - finished_before >= kill_after:
             os.killpg(child.pid, signal.SIGKILL)
             child.wait()
             return None, time.perf_counter() - started, peak
@@ -191,12 +198,14 @@ def resume_check(row: dict, work: Path, args) -> None:
     kill_after = max(1, int(args.kill_at * row["val"]))
     killed, wall, _ = run_job(row["view"], work / "run-killed", home, args, kill_after=kill_after)
     assert killed is None, "the run finished before it could be killed; use a larger size"
-    cached = saliency_maps(home)
+    cached, finished = saliency_maps(home), label_maps(home)
     record, wall2, _ = run_job(row["view"], work / "run-resumed", home, args)
     computed = saliency_maps(home) - cached
+    reused = record["prediction_cache"]["reused"]
     same = record["miou"] == row["miou"]
-    print(f"resume: killed after {wall:.0f} s with {cached} of {row['val']} images' maps cached; the rerun took {wall2:.0f} s "
-          f"(the uninterrupted run {row['wall_per_image'] * row['size']:.0f} s), computed maps for {computed} images; "
+    print(f"resume: killed after {wall:.0f} s with {finished} of {row['val']} images finished and {cached} images' maps cached; "
+          f"the rerun took {wall2:.0f} s (the uninterrupted run {row['wall_per_image'] * row['size']:.0f} s), computed maps for "
+          f"{computed} images and fused and refined {row['val'] - reused} ({reused} label maps read back); "
           f"mIoU {100 * record['miou']:.4f} vs {100 * row['miou']:.4f}: {'identical' if same else 'DIFFERENT'}")
 
 

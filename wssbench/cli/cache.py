@@ -21,6 +21,7 @@ SECTIONS = {
     "classifiers": "trained classifiers (one .pt per configuration)",
     "classmaps": "fitted class-map producers (e.g. zoom-out mi-SVMs)",
     "maps": "class and saliency maps, per classifier and method",
+    "predictions": "label maps after fusion and refiners, per run configuration (a killed run resumes from them)",
     "proposals": "object proposals per image, per objectness method and options",
 }
 SIDECAR = ".json"  # beside a file entry (a checkpoint, a fitted producer): what it is; part of the entry
@@ -119,6 +120,15 @@ def describe(section: str, path: Path) -> dict:
             return {"what": f"synthetic, {spec.get('n_train')} train + {spec.get('n_val')} val images of "
                             f"{spec.get('size')} px, seed {spec.get('seed')}", "dataset": "synthetic"}
         return {"what": "dataset folder"}
+    if section == "predictions":
+        key = _read_json(path / "key.json")
+        if not key:
+            return {"what": "label maps (no key.json)"}
+        stem = str(key.get("classifier"))
+        info = classifier_info(stem)
+        steps = [(key.get("fusion") or {}).get("name")] + [r.get("name") for r in key.get("refiners") or []]
+        return {"what": f"label maps of {' + '.join(str(s) for s in steps)} from {_classifier_text(info, stem)}",
+                "method": f"fusion:{steps[0]}", "classifier": stem, **info}
     if section == "proposals":
         method = path.name.rpartition("-")[0]
         return {"what": f"{method} proposals of {sum(1 for _ in path.glob('*.npz'))} images", "method": f"objectness:{method}"}

@@ -29,7 +29,9 @@ from wssbench.runtime.timer import Timer
 from wssbench.seed.classifier import compute_key
 from wssbench.seed.components import NETWORK_STAGES, Components
 from wssbench.seed.config import RunConfig
+from wssbench.storage.cache import fingerprint, package_version
 from wssbench.storage.mapcache import MapCache, code_digests
+from wssbench.storage.predcache import PredictionCache
 
 
 def detect(config: RunConfig, parts: Components, model: Classifier, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor] | None:
@@ -222,3 +224,28 @@ def map_caches(config: RunConfig, registry: Registry, classifier: str) -> dict[s
             options = {**defaults(entry.factory), **config.options_for(stage)}
             caches[stage] = MapCache(classifier, stage, name, entry.plugin, options, compute_key(config), code_digests(entry.factory))
     return caches
+
+
+def prediction_cache(config: RunConfig, registry: Registry, classifier: str, caches: dict[str, MapCache],
+                     curve: tuple[float, ...] | None) -> PredictionCache | None:
+    """The cache of label maps after fusion and refiners (``wssbench.storage.predcache``), keyed by
+    what they depend on beyond the image and its classes; None where maps are not cached either."""
+    if not config.cache_maps:
+        return None
+
+    def component(kind: str, name: str) -> dict:
+        entry = registry.get(kind, name)
+        return {"name": name, "plugin": entry.plugin, "plugin_version": package_version(entry.plugin),
+                "options": {**defaults(entry.factory), **config.options_for(kind if kind == "fusion" else name)},
+                "code": code_digests(entry.factory)}
+
+    return PredictionCache({
+        "classifier": classifier,
+        "dataset": config.dataset,
+        "dataset_options": config.options_for("dataset"),
+        "maps": {stage: fingerprint(cache.key) for stage, cache in sorted(caches.items())},
+        "fusion": component("fusion", config.fusion),
+        "refiners": [component("refiner", name) for name in config.refine],
+        "curve": list(curve) if curve else None,
+        **compute_key(config),
+    })

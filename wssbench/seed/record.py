@@ -51,7 +51,7 @@ ONCE_PER_RUN = ("data", "checks", "classifier", "classmap_fit")  # timer stages 
 def build_record(config, parts, registry, cm: ConfusionMatrix, ids, classifier, timings, started: float, stats: dict,
                  world_size: int = 1, map_cache: dict | None = None, annotations: dict | None = None,
                  counts: ImageCounts | None = None, samples=None, curve: CurveAccumulator | None = None,
-                 counts_file: str | None = None) -> dict:
+                 counts_file: str | None = None, prediction_cache: dict | None = None) -> dict:
     """The result record of a run, made here and only here. ``annotations`` (a bench row's
     label, tuning and published number) are added as they are; ``counts`` (per image), their
     bootstrap ``samples`` and the threshold ``curve`` add the uncertainty, the diagnostics and the
@@ -94,6 +94,8 @@ def build_record(config, parts, registry, cm: ConfusionMatrix, ids, classifier, 
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "world_size": world_size,
         "map_cache": map_cache or {},  # for 'wssbench show'
+        # label maps read back instead of fused and refined again (a resumed run); 'stats' cover the rest
+        **({"prediction_cache": prediction_cache} if prediction_cache is not None else {}),
         "priors": priors(config, parts),
         **uncertainty(counts, samples, counts_file, names),
         **(curve.summary() if curve is not None else {}),

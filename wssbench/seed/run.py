@@ -33,11 +33,12 @@ from wssbench.runtime.workers import PredictPool, merge_stats
 from wssbench.seed.classifier import load_or_train
 from wssbench.seed.components import Components, resolve
 from wssbench.seed.config import RunConfig
-from wssbench.seed.maps import Prediction, compute_maps, map_caches
+from wssbench.seed.maps import Prediction, compute_maps, map_caches, prediction_cache
 from wssbench.seed.record import build_record
 from wssbench.storage.cache import fingerprint
 from wssbench.storage.io import atomic_dir, run_dir, write_json, write_mask
 from wssbench.storage.mapcache import MapCache
+from wssbench.storage.predcache import PredictionCache
 
 SEGMENT_WALL = "segment_wall"  # timer stage: the whole loop over the split
 
@@ -111,9 +112,12 @@ def fit_progress(progress: Any, description: str) -> Callable[[int, int], None] 
 
 
 def predictions(config: RunConfig, parts: Components, model: Classifier, ids: list[str], timer: Timer,
-                caches: dict[str, MapCache] | None = None, pool: PredictPool | None = None) -> Iterator[Prediction]:
+                caches: dict[str, MapCache] | None = None, pool: PredictPool | None = None,
+                predicted: PredictionCache | None = None) -> Iterator[Prediction]:
     """Every image's prediction, in order of completion: the network stages in this process,
-    fusion and refinement in ``pool`` (inline when None) while the next batch is computed."""
+    fusion and refinement in ``pool`` (inline when None) while the next batch is computed. An
+    image whose label map ``predicted`` holds (a run killed part-way and started again) skips
+    fusion and refinement; the others' are stored there as they finish."""
     with contextlib.ExitStack() as stack:
         if pool is None:
             pool = stack.enter_context(PredictPool(parts.fusion, parts.refiners, 1))
@@ -122,10 +126,19 @@ def predictions(config: RunConfig, parts: Components, model: Classifier, ids: li
             for maps, pred, seconds, curve in results:
                 for stage, s in seconds.items():
                     timer.seconds[stage] += s
+                if predicted is not None:
+                    with timer("prediction:store"):
+                        predicted.put(maps.image_id, maps.labels, pred, curve)
                 yield Prediction(maps.image_id, pred, maps, curve)
 
         with timer(SEGMENT_WALL):  # all stages together, overlapping: the split's wall time
             for maps in compute_maps(config, parts, model, ids, timer, caches):
+                if predicted is not None:
+                    with timer("prediction:cached"):
+                        hit = predicted.get(maps.image_id, maps.labels)
+                    if hit is not None:
+                        yield Prediction(maps.image_id, hit[0], maps, hit[1])
+                        continue
                 pool.submit(maps)
                 yield from finished(pool.results())
             yield from finished(pool.results(finish=True))
@@ -166,7 +179,9 @@ def run(config: RunConfig, registry: Registry, out: Path | None = None, progress
         pool = stack.enter_context(PredictPool(parts.fusion, parts.refiners, config.workers,
                                                curve=(curve.points, num_classes) if curve else None))
         caches = map_caches(config, registry, Path(classifier_info["checkpoint"]).stem)
-        for p in predictions(config, parts, model, ids, timer, caches, pool):
+        predicted = prediction_cache(config, registry, Path(classifier_info["checkpoint"]).stem, caches,
+                                     curve.points if curve is not None else None)
+        for p in predictions(config, parts, model, ids, timer, caches, pool, predicted):
             with timer("evaluate"):
                 cm.matrix += counts.update(p.image_id, p.maps.mask, p.label_map)
                 if curve is not None:
@@ -190,6 +205,7 @@ def run(config: RunConfig, registry: Registry, out: Path | None = None, progress
         scores = [s for part in world.gather(all_scores) for s in part]
         labels = [label for part in world.gather(all_labels) for label in part]
         stats = merge_stats(world.gather(pool.stats()))
+        reused = sum(world.gather(predicted.hits if predicted is not None else 0))
         if not main:
             stack.close()  # commit this rank's masks before rank 0 collects them
             world.barrier()
@@ -210,6 +226,7 @@ def run(config: RunConfig, registry: Registry, out: Path | None = None, progress
             record = build_record(
                 config, parts, registry, cm, all_ids, classifier_info, timer.seconds, started, stats,
                 world_size=world.size, map_cache={stage: str(cache.dir) for stage, cache in caches.items()},
+                prediction_cache={"dir": str(predicted.dir), "reused": reused} if predicted is not None else None,
                 annotations=annotations, counts=image_counts, samples=samples, curve=curve,
                 counts_file=COUNTS_FILE if tmp is not None else None,
             )
