@@ -5,7 +5,7 @@ import pytest
 from sklearn.metrics import confusion_matrix as sk_confusion
 
 from wssbench.errors import DataError
-from wssbench.results.metrics import ConfusionMatrix, confusion, scores
+from wssbench.results.metrics import ConfusionMatrix, confusion, confusions_at, scores
 
 
 def random_pair(rng, shape=(17, 23), c=5):
@@ -84,3 +84,50 @@ def test_out_of_range_labels_are_errors():
         confusion(gt, np.full((2, 2), 7, np.uint8), 3)
     with pytest.raises(DataError, match="shape"):
         confusion(gt, np.zeros((3, 2), np.uint8), 3)
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_confusions_at_every_threshold_equal_one_confusion_each(seed):
+    """The one-pass threshold curve against its definition: a label map per threshold, each scored."""
+    rng = np.random.default_rng(seed)
+    h, w, c = 37, 29, 6
+    gt = rng.integers(0, c, (h, w))
+    gt[rng.random((h, w)) < 0.1] = 255
+    evidence = rng.choice([0.1, 0.25, 0.5, 0.7], (h, w)).astype(np.float32)  # ties with the thresholds themselves
+    free = rng.random((h, w)) < 0.3
+    evidence[free] = rng.random(int(free.sum()))
+    evidence[0, :3] = np.nan
+    label = rng.integers(1, c, (h, w)).astype(np.uint8)
+    thresholds = [0.5, 0.1, 0.25, 0.9, 0.25, 0.0]  # unsorted, with a repeat
+    expected = np.stack([confusion(gt, np.where(evidence > t, label, 0), c) for t in thresholds])
+    np.testing.assert_array_equal(confusions_at(gt, evidence, label, thresholds, c), expected)
+
+
+def test_confusions_at_by_hand():
+    gt = np.array([[1, 1, 0, 255]])
+    evidence = np.array([[0.9, 0.3, 0.6, 0.9]], np.float32)
+    label = np.array([[1, 2, 2, 1]], np.uint8)
+    at = confusions_at(gt, evidence, label, [0.5, 0.2], 3)
+    # t = 0.5: predictions 1, 0, 2 (the 255 pixel is not counted); t = 0.2: 1, 2, 2
+    np.testing.assert_array_equal(at[0], [[0, 0, 1, 0], [1, 1, 0, 0], [0, 0, 0, 0]])
+    np.testing.assert_array_equal(at[1], [[0, 0, 1, 0], [0, 1, 1, 0], [0, 0, 0, 0]])
+
+
+def test_the_threshold_rule_curve_is_its_label_maps_scored():
+    """The pipeline's curve (``predict_one``: one pass) equals scoring ``labels_at``'s maps one by one."""
+    import wssbench
+    from wssbench.runtime.workers import predict_one
+    from wssbench.seed.maps import ImageMaps
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 255, (24, 20, 3), np.uint8)
+    mask = rng.integers(0, 4, (24, 20)).astype(np.uint8)
+    labels = np.array([1, 3])
+    maps = ImageMaps("x", image, mask, labels, rng.random((2, 24, 20)).astype(np.float32),
+                     rng.random((2, 24, 20)).astype(np.float32), np.zeros(4), np.zeros(4))
+    fusion = wssbench.create("fusion", "threshold")
+    points = (0.05, 0.2, 0.35, 0.6)
+    _, _, matrices = predict_one(maps, fusion, [], (points, 5))
+    at = fusion.labels_at(points, image, labels, maps.class_maps, maps.saliency_maps)
+    np.testing.assert_array_equal(matrices, np.stack([confusion(mask, p, 5) for p in at]))
+    assert len({m.tobytes() for m in matrices}) > 1  # the thresholds do separate pixels here

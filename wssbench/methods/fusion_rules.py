@@ -79,14 +79,26 @@ class ThresholdRule:
         (the same argmax as ``__call__``, ties to background), from one evaluation of the
         foreground evidence; None when the background is the classifier's own probability
         (no threshold to sweep)."""
+        evidence = self.threshold_evidence(image, labels, class_maps, saliency_maps, background, **extra)
+        if evidence is None:
+            return None
+        top, label = evidence
+        return [np.where(top > t, label, 0).astype(np.uint8) for t in thresholds]
+
+    def threshold_evidence(self, image, labels, class_maps, saliency_maps, background=None,
+                           **extra) -> tuple[np.ndarray, np.ndarray] | None:
+        """What every threshold's label map is read from (capability, used by the threshold
+        curve to score all thresholds in one pass, ``wssbench.results.metrics.confusions_at``):
+        the largest foreground evidence (H, W) and its class label (H, W) uint8; a pixel is that
+        class at threshold ``t`` when its evidence exceeds ``t``, background otherwise. None when
+        the background is the classifier's own probability."""
         if background is not None:
             return None
         fg = self.foreground(image, labels, class_maps, saliency_maps, **extra)  # (K, H, W)
-        values = np.concatenate([[0], np.asarray(labels)]).astype(np.uint8)
         if len(fg) == 0:
-            return [np.zeros(image.shape[:2], np.uint8) for _ in thresholds]
-        top, arg = fg.max(0), fg.argmax(0) + 1  # (H, W)
-        return [values[np.where(top > t, arg, 0)] for t in thresholds]
+            return np.full(image.shape[:2], -np.inf, np.float32), np.zeros(image.shape[:2], np.uint8)
+        values = np.concatenate([[0], np.asarray(labels)]).astype(np.uint8)
+        return fg.max(0), values[fg.argmax(0) + 1]  # (H, W) each
 
     def foreground(self, image, labels, class_maps, saliency_maps, **extra) -> np.ndarray:
         """The foreground evidence ``F_k`` (K, H, W) float32 against which the background score is set."""

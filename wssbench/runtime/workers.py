@@ -23,7 +23,7 @@ from typing import Any, Iterator
 
 import numpy as np
 
-from wssbench.results.metrics import confusion
+from wssbench.results.metrics import confusion, confusions_at
 
 _state: dict[str, Any] = {}
 
@@ -47,10 +47,15 @@ def predict_one(maps: Any, fusion: Any, refiners: list[tuple[str, Any]], curve: 
     if curve is not None:
         start = time.perf_counter()
         points, num_classes = curve
-        at = fusion.labels_at(points, maps.image, maps.labels, maps.class_maps, maps.saliency_maps, **extra)
-        if at is not None:
-
-            matrices = np.stack([confusion(maps.mask, pred, num_classes) for pred in at])  # (T, C, C + 1)
+        args = (maps.image, maps.labels, maps.class_maps, maps.saliency_maps)
+        if callable(getattr(fusion, "threshold_evidence", None)):  # every threshold in one pass over the pixels
+            evidence = fusion.threshold_evidence(*args, **extra)
+            if evidence is not None:
+                matrices = confusions_at(maps.mask, *evidence, points, num_classes)  # (T, C, C + 1)
+        else:
+            at = fusion.labels_at(points, *args, **extra)
+            if at is not None:
+                matrices = np.stack([confusion(maps.mask, pred, num_classes) for pred in at])  # (T, C, C + 1)
         seconds["threshold_curve"] = time.perf_counter() - start
     for name, refiner in refiners:
         start = time.perf_counter()
