@@ -98,14 +98,18 @@ def describe(section: str, path: Path) -> dict:
     if section == "classifiers":
         info = classifier_info(path.stem)
         return {"what": _classifier_text(info, path.stem) if info else "classifier (no description)", **info}
-    if section == "maps":
+    if section in ("maps", "predictions"):  # a folder of per-image entries, its key beside them
         key = _read_json(path / "key.json")
         if not key:
-            return {"what": "maps (no key.json)"}
+            return {"what": f"{'maps' if section == 'maps' else 'label maps'} (no key.json)"}
         stem = str(key.get("classifier"))
         info = classifier_info(stem)
-        return {"what": f"{key.get('kind')} {key.get('name')} of {_classifier_text(info, stem)}",
-                "method": f"{key.get('kind')}:{key.get('name')}", "classifier": stem, **info}
+        if section == "maps":
+            what, method = f"{key.get('kind')} {key.get('name')} of", f"{key.get('kind')}:{key.get('name')}"
+        else:
+            steps = [str((key.get("fusion") or {}).get("name"))] + [str(r.get("name")) for r in key.get("refiners") or []]
+            what, method = f"label maps of {' + '.join(steps)} from", f"fusion:{steps[0]}"
+        return {"what": f"{what} {_classifier_text(info, stem)}", "method": method, "classifier": stem, **info}
     if section == "classmaps":
         meta = _read_json(path.with_suffix(SIDECAR))
         if not meta:
@@ -120,15 +124,6 @@ def describe(section: str, path: Path) -> dict:
             return {"what": f"synthetic, {spec.get('n_train')} train + {spec.get('n_val')} val images of "
                             f"{spec.get('size')} px, seed {spec.get('seed')}", "dataset": "synthetic"}
         return {"what": "dataset folder"}
-    if section == "predictions":
-        key = _read_json(path / "key.json")
-        if not key:
-            return {"what": "label maps (no key.json)"}
-        stem = str(key.get("classifier"))
-        info = classifier_info(stem)
-        steps = [(key.get("fusion") or {}).get("name")] + [r.get("name") for r in key.get("refiners") or []]
-        return {"what": f"label maps of {' + '.join(str(s) for s in steps)} from {_classifier_text(info, stem)}",
-                "method": f"fusion:{steps[0]}", "classifier": stem, **info}
     if section == "proposals":
         method = path.name.rpartition("-")[0]
         return {"what": f"{method} proposals of {sum(1 for _ in path.glob('*.npz'))} images", "method": f"objectness:{method}"}
