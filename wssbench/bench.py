@@ -196,13 +196,30 @@ def grid_edges(grid: dict[str, list], chosen: dict[str, Any]) -> list[str]:
 SPEED_ONLY = ("workers", "loader_workers", "cache_maps", "batch_size", "device", "skip_checks")
 
 
+# Recipe fields added after rows were first finished, with the default that keeps the old behaviour:
+# left out of a row's key at that default, so that finished rows stay finished.
+LATER_RECIPE_DEFAULTS = {"head_init": "random"}
+
+
+def without_later_defaults(described: Any) -> Any:
+    """``described`` with every ``recipe`` mapping in it (a seed run's, a pseudo-mask row's seeds')
+    stripped of ``LATER_RECIPE_DEFAULTS`` at their defaults."""
+    if not isinstance(described, dict):
+        return described
+    out = {k: without_later_defaults(v) for k, v in described.items()}
+    recipe = out.get("recipe")
+    if isinstance(recipe, dict):
+        out["recipe"] = {k: v for k, v in recipe.items() if LATER_RECIPE_DEFAULTS.get(k, object()) != v}
+    return out
+
+
 def row_key(spec: dict, row: dict, registry) -> str:
     """What makes a finished row's result valid: its checked config (options that only change
     speed left out), the components' code defaults, the tuning setup and the versions."""
     config = row["_config"]
     # unset options (None) are left out, so that an option added later with a default that keeps
     # the old behaviour does not make finished rows look changed
-    described = {k: v for k, v in config.to_dict().items() if v is not None}
+    described = without_later_defaults({k: v for k, v in config.to_dict().items() if v is not None})
     for key in SPEED_ONLY:
         described.pop(key, None)
     if isinstance(config, SegmentConfig):

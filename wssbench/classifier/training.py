@@ -78,6 +78,9 @@ def head_targets(model: Classifier, labels: torch.Tensor) -> torch.Tensor:
     return labels
 
 
+HEAD_INITS = ("random", "imagenet")
+
+
 @dataclass(frozen=True)
 class TrainRecipe(Solver):
     """How the classifier is trained: a loss of ``LOSSES``, SGD with momentum (the solver of
@@ -97,8 +100,14 @@ class TrainRecipe(Solver):
     # Leading feature stages of the backbone kept as loaded (timm's ``feature_info``: 1 = up to the
     # first listed stage, 2 = the second, ...); -1 = the whole backbone (only the head trains).
     freeze: int = 0
+    # The head's starting rows: "random" (seeded), or "imagenet": a class named as a VOC class starts
+    # from the mean of its WordNet members' rows of the backbone's own ImageNet classifier
+    # (``wssbench.seed.classifier.imagenet_head_init``); other classes stay random.
+    head_init: str = "random"
 
     def __post_init__(self) -> None:
+        if self.head_init not in HEAD_INITS:
+            raise UsageError(f"--head-init: expected one of {', '.join(HEAD_INITS)}, got {self.head_init!r}")
         if self.loss not in LOSSES:
             raise UsageError(f"--loss: unknown loss '{self.loss}'; available: {', '.join(LOSSES)}")
         # one place for every way a recipe is described (flags, bench rows, --from, the Python API)
@@ -128,7 +137,7 @@ class TrainRecipe(Solver):
 # (54 s), 25.0 % with freeze 3 at lr 0.01 for 10 epochs and 37.7 % at lr 0.05 (124 s). One seed
 # each on 80 val images: the ranking is indicative, not significant.
 BACKBONE_RECIPES: dict[str, dict[str, Any]] = {
-    "tf_efficientnet_lite": {"epochs": 15, "lr": 0.02, "crop": 224, "scale": (0.35, 0.6), "freeze": 3},
+    "tf_efficientnet_lite": {"epochs": 15, "lr": 0.02, "crop": 224, "scale": (0.35, 0.6), "freeze": 3, "head_init": "imagenet"},
 }
 
 
@@ -335,7 +344,7 @@ def recipe_dict(recipe: TrainRecipe) -> dict:
     settings at their defaults are left out, so that the keys of classifiers trained before they
     were options stay as they were."""
     data = optim.solver_key(recipe)
-    for name in ("loss", "flip", "freeze"):
+    for name in ("loss", "flip", "freeze", "head_init"):
         if data.get(name) == getattr(TrainRecipe, name):
             data.pop(name)
     return data
