@@ -70,9 +70,9 @@ def imagenet_head_init(model: Classifier, model_name: str, weights: str | None, 
 
     Why: fine-tuning on a few photos per class (coco-mini's train2017 has 1 to 3 for most VOC
     classes) cannot teach a fresh head to name them, and the network's ImageNet classifier already
-    scores most of them. On coco-mini val2017 the plain run rose from 5.3 to 11.5 mIoU (one seed;
-    paired bootstrap +6.2 [+1.2, +8.8]) at the same classifier mAP (44.3 against 44.7 %):
-    ``benchmarks/README.md``, "Real photos". The mean is a linear stand-in for the class's softmax
+    scores most of them. On coco-mini val2017 the plain run rose from 5.1 to 11.1 mIoU (three
+    seeds; paired bootstrap +6.0 [+1.1, +8.4]) at about the same classifier mAP (44.3 against
+    41.0 % on average): ``benchmarks/README.md``, "Real photos". The mean is a linear stand-in for the class's softmax
     share (log-sum-exp over its members), which a 1x1 head cannot express; it is a starting point,
     and the rows are trained with the rest of the head.
     """
