@@ -21,6 +21,8 @@ if TYPE_CHECKING:
     from wssbench.seed.components import Components
 
 
+NEEDS_IMAGENET = ("head_init = imagenet starts the head from the backbone's ImageNet classifier: "
+                  "pass --weights FILE (or --pretrained), or give the recipe head_init = \"random\"")
 CLASSIFIER_VERSION = 2  # 2: the initialisation is seeded (1 drew it from an unseeded generator)
 
 
@@ -55,8 +57,8 @@ def build_classifier(config: RunConfig, dataset: Any, provider: Any) -> Classifi
         return model
     model = create_classifier(provider, model_name, dataset.num_classes - 1, config.pooling, config.pretrained,
                               config.weights, config.recipe.seed, config.background, config.head_bias)
-    if config.recipe.head_init == "imagenet":
-        imagenet_head_init(model, model_name, config.weights, config.pretrained, getattr(dataset, "classes", ()))
+    if config.recipe.head_init == "imagenet" and config.weights is None and not config.pretrained:
+        raise UsageError(NEEDS_IMAGENET)  # said before any work; the rows are set when training starts (load_or_train)
     return model
 
 
@@ -77,8 +79,7 @@ def imagenet_head_init(model: Classifier, model_name: str, weights: str | None, 
     and the rows are trained with the rest of the head.
     """
     if weights is None and not pretrained:
-        raise UsageError("head_init = imagenet starts the head from the backbone's ImageNet classifier: "
-                         "pass --weights FILE (or --pretrained), or give the recipe head_init = \"random\"")
+        raise UsageError(NEEDS_IMAGENET)
     imagenet = imagenet_classifier(model_name, weights, head="imagenet", pretrained=pretrained)
     rows = imagenet.head.weight.detach()[:, :, 0, 0]  # (1000, F)
     if rows.shape[1] != model.head.weight.shape[1]:
@@ -158,6 +159,9 @@ def load_or_train(config: RunConfig, parts: Components, device: torch.device, pr
                 progress.remove_task(waiting)
             meta = load_cached_checkpoint(path, model)  # another run may have trained it meanwhile
             if meta is None:
+                if config.recipe.head_init == "imagenet":  # only a model about to be trained needs its starting rows
+                    imagenet_head_init(model, config.backbone_provider[1], config.weights, config.pretrained,
+                                       getattr(parts.dataset, "classes", ()))
                 task = progress.add_task("training classifier", total=None) if progress else None
 
                 def on_step(step: int, total: int, loss: float) -> None:
