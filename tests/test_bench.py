@@ -30,6 +30,10 @@ def test_bench_runs_tunes_and_resumes(tmp_path):
     assert record["tuning"]["chosen"] == max(record["tuning"]["scores"], key=lambda s: s["miou"])["options"]
     assert record["tuning"]["at_edge"] == ([] if chosen == 0.2 else ["fusion.bg_threshold"])
     assert record["tuning"]["overlap"] == 0 and record["tuning"]["n_images"] > 0 and record["tuning"]["ids_digest"]
+    # what each run cost, tuning included, is in its record, the rows and the table's last line
+    assert record["tuning"]["seconds"] > 0
+    assert rows["fcn"]["seconds"] == pytest.approx(record["timings"]["total_seconds"] + record["tuning"]["seconds"])
+    assert first.stderr.count("finished in") == 2
 
     # nothing changed: every row is done already, a tuned row at the edge of its grid included
     unchanged = bench(BENCH, "--out", tmp_path, "--json")
@@ -41,7 +45,9 @@ def test_bench_runs_tunes_and_resumes(tmp_path):
     again = bench(BENCH, "--out", tmp_path, "--json")
     assert "done already" in again.stderr
     assert (tmp_path / "all_background" / "result.json").stat().st_mtime == mtime
-    assert json.loads(again.stdout)["rows"] == json.loads(first.stdout)["rows"]
+    def numbers(rows):  # everything but what the runs cost
+        return [{k: v for k, v in r.items() if k != "seconds"} for r in rows]
+    assert numbers(json.loads(again.stdout)["rows"]) == numbers(json.loads(first.stdout)["rows"])
 
 
 @pytest.mark.slow
@@ -175,6 +181,8 @@ seeds = [3]
     assert (tmp_path / "o" / "floor" / "seed-3" / "result.json").is_file()
     table = bench(spec, "--out", tmp_path / "o")
     assert table.stderr.count("done already") == 3 and " ± " in table.stdout
+    total = sum(r["seconds"] for r in rows.values()) / 60
+    assert f"time: the rows' runs took {total:.1f} min as recorded" in table.stdout
 
 
 def test_an_unset_option_added_later_keeps_finished_rows(tmp_path, monkeypatch):

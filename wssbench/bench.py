@@ -30,6 +30,7 @@ from __future__ import annotations
 import itertools
 import json
 import re
+import time
 import tomllib
 from pathlib import Path
 from typing import Any, Callable
@@ -170,6 +171,7 @@ def tune_row(spec: dict, row: dict, registry, progress: Any = None) -> tuple[dic
     split = spec.get("tune_split", "train")
     tune, scored = tuning_ids(spec, row, registry)
     seed = {"seed": row["_config"].seed}
+    started = time.time()
     scores = []
     for values in itertools.product(*grid.values()):
         choice = dict(zip(grid, values))
@@ -178,7 +180,8 @@ def tune_row(spec: dict, row: dict, registry, progress: Any = None) -> tuple[dic
         scores.append({"options": choice, "miou": record["miou"]})
     best = max(scores, key=lambda s: s["miou"])
     report = {"split": split, "limit": spec.get("tune_limit"), "n_images": len(tune), "ids_digest": fingerprint(sorted(tune)),
-              "overlap": len(set(tune) & set(scored)), "grid": grid, "scores": scores, "chosen": best["options"]}
+              "overlap": len(set(tune) & set(scored)), "grid": grid, "scores": scores, "chosen": best["options"],
+              "seconds": time.time() - started}  # the grid's runs, with the classifier's training when it was not cached yet
     return best["options"], {**report, "at_edge": grid_edges(grid, best["options"])}
 
 
@@ -240,6 +243,15 @@ def _quiet(message: str) -> None:
     return None
 
 
+def run_seconds(record: dict) -> float | None:
+    """What a finished run cost, from its record: its tuning (the classifier's training included
+    where the tuning trained it) and its run; None for a record from before timings were kept."""
+    total = (record.get("timings") or {}).get("total_seconds")
+    if total is None:
+        return None
+    return total + ((record.get("tuning") or {}).get("seconds") or 0.0)
+
+
 def run_row(spec: dict, row: dict, out: Path, registry, say: Callable[[str], None] = _quiet, progress: Any = None) -> dict:
     """Run one row (one seed of it) into ``out``, unless a finished run of the same row is
     there already; tune first where the row asks. ``say`` receives one line per step."""
@@ -265,11 +277,13 @@ def run_row(spec: dict, row: dict, out: Path, registry, say: Callable[[str], Non
     say(f"{row['label']}: running")
     annotations = {"bench_row": key, "bench_label": row["label"], "tuning": tuning, "published": row.get("published")}
     if isinstance(config, SegmentConfig):
-
-        return segment(config, registry, out, progress, annotations=annotations)
-    if isinstance(config, PseudoMaskConfig):
-        return make_pseudo_masks(config, registry, out, progress, annotations=annotations)
-    return Pipeline(config, registry=registry).run(out, progress, annotations=annotations)
+        record = segment(config, registry, out, progress, annotations=annotations)
+    elif isinstance(config, PseudoMaskConfig):
+        record = make_pseudo_masks(config, registry, out, progress, annotations=annotations)
+    else:
+        record = Pipeline(config, registry=registry).run(out, progress, annotations=annotations)
+    say(f"{row['label']}: finished in {run_seconds(record):.0f} s" + (f" ({tuning['seconds']:.0f} s of it tuning)" if tuning else ""))
+    return record
 
 
 def seed_runs(spec: dict, row: dict, out: Path, registry) -> list[tuple[dict, Path]]:
@@ -333,5 +347,6 @@ def run_bench(spec: dict, out: Path, registry, say: Callable[[str], None] = _qui
             "dataset": records[0]["dataset"], "split": records[0]["split"], "protocol": records[0]["protocol"],
             "tuned": [(r.get("tuning") or {}).get("chosen") for r in records], "published": row.get("published"),
             "deviations": records[0].get("deviations") or [],
+            "seconds": None if None in (times := [run_seconds(r) for r in records]) else sum(times),
         })
     return rows

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,16 @@ from wssbench.storage.cache import fingerprint
 
 def _pct(x: Any) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
+
+
+def cost_line(rows: list[dict], wall: float) -> str:
+    """What the table cost: the runs' own recorded times (tuning and any classifier training
+    they did included; a resumed run counts what it took when it ran) and this invocation's wall."""
+    known = [r["seconds"] for r in rows if r["seconds"] is not None]
+    missing = len(rows) - len(known)
+    return (f"time: the rows' runs took {sum(known) / 60:.1f} min as recorded (tuning and training included"
+            + (f"; {missing} rows from before timings were kept left out" if missing else "")
+            + f"); this invocation {wall / 60:.1f} min wall")
 
 
 @click.command("bench")
@@ -42,6 +53,7 @@ def bench_command(file: Path, out: Path | None, settings: tuple[str, ...], as_js
     suffix = "-" + fingerprint(overrides, 6) if overrides else ""
     out = out or Path("wssbench-runs") / f"bench-{file.stem}{suffix}"
     console = Console(stderr=True)
+    started = time.time()
     with progress_display(console) as progress:  # training, fits and each row's images, bars or lines
         rows = run_bench(spec, out, registry, lambda line: console.print(line, markup=False, soft_wrap=True), progress, f"{file}: ")
     if as_json:
@@ -70,6 +82,7 @@ def bench_command(file: Path, out: Path | None, settings: tuple[str, ...], as_js
             f"{pub['miou']} ({pub.get('dataset', '')} {pub.get('split', '')}; {pub.get('source', '')})" if pub else "-",
         )
     Console().print(table)
+    click.echo(cost_line(rows, time.time() - started))
     for r in rows:
         if r["deviations"]:
             listed = ", ".join(str(d.get("option")) for d in r["deviations"])
