@@ -201,3 +201,32 @@ def test_an_unset_option_added_later_keeps_finished_rows(tmp_path, monkeypatch):
     assert row_key(spec, spec["rows"][0], registry) == before
     monkeypatch.setattr(RunConfig, "to_dict", lambda self: {**plain(self), "a_new_option": 3})
     assert row_key(spec, spec["rows"][0], registry) != before
+
+
+def test_a_threshold_grid_is_read_from_one_runs_curve_and_equals_a_run_per_value(tmp_path):
+    """With no refiner, tuning the background threshold from one run's threshold curve gives each
+    value's score exactly as its own run; a row with a refiner still runs once per value."""
+    from wssbench.api import Pipeline
+    from wssbench.bench import load_bench, row_config, tune_row
+    from wssbench.host.registry import default_registry
+
+    spec_file = tmp_path / "t.toml"
+    spec_file.write_text(BENCH.read_text().replace('tune_limit = 6', 'tune_limit = 8') + '''
+[[rows]]
+label = "fcn + sppxl-crf"
+saliency = "none"
+refine = "sppxl-crf"
+tune = { "fusion.bg_threshold" = [0.2, 0.4] }
+''')
+    registry = default_registry()
+    spec = load_bench(spec_file, registry)
+    rows = {r["label"]: r for r in spec["rows"]}
+    chosen, report = tune_row(spec, rows["fcn"], registry)
+    assert report["method"] == "one run's threshold curve" and report["seconds"] > 0
+    for score in report["scores"]:
+        config = row_config(spec, rows["fcn"], extra_options=score["options"], split="train", limit=8, seed=rows["fcn"]["_config"].seed)
+        assert Pipeline(config, registry=registry).run()["miou"] == pytest.approx(score["miou"], abs=1e-12), score
+    assert len({s["miou"] for s in report["scores"]}) == 3  # the values tell thresholds apart
+    assert chosen == max(report["scores"], key=lambda s: s["miou"])["options"]
+    _, refined = tune_row(spec, rows["fcn + sppxl-crf"], registry)
+    assert refined["method"] == "a run per value" and len(refined["scores"]) == 2

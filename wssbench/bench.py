@@ -22,7 +22,9 @@ Each row runs into ``OUT/<label>/`` (with ``seeds``: ``OUT/<label>/seed-<s>/``, 
 full run, classifier trained with that seed, tuned on its own); a run whose ``result.json`` was
 made from the same row description is skipped, so a bench killed half-way resumes where it
 stopped. A row whose tuning images overlap the images it is scored on is refused before any
-row runs; each tuned record names its tuning split, how many images and a digest of their ids.
+row runs; each tuned record names its tuning split, how many images and a digest of their ids,
+the scores of the grid, how they were found (a grid over the background threshold alone, of a
+row with no refiner, from one run's threshold curve; else a run per value) and what it cost.
 """
 
 from __future__ import annotations
@@ -166,23 +168,52 @@ def slug(label: str) -> str:
 
 
 def tune_row(spec: dict, row: dict, registry, progress: Any = None) -> tuple[dict, dict]:
-    """Grid-search ``row['tune']`` on the tune split; returns the chosen options and a report."""
+    """Grid-search ``row['tune']`` on the tune split; returns the chosen options and a report.
+
+    A grid over the background threshold alone, of a row with no refiner, is read from one run's
+    threshold curve (``wssbench.results.curve``: the fusion applied at every threshold to the
+    same maps, which with no refiner is each threshold's run exactly); any other grid runs the
+    pipeline once per combination (the maps come from the cache after the first)."""
     grid = row["tune"]
     split = spec.get("tune_split", "train")
     tune, scored = tuning_ids(spec, row, registry)
-    seed = {"seed": row["_config"].seed}
+    setting = {"split": split, "limit": spec.get("tune_limit"), "seed": row["_config"].seed}
     started = time.time()
-    scores = []
-    for values in itertools.product(*grid.values()):
-        choice = dict(zip(grid, values))
-        config = row_config(spec, row, extra_options=choice, split=split, limit=spec.get("tune_limit"), **seed)
-        record = Pipeline(config, registry=registry).run(progress=progress)
-        scores.append({"options": choice, "miou": record["miou"]})
-    best = max(scores, key=lambda s: s["miou"])
+    scores, method = None, "a run per value"
+    swept = curve_option(row, registry)
+    if swept:
+        thresholds = grid[swept]
+        config = row_config(spec, row, extra_options={swept: thresholds[0], "fusion.curve": sorted(set(thresholds))}, **setting)
+        curve = {p["threshold"]: p["miou"] for p in Pipeline(config, registry=registry).run(progress=progress).get("threshold_curve") or []}
+        if all(float(t) in curve for t in thresholds):
+            scores, method = [{"options": {swept: t}, "miou": curve[float(t)]} for t in thresholds], "one run's threshold curve"
+    if scores is None:
+        scores = []
+        for values in itertools.product(*grid.values()):
+            choice = dict(zip(grid, values))
+            config = row_config(spec, row, extra_options=choice, **setting)
+            record = Pipeline(config, registry=registry).run(progress=progress)
+            scores.append({"options": choice, "miou": record["miou"]})
+    best = max(scores, key=lambda s: -1.0 if s["miou"] is None else s["miou"])
     report = {"split": split, "limit": spec.get("tune_limit"), "n_images": len(tune), "ids_digest": fingerprint(sorted(tune)),
               "overlap": len(set(tune) & set(scored)), "grid": grid, "scores": scores, "chosen": best["options"],
+              "method": method,
               "seconds": time.time() - started}  # the grid's runs, with the classifier's training when it was not cached yet
     return best["options"], {**report, "at_edge": grid_edges(grid, best["options"])}
+
+
+def curve_option(row: dict, registry) -> str | None:
+    """The tune grid's one key when it is the row's fusion's background threshold and the row
+    has no refiner (then one run's threshold curve scores the whole grid); else None."""
+    config = row["_config"]
+    if not isinstance(config, RunConfig) or config.refine or len(row["tune"]) != 1:
+        return None
+    option = getattr(registry.get("fusion", config.fusion).factory, "threshold_option", None)
+    values = next(iter(row["tune"].values()))
+    key = f"fusion.{option}"
+    if option is None or key not in row["tune"] or not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in values):
+        return None
+    return key
 
 
 def grid_edges(grid: dict[str, list], chosen: dict[str, Any]) -> list[str]:
