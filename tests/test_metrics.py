@@ -84,6 +84,14 @@ def test_out_of_range_labels_are_errors():
         confusion(gt, np.full((2, 2), 7, np.uint8), 3)
     with pytest.raises(DataError, match="shape"):
         confusion(gt, np.zeros((3, 2), np.uint8), 3)
+    # the one-pass curve checks the same things
+    evidence, label = np.zeros((2, 2), np.float32), np.ones((2, 2), np.uint8)
+    with pytest.raises(DataError, match="ground-truth label 5"):
+        confusions_at(np.full((2, 2), 5, np.uint8), evidence, label, [0.5], 3)
+    with pytest.raises(DataError, match="prediction shape"):
+        confusions_at(gt, np.zeros((3, 2), np.float32), np.ones((3, 2), np.uint8), [0.5], 3)
+    with pytest.raises(DataError, match="label map shape"):
+        confusions_at(gt, evidence, np.ones((2, 3), np.uint8), [0.5], 3)
 
 
 @pytest.mark.parametrize("seed", range(4))

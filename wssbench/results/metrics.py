@@ -22,20 +22,27 @@ def confusion(gt: np.ndarray, pred: np.ndarray, num_classes: int, ignore_index: 
 
     The extra last column counts counted pixels predicted as ``ignore_index``.
     """
-    if gt.shape != pred.shape:
-        raise DataError(f"prediction shape {pred.shape} differs from ground truth {gt.shape}")
-    gt = gt.reshape(-1).astype(np.int64)
-    pred = pred.reshape(-1).astype(np.int64)
-    keep = gt != ignore_index
-    gt, pred = gt[keep], pred[keep]
-    if gt.size and gt.max() >= num_classes:
-        raise DataError(f"ground-truth label {int(gt.max())} out of range 0..{num_classes - 1}")
+    gt, keep = counted_truth(gt, pred.shape, num_classes, ignore_index)
+    pred = pred.reshape(-1).astype(np.int64)[keep]
     bad = (pred >= num_classes) & (pred != ignore_index)
     if bad.any():
         raise DataError(f"predicted label {int(pred[bad][0])} out of range 0..{num_classes - 1} or {ignore_index}")
     pred = np.where(pred == ignore_index, num_classes, pred)
     counts = np.bincount(gt * (num_classes + 1) + pred, minlength=num_classes * (num_classes + 1))
     return counts.reshape(num_classes, num_classes + 1)
+
+
+def counted_truth(gt: np.ndarray, shape: tuple[int, ...], num_classes: int, ignore_index: int = IGNORE) -> tuple[np.ndarray, np.ndarray]:
+    """The counted pixels' truth (N,) int64 and which pixels they are (a mask over the flattened
+    image), after checking the prediction's ``shape`` and the truth's labels."""
+    if gt.shape != tuple(shape):
+        raise DataError(f"prediction shape {tuple(shape)} differs from ground truth {gt.shape}")
+    gt = gt.reshape(-1).astype(np.int64)
+    keep = gt != ignore_index
+    gt = gt[keep]
+    if gt.size and gt.max() >= num_classes:
+        raise DataError(f"ground-truth label {int(gt.max())} out of range 0..{num_classes - 1}")
+    return gt, keep
 
 
 def confusions_at(gt: np.ndarray, evidence: np.ndarray, label: np.ndarray, thresholds: tuple[float, ...] | list[float],
@@ -47,11 +54,10 @@ def confusions_at(gt: np.ndarray, evidence: np.ndarray, label: np.ndarray, thres
     it is ``label`` at the ``b`` smallest thresholds and background at the others. One histogram
     over (truth, label, bucket), summed from the top bucket down, gives every threshold's counts.
     """
-    gt = gt.reshape(-1).astype(np.int64)
-    keep = gt != ignore_index
-    gt, evidence, label = gt[keep], evidence.reshape(-1)[keep], label.reshape(-1)[keep].astype(np.int64)
-    if gt.size and gt.max() >= num_classes:
-        raise DataError(f"ground-truth label {int(gt.max())} out of range 0..{num_classes - 1}")
+    if label.shape != evidence.shape:
+        raise DataError(f"label map shape {label.shape} differs from its evidence's {evidence.shape}")
+    gt, keep = counted_truth(gt, evidence.shape, num_classes, ignore_index)
+    evidence, label = evidence.reshape(-1)[keep], label.reshape(-1)[keep].astype(np.int64)
     if label.size and label.max() >= num_classes:
         raise DataError(f"predicted label {int(label.max())} out of range 0..{num_classes - 1}")
     # the thresholds in the evidence's precision, as ``evidence > t`` compares a Python float with float32 maps
