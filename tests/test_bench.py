@@ -153,8 +153,13 @@ def test_the_table_marks_a_preset_row_that_departs_from_its_recipe(tmp_path):
     assert rows["plain"]["deviations"] == []
 
 
+FLOOR = "the all-background floor, a label long enough to be wrapped in eighty columns"
+
+
 @pytest.mark.slow
 def test_seeds_make_one_row_of_full_runs_with_an_interval(tmp_path):
+    from wssbench.bench import slug
+
     spec = tmp_path / "seeds.toml"
     spec.write_text('''[defaults]
 options = { "dataset.preset" = "tiny" }
@@ -165,7 +170,7 @@ seeds = [0, 1]
 label = "fcn"
 saliency = "none"
 [[rows]]
-label = "floor"
+label = "the all-background floor, a label long enough to be wrapped in eighty columns"
 fusion = "background"
 seeds = [3]
 ''')
@@ -177,10 +182,11 @@ seeds = [3]
     assert rows["fcn"]["n_seeds"] == 2 and rows["fcn"]["seeds"] == [0, 1]
     assert rows["fcn"]["miou"] == pytest.approx((runs[0]["miou"] + runs[1]["miou"]) / 2)
     assert rows["fcn"]["ci95"][0] <= rows["fcn"]["miou"] <= rows["fcn"]["ci95"][1]
-    assert rows["floor"]["seeds"] == [3] and rows["floor"]["miou_std"] is None
-    assert (tmp_path / "o" / "floor" / "seed-3" / "result.json").is_file()
+    assert rows[FLOOR]["seeds"] == [3] and rows[FLOOR]["miou_std"] is None
+    assert (tmp_path / "o" / slug(FLOOR) / "seed-3" / "result.json").is_file()
     table = bench(spec, "--out", tmp_path / "o")
     assert table.stderr.count("done already") == 3 and " ± " in table.stdout
+    assert any(FLOOR in line and "[" in line for line in table.stdout.splitlines())  # piped: one line a row, not wrapped
     total = sum(r["seconds"] for r in rows.values()) / 60
     assert f"time: the rows' runs took {total:.1f} min as recorded" in table.stdout
 

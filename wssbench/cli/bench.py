@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -81,7 +82,8 @@ def bench_command(file: Path, out: Path | None, settings: tuple[str, ...], as_js
             tuned or "-",
             f"{pub['miou']} ({pub.get('dataset', '')} {pub.get('split', '')}; {pub.get('source', '')})" if pub else "-",
         )
-    Console().print(table)
+    # a pipe or a file (a long bench run under nohup): rich would wrap every cell to 80 columns
+    Console(width=None if sys.stdout.isatty() else 240).print(table)
     click.echo(cost_line(rows, time.time() - started))
     for r in rows:
         if r["deviations"]:
