@@ -213,7 +213,7 @@ def test_a_threshold_grid_is_read_from_one_runs_curve_and_equals_a_run_per_value
     """With no refiner, tuning the background threshold from one run's threshold curve gives each
     value's score exactly as its own run; a row with a refiner still runs once per value."""
     from wssbench.api import Pipeline
-    from wssbench.bench import load_bench, row_config, tune_row
+    from wssbench.bench import curve_option, load_bench, row_config, tune_row
     from wssbench.host.registry import default_registry
 
     spec_file = tmp_path / "t.toml"
@@ -234,5 +234,6 @@ tune = { "fusion.bg_threshold" = [0.2, 0.4] }
         assert Pipeline(config, registry=registry).run()["miou"] == pytest.approx(score["miou"], abs=1e-12), score
     assert len({s["miou"] for s in report["scores"]}) == 3  # the values tell thresholds apart
     assert chosen == max(report["scores"], key=lambda s: s["miou"])["options"]
+    assert curve_option({**rows["fcn"], "tune": {"fusion.bg_threshold": [0.2]}}, registry) is None  # one value: runs it
     _, refined = tune_row(spec, rows["fcn + sppxl-crf"], registry)
     assert refined["method"] == "a run per value" and len(refined["scores"]) == 2

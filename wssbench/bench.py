@@ -211,7 +211,8 @@ def curve_option(row: dict, registry) -> str | None:
     option = getattr(registry.get("fusion", config.fusion).factory, "threshold_option", None)
     values = next(iter(row["tune"].values()))
     key = f"fusion.{option}"
-    if option is None or key not in row["tune"] or not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in values):
+    if option is None or key not in row["tune"] or len(set(values)) < 2 \
+            or not all(isinstance(v, (int, float)) and 0 <= v <= 1 for v in values):  # a curve needs two points in [0, 1]
         return None
     return key
 
