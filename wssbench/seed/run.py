@@ -33,7 +33,7 @@ from wssbench.runtime.workers import PredictPool, merge_stats
 from wssbench.seed.classifier import load_or_train
 from wssbench.seed.components import Components, resolve
 from wssbench.seed.config import RunConfig
-from wssbench.seed.maps import Prediction, compute_maps, map_caches, prediction_cache
+from wssbench.seed.maps import Prediction, compute_maps, map_caches, prediction_cache, scores_cache
 from wssbench.seed.record import build_record
 from wssbench.storage.cache import fingerprint
 from wssbench.storage.io import atomic_dir, run_dir, write_json, write_mask
@@ -113,7 +113,7 @@ def fit_progress(progress: Any, description: str) -> Callable[[int, int], None] 
 
 def predictions(config: RunConfig, parts: Components, model: Classifier, ids: list[str], timer: Timer,
                 caches: dict[str, MapCache] | None = None, pool: PredictPool | None = None,
-                predicted: PredictionCache | None = None) -> Iterator[Prediction]:
+                predicted: PredictionCache | None = None, scores: MapCache | None = None) -> Iterator[Prediction]:
     """Every image's prediction, in order of completion: the network stages in this process,
     fusion and refinement in ``pool`` (inline when None) while the next batch is computed. An
     image whose label map ``predicted`` holds (a run killed part-way and started again) skips
@@ -132,7 +132,7 @@ def predictions(config: RunConfig, parts: Components, model: Classifier, ids: li
                 yield Prediction(maps.image_id, pred, maps, curve)
 
         with timer(SEGMENT_WALL):  # all stages together, overlapping: the split's wall time
-            for maps in compute_maps(config, parts, model, ids, timer, caches):
+            for maps in compute_maps(config, parts, model, ids, timer, caches, scores):
                 if predicted is not None:
                     with timer("prediction:cached"):
                         hit = predicted.get(maps.image_id, maps.labels)
@@ -181,7 +181,8 @@ def run(config: RunConfig, registry: Registry, out: Path | None = None, progress
         caches = map_caches(config, registry, Path(classifier_info["checkpoint"]).stem)
         predicted = prediction_cache(config, registry, Path(classifier_info["checkpoint"]).stem, caches,
                                      curve.points if curve is not None else None)
-        for p in predictions(config, parts, model, ids, timer, caches, pool, predicted):
+        scores_of = scores_cache(config, Path(classifier_info["checkpoint"]).stem)
+        for p in predictions(config, parts, model, ids, timer, caches, pool, predicted, scores_of):
             with timer("evaluate"):
                 cm.matrix += counts.update(p.image_id, p.maps.mask, p.label_map)
                 if curve is not None:
