@@ -105,6 +105,46 @@ class LinearScorer:
         ]
 
 
+def _fit_class(bags: list[np.ndarray], positive: np.ndarray, svm_c: float, max_iter: int) -> tuple[MISVM, bool]:
+    """One class's mi-SVM, and whether one of its liblinear fits stopped unconverged."""
+    from sklearn.exceptions import ConvergenceWarning
+
+    from wssbench_plugins._misvm import MISVM
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ConvergenceWarning)
+        svm = MISVM(C=svm_c, max_iter=max_iter).fit(bags, positive)
+    return svm, any(issubclass(w.category, ConvergenceWarning) for w in caught)
+
+
+def fit_per_class(bags: list[np.ndarray], labels: np.ndarray, svm_c: float, max_iter: int, jobs: int | None = None,
+                  on_class: Callable[[int], None] | None = None) -> list[tuple[MISVM, bool] | None]:
+    """The mi-SVM of each class (column of ``labels`` (N, C) bool), with whether it converged
+    ``(svm, unconverged)``; None for a class in all or none of the bags.
+
+    The classes are independent (one-vs-rest), so they are fitted in ``jobs`` processes at once
+    (joblib; default one per CPU core, at most one per class): liblinear runs on one core, and
+    the fits took 221 of the 261 s of fitting 80 COCO photos on 2 cores. Each fit is the same
+    computation in whatever process (liblinear's ``random_state`` is fixed), so the hyperplanes
+    equal a one-process fit's (tested). ``on_class(c + 1)`` is called once class ``c`` is done
+    (fitted, or skipped), in class order."""
+    import os
+
+    from joblib import Parallel, delayed
+
+    trainable = [c for c in range(labels.shape[1]) if labels[:, c].any() and not labels[:, c].all()]
+    jobs = max(1, min(jobs or os.cpu_count() or 1, len(trainable)))
+    fits: list[tuple[MISVM, bool] | None] = [None] * labels.shape[1]
+    results = iter(Parallel(n_jobs=jobs, return_as="generator")(
+        delayed(_fit_class)(bags, labels[:, c], svm_c, max_iter) for c in trainable))
+    for c in range(labels.shape[1]):
+        if c in trainable:
+            fits[c] = next(results)
+        if on_class:
+            on_class(c + 1)
+    return fits
+
+
 def default_layers(features: nn.Module) -> list[str]:
     """On a VGG-style backbone (a plain ``features`` sequence of convolutions) the module after
     each convolution (its ReLU), the paper's layers; else the ends of the stages at stride >= 4
@@ -306,13 +346,9 @@ class ZoomOut:
         return LinearScorer.unpack(arrays)
 
     def _train(self, model, dataset, split: str, progress: Callable[[int, int], None] | None = None) -> list[MISVM | None]:
-        from wssbench_plugins._misvm import MISVM
-
         ids = dataset.ids(split)
         wanted = len(ids) if self.max_images is None else min(self.max_images, len(ids))
         picked = sorted(set(np.linspace(0, len(ids) - 1, wanted).round().astype(int)))  # the whole split by default
-        from sklearn.exceptions import ConvergenceWarning
-
         bags, labels = [], []
         n_classes = len(dataset.image_labels(ids[picked[0]]))
         total = len(picked) + n_classes  # the features of each image, then one mi-SVM per class
@@ -323,19 +359,13 @@ class ZoomOut:
             if progress:
                 progress(done, total)
         labels = np.stack(labels)  # (N, C)
-        svms: list[MISVM | None] = []
-        unconverged = 0
         for c in range(labels.shape[1]):
             if labels[:, c].all() or not labels[:, c].any():
                 warnings.warn(f"zoomout: class {c} is in all or none of the {len(bags)} training images; its maps will be zero")
-                svms.append(None)
-            else:
-                with warnings.catch_warnings(record=True) as caught:
-                    warnings.simplefilter("always", ConvergenceWarning)
-                    svms.append(MISVM(C=self.svm_c, max_iter=self.max_iter).fit(bags, labels[:, c]))
-                unconverged += any(issubclass(w.category, ConvergenceWarning) for w in caught)
-            if progress:
-                progress(len(picked) + c + 1, total)
+        report = (lambda done: progress(len(picked) + done, total)) if progress else None
+        fits = fit_per_class(bags, labels, self.svm_c, self.max_iter, on_class=report)
+        svms: list[MISVM | None] = [fit[0] if fit else None for fit in fits]
+        unconverged = sum(bool(fit and fit[1]) for fit in fits)
         if unconverged:  # once, not once per liblinear fit
             warnings.warn(f"zoomout: liblinear did not converge (10,000 iterations) in the mi-SVM of {unconverged} of "
                           f"{labels.shape[1]} classes; their hyperplanes are approximate (a smaller svm_c converges sooner)")

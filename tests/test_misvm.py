@@ -86,3 +86,25 @@ def test_each_svm_is_the_standard_hinge_loss_svm():
     np.testing.assert_allclose(model.svm_.decision_function(x), reference.decision_function(x), rtol=1e-6, atol=1e-8)
     squared = MISVM(loss="squared_hinge").fit(bags, bag_labels)
     assert squared.svm_.loss == "squared_hinge"
+
+
+def test_classes_fitted_in_parallel_processes_equal_a_one_process_fit():
+    """zoomout fits its classes' mi-SVMs in several processes (``fit_per_class``): the same hyperplanes."""
+    from wssbench_plugins.zoomout import fit_per_class
+
+    rng = np.random.default_rng(0)
+    bags = [rng.normal(size=(int(rng.integers(3, 9)), 5)).astype(np.float32) for _ in range(12)]
+    labels = rng.random((12, 4)) < 0.5  # (N, C)
+    labels[:, 3] = True  # in every bag: no SVM
+    for b, bag in enumerate(bags):
+        bag[:2] += 2.0 * labels[b, :3].sum()  # positive bags get instances apart
+    done = []
+    serial = fit_per_class(bags, labels, 1.0, 10, jobs=1)
+    parallel = fit_per_class(bags, labels, 1.0, 10, jobs=2, on_class=done.append)
+    assert done == [1, 2, 3, 4] and serial[3] is None and parallel[3] is None
+    for one, two in zip(serial[:3], parallel[:3]):
+        np.testing.assert_array_equal(one[0].svm_.coef_, two[0].svm_.coef_)
+        np.testing.assert_array_equal(one[0].instance_labels_, two[0].instance_labels_)
+        assert one[0].svm_.intercept_ == two[0].svm_.intercept_ and one[1] == two[1]
+    direct = MISVM().fit(bags, labels[:, 0])
+    np.testing.assert_array_equal(direct.svm_.coef_, parallel[0][0].svm_.coef_)
