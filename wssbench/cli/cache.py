@@ -23,6 +23,7 @@ SECTIONS = {
     "maps": "class and saliency maps, per classifier and method",
     "predictions": "label maps after fusion and refiners, per run configuration (a killed run resumes from them)",
     "proposals": "object proposals per image, per objectness method and options",
+    "superpixels": "superpixel labellings per image content, per method and options (SLIC)",
 }
 SIDECAR = ".json"  # beside a file entry (a checkpoint, a fitted producer): what it is; part of the entry
 
@@ -124,6 +125,11 @@ def describe(section: str, path: Path) -> dict:
             return {"what": f"synthetic, {spec.get('n_train')} train + {spec.get('n_val')} val images of "
                             f"{spec.get('size')} px, seed {spec.get('seed')}", "dataset": "synthetic"}
         return {"what": "dataset folder"}
+    if section == "superpixels":
+        key = _read_json(path / "key.json")
+        options = ", ".join(f"{k} {v}" for k, v in (key.get("options") or {}).items())
+        return {"what": f"{key.get('method', path.name.rpartition('-')[0])} superpixels of {sum(1 for _ in path.glob('*.npz'))} "
+                        f"images ({options})", "method": f"superpixels:{key.get('method')}"}
     if section == "proposals":
         method = path.name.rpartition("-")[0]
         return {"what": f"{method} proposals of {sum(1 for _ in path.glob('*.npz'))} images", "method": f"objectness:{method}"}
