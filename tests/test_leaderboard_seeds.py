@@ -132,3 +132,22 @@ def test_bootstrap_option(tmp_path):
     assert result.exit_code == 2 and "at least 100" in result.output
     result = CliRunner().invoke(cli, ["leaderboard", str(tmp_path), "--bootstrap", "200", "--json"])
     assert result.exit_code == 0 and json.loads(result.stdout)[0]["rows"][0]["ci95"] is not None
+
+
+def test_seeds_of_a_tuned_row_that_chose_different_values_are_one_row(tmp_path):
+    """A bench tunes each seed on its own: the chosen threshold is an outcome, the grid a condition."""
+    def tuned(value, grid=(0.1, 0.2, 0.3)):
+        return {"tuning": {"chosen": {"fusion.bg_threshold": value}, "grid": {"fusion.bg_threshold": list(grid)},
+                           "split": "train", "limit": 40, "ids_digest": "d", "overlap": 0}}
+
+    options = lambda v: {"options": {"dataset": {"preset": "tiny"}, "fusion": {"bg_threshold": v}}}  # noqa: E731
+    for s, v in ((0, 0.2), (1, 0.2), (2, 0.3)):
+        write_run(tmp_path, f"row/seed-{s}", 0.3, s, extra=tuned(v), **options(v))
+    write_run(tmp_path, "wider/seed-0", 0.3, 0, extra=tuned(0.2, (0.1, 0.2, 0.3, 0.4)), **options(0.2))  # another grid: apart
+    write_run(tmp_path, "fixed/seed-0", 0.3, 0, **options(0.2))  # set, not tuned: apart
+    [group] = board(tmp_path)
+    row = next(r for r in group.rows if r.cells["source"].startswith("row/"))
+    assert row.seeds == (0, 1, 2) and len(group.rows) == 3
+    assert "fusion.bg_threshold=0.2/0.2/0.3" in row.cells["method"]
+    wider = next(r for r in group.rows if r.cells["source"].startswith("wider/"))
+    assert "fusion.bg_threshold=0.2]" in wider.cells["method"]

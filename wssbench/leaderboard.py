@@ -139,11 +139,31 @@ def group_key(record: dict) -> tuple:
 
 def experiment_key(record: dict) -> str:
     """The run's config without the options that do not change results (``NEUTRAL``) and
-    without its training seed (runs that differ only in seed are one row), as text."""
+    without its training seed (runs that differ only in seed are one row), as text.
+
+    An option a bench tuned (``tuning.chosen``) is each seed's outcome, not a condition of the
+    experiment: seed 2 may choose another threshold than seeds 0 and 1 from the same grid. Its
+    value is left out and what was tuned how (the grid, the split, the number of images) is in."""
     config = {k: v for k, v in record["config"].items() if k not in (*NEUTRAL, "seed")}
     if isinstance(config.get("recipe"), dict):
         config["recipe"] = {k: v for k, v in config["recipe"].items() if k != "seed"}
+    chosen = tuned_values(record)
+    if chosen:
+        options = {stage: dict(opts) for stage, opts in (config.get("options") or {}).items() if isinstance(opts, dict)}
+        for name in chosen:
+            stage, _, key = name.partition(".")
+            options.get(stage, {}).pop(key, None)
+        tuning = record["tuning"]
+        config["options"] = {stage: opts for stage, opts in options.items() if opts}
+        config["tuned"] = {k: tuning.get(k) for k in ("grid", "split", "limit", "ids_digest")}
     return json.dumps(config, sort_keys=True, default=str)
+
+
+def tuned_values(record: dict) -> dict:
+    """The options a bench tuned for this run and the values it chose (``{}`` when none)."""
+    tuning = record.get("tuning") if isinstance(record.get("tuning"), dict) else None
+    chosen = tuning.get("chosen") if tuning else None
+    return dict(chosen) if isinstance(chosen, dict) else {}
 
 
 def find_saliency_records(root: Path) -> list[dict]:
@@ -255,6 +275,12 @@ def _seed_row(runs: list[tuple[Path, dict]], root: Path, saliency: list[dict], b
     if samples is not None:
         lo, hi = percentile_interval(combine(samples))
         ci95 = (round(100 * lo, 1), round(100 * hi, 1))
+    method = cells.get("method")
+    for name, value in tuned_values(runs[0][1]).items():  # the seeds chose differently: each seed's value, in seed order
+        values = [as_text(tuned_values(r).get(name)) for _, r in runs]
+        if isinstance(method, str) and len(set(values)) > 1:
+            method = method.replace(f"{name}={as_text(value)}", f"{name}={'/'.join(values)}", 1)
+    cells["method"] = method
     tuned_on_scored = any(_tuned_on_scored(r) for _, r in runs)
     priors = _priors(runs[0][1]) + (({"mark": "T", "what": "tuned on the scored images"},) if tuned_on_scored else ())
     return replace(first, cells=cells, seeds=seeds if len(seeds) == len(runs) else (), std=std, ci95=ci95,
