@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import warnings
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
@@ -128,9 +129,7 @@ def fit_per_class(bags: list[np.ndarray], labels: np.ndarray, svm_c: float, max_
     computation in whatever process (liblinear's ``random_state`` is fixed), so the hyperplanes
     equal a one-process fit's (tested). ``on_class(c + 1)`` is called once class ``c`` is done
     (fitted, or skipped), in class order."""
-    import os
-
-    from joblib import Parallel, delayed
+    from joblib import Parallel, delayed  # imported here: listing the plugins stays fast
 
     trainable = [c for c in range(labels.shape[1]) if labels[:, c].any() and not labels[:, c].all()]
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(trainable)))

@@ -30,7 +30,7 @@ from wssbench.seed.classifier import compute_key
 from wssbench.seed.components import NETWORK_STAGES, Components
 from wssbench.seed.config import RunConfig
 from wssbench.storage.cache import fingerprint, package_version
-from wssbench.storage.mapcache import MapCache, code_digests
+from wssbench.storage.mapcache import NO_CLASSES, MapCache, code_digests
 from wssbench.storage.predcache import PredictionCache
 
 
@@ -175,20 +175,20 @@ def forward_batch(model: Classifier, x: torch.Tensor, saliency: Any, record_grap
 
 
 def compute_maps(config: RunConfig, parts: Components, model: Classifier, ids: list[str], timer: Timer,
-                 caches: dict[str, MapCache] | None = None, scores_cache: MapCache | None = None) -> Iterator[ImageMaps]:
+                 caches: dict[str, MapCache] | None = None, scores: MapCache | None = None) -> Iterator[ImageMaps]:
     """Classify each image, pick its classes, and compute (or read back) their maps, from one
-    forward pass per batch; none for a batch whose scores (``scores_cache``) and maps are all
-    cached (:func:`from_caches`)."""
+    forward pass per batch; none for a batch whose scores (``scores``, see :func:`scores_cache`)
+    and maps are all cached (:func:`from_caches`)."""
     caches = caches or {}
     saliency_cached = False  # did the last batch read every saliency map from the cache?
     for batch_ids, images, masks in batches(parts.dataset, ids, config.batch_size, config.loader_workers):
         gt_labels = torch.from_numpy(np.stack([parts.dataset.image_labels(i) for i in batch_ids]))  # (B, C)
-        hit = from_caches(config, parts, model, batch_ids, gt_labels, images[0].shape[:2], caches, scores_cache, timer)
+        hit = from_caches(config, parts, model, batch_ids, gt_labels, images[0].shape[:2], caches, scores, timer)
         if hit is not None:
-            scores, kept, maps = hit
+            cached_scores, kept, maps = hit
             for b, image_id in enumerate(batch_ids):
                 yield ImageMaps(image_id, images[b], masks[b], kept[b] + 1, maps["classmap"][b], maps["saliency"][b],
-                                scores[b], gt_labels[b].numpy())
+                                cached_scores[b], gt_labels[b].numpy())
             continue
         x = model.preprocess(images)  # (B, 3, H, W)
         # a batch whose saliency maps are likely cached needs no graph: guess from the last one
@@ -196,14 +196,14 @@ def compute_maps(config: RunConfig, parts: Components, model: Classifier, ids: l
         with contextlib.ExitStack() as stack:
             with timer("forward"), autocast(x.device, config.precision):
                 forward = stack.enter_context(forward_batch(model, x, parts.saliency, record_graph))
-                scores = forward.scores.detach().float()  # (B, C)
-                classes = select_classes(scores, gt_labels, config, detect(config, parts, model, x)).cpu().numpy()  # (B, K)
+                logits = forward.scores.detach().float()  # (B, C)
+                classes = select_classes(logits, gt_labels, config, detect(config, parts, model, x)).cpu().numpy()  # (B, K)
                 kept = [c[c >= 0] for c in classes]  # (K_b,) each
                 background = background_of(model, forward)
-                scores = scores.cpu().numpy()  # one device sync per batch
-            if scores_cache is not None:
-                for image_id, row in zip(batch_ids, scores):
-                    scores_cache.put(image_id, NO_CLASSES, row)
+                batch_scores = logits.cpu().numpy()  # one device sync per batch
+            if scores is not None:
+                for image_id, row in zip(batch_ids, batch_scores):
+                    scores.put(image_id, NO_CLASSES, row)
             maps = {
                 stage: stage_maps(stage, producer, caches.get(stage), model, x, classes, kept, batch_ids, timer,
                                   config.precision, forward)
@@ -213,16 +213,13 @@ def compute_maps(config: RunConfig, parts: Components, model: Classifier, ids: l
         for b, image_id in enumerate(batch_ids):
             yield ImageMaps(
                 image_id, images[b], masks[b], kept[b] + 1,
-                maps["classmap"][0][b], maps["saliency"][0][b], scores[b], gt_labels[b].numpy(),
+                maps["classmap"][0][b], maps["saliency"][0][b], batch_scores[b], gt_labels[b].numpy(),
                 *((background[0][b], float(background[1][b])) if background else ()),
             )
 
 
-NO_CLASSES = np.zeros(0, np.int64)  # the scores cache's entries are per image, not per class list
-
-
 def from_caches(config: RunConfig, parts: Components, model: Classifier, batch_ids: list[str], gt_labels: torch.Tensor,
-                size: tuple[int, int], caches: dict[str, MapCache], scores_cache: MapCache | None, timer: Timer
+                size: tuple[int, int], caches: dict[str, MapCache], scores: MapCache | None, timer: Timer
                 ) -> tuple[np.ndarray, list[np.ndarray], dict[str, list[np.ndarray | None]]] | None:
     """A batch whose classifier scores and maps are all cached needs no forward pass: its scores
     (B, C), each image's classes (K_b,) and each stage's maps per image, read back; None where
@@ -232,14 +229,14 @@ def from_caches(config: RunConfig, parts: Components, model: Classifier, batch_i
     The classes are chosen from the cached scores exactly as from fresh ones (``select_classes``),
     so a sweep over fusion or refinement settings (a tuning grid) reads everything back: about a
     quarter of a second per photo of a Lite0 forward pass on 2 CPU cores, saved per image and run."""
-    if scores_cache is None or getattr(model, "background", False) or detect_needed(config):
+    if scores is None or getattr(model, "background", False) or detect_needed(config):
         return None
     with timer("forward:cached"):
-        found = [scores_cache.get(i, NO_CLASSES) for i in batch_ids]
+        found = [scores.get(i, NO_CLASSES) for i in batch_ids]
     if any(f is None for f in found):
         return None
-    scores = np.stack(found)  # (B, C)
-    classes = select_classes(torch.from_numpy(scores), gt_labels, config).numpy()  # (B, K)
+    batch_scores = np.stack(found)  # (B, C)
+    classes = select_classes(torch.from_numpy(batch_scores), gt_labels, config).numpy()  # (B, K)
     kept = [c[c >= 0] for c in classes]  # (K_b,) each
     maps: dict[str, list[np.ndarray | None]] = {}
     for stage, producer in (("classmap", parts.classmap), ("saliency", parts.saliency)):
@@ -252,7 +249,7 @@ def from_caches(config: RunConfig, parts: Components, model: Classifier, batch_i
             if got is None:
                 return None
             maps[stage] = got
-    return scores, kept, maps
+    return batch_scores, kept, maps
 
 
 def detect_needed(config: RunConfig) -> bool:

@@ -53,6 +53,9 @@ def code_digests(factory: Any) -> dict[str, str]:
     return {name: source_digest(name) for name in sorted(modules)}
 
 
+NO_CLASSES = np.zeros(0, np.int64)  # the class list of an entry that is per image only (scores, superpixels)
+
+
 class EntryFolder:
     """One cache folder of sealed per-image entries, named ``<name>-<fingerprint(key)>`` under
     ``cache_dir(section)``, its key written beside them as ``key.json``: the reading and writing

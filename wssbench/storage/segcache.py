@@ -18,10 +18,9 @@ import zipfile
 import numpy as np
 
 from wssbench.storage.cache import damaged, package_version
-from wssbench.storage.mapcache import EntryFolder
+from wssbench.storage.mapcache import NO_CLASSES, EntryFolder
 
 SEGMENTS_VERSION = 1
-NO_CLASSES = np.zeros(0, np.int64)  # entries are per image, not per class list
 
 
 def image_digest(image: np.ndarray) -> str:
