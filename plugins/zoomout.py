@@ -121,7 +121,7 @@ def _fit_class(bags: list[np.ndarray], positive: np.ndarray, svm_c: float, max_i
 def fit_per_class(bags: list[np.ndarray], labels: np.ndarray, svm_c: float, max_iter: int, jobs: int | None = None,
                   on_class: Callable[[int], None] | None = None) -> list[tuple[MISVM, bool] | None]:
     """The mi-SVM of each class (column of ``labels`` (N, C) bool), with whether it converged
-    ``(svm, unconverged)``; None for a class in all or none of the bags.
+    ``(svm, unconverged)``; None, with a warning, for a class in all or none of the bags.
 
     The classes are independent (one-vs-rest), so they are fitted in ``jobs`` processes at once
     (joblib; default one per CPU core, at most one per class): liblinear runs on one core, and
@@ -132,6 +132,8 @@ def fit_per_class(bags: list[np.ndarray], labels: np.ndarray, svm_c: float, max_
     from joblib import Parallel, delayed  # imported here: listing the plugins stays fast
 
     trainable = [c for c in range(labels.shape[1]) if labels[:, c].any() and not labels[:, c].all()]
+    for c in sorted(set(range(labels.shape[1])) - set(trainable)):
+        warnings.warn(f"zoomout: class {c} is in all or none of the {len(bags)} training images; its maps will be zero")
     jobs = max(1, min(jobs or os.cpu_count() or 1, len(trainable)))
     fits: list[tuple[MISVM, bool] | None] = [None] * labels.shape[1]
     results = iter(Parallel(n_jobs=jobs, return_as="generator")(
@@ -358,9 +360,6 @@ class ZoomOut:
             if progress:
                 progress(done, total)
         labels = np.stack(labels)  # (N, C)
-        for c in range(labels.shape[1]):
-            if labels[:, c].all() or not labels[:, c].any():
-                warnings.warn(f"zoomout: class {c} is in all or none of the {len(bags)} training images; its maps will be zero")
         report = (lambda done: progress(len(picked) + done, total)) if progress else None
         fits = fit_per_class(bags, labels, self.svm_c, self.max_iter, on_class=report)
         svms: list[MISVM | None] = [fit[0] if fit else None for fit in fits]
