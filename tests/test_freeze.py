@@ -140,7 +140,7 @@ def test_imagenet_head_init_needs_imagenet_weights():
 def test_a_bench_row_finished_before_head_init_existed_stays_finished():
     """Row keys leave ``head_init`` out at its default: rows finished before the field existed are
     not run again; a row that asks for the ImageNet head is a different row."""
-    from wssbench.bench import without_later_defaults
+    from wssbench.results.records import without_later_defaults
 
     old = {"backbone": "resnet10t", "recipe": {"epochs": 2, "freeze": 0}}
     now = {"backbone": "resnet10t", "recipe": {"epochs": 2, "freeze": 0, "head_init": "random"}}

@@ -151,3 +151,15 @@ def test_seeds_of_a_tuned_row_that_chose_different_values_are_one_row(tmp_path):
     assert "fusion.bg_threshold=0.2/0.2/0.3" in row.cells["method"]
     wider = next(r for r in group.rows if r.cells["source"].startswith("wider/"))
     assert "fusion.bg_threshold=0.2]" in wider.cells["method"]
+
+
+def test_a_seed_recorded_before_a_recipe_field_existed_joins_its_row(tmp_path):
+    """``head_init`` entered the recipe after some seeds were finished: absent there, "random" (its
+    default) in later seeds. Both are one experiment; "imagenet" is another."""
+    recipe = lambda s, **kw: {"recipe": {"epochs": 2, "seed": s, **kw}}  # noqa: E731
+    write_run(tmp_path, "row/seed-0", 0.3, 0, **recipe(0))
+    for s in (1, 2):
+        write_run(tmp_path, f"row/seed-{s}", 0.3, s, **recipe(s, head_init="random"))
+    write_run(tmp_path, "imagenet/seed-0", 0.3, 0, **recipe(0, head_init="imagenet"))
+    [group] = board(tmp_path)
+    assert sorted(r.seeds for r in group.rows) == [(0,), (0, 1, 2)]

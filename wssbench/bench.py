@@ -45,6 +45,7 @@ from wssbench.pseudomask.config import PseudoMaskConfig
 from wssbench.pseudomask.config import check_all as check_walk
 from wssbench.pseudomask.run import run as make_pseudo_masks
 from wssbench.results.counts import ImageCounts
+from wssbench.results.records import without_later_defaults
 from wssbench.results.uncertainty import estimate_from
 from wssbench.seed.components import check
 from wssbench.seed.config import RunConfig, build_config, merge
@@ -229,23 +230,6 @@ def grid_edges(grid: dict[str, list], chosen: dict[str, Any]) -> list[str]:
 
 # Run options that change how fast a row runs, never its numbers: not part of a row's identity.
 SPEED_ONLY = ("workers", "loader_workers", "cache_maps", "batch_size", "device", "skip_checks")
-
-
-# Recipe fields added after rows were first finished, with the default that keeps the old behaviour:
-# left out of a row's key at that default, so that finished rows stay finished.
-LATER_RECIPE_DEFAULTS = {"head_init": "random"}
-
-
-def without_later_defaults(described: Any) -> Any:
-    """``described`` with every ``recipe`` mapping in it (a seed run's, a pseudo-mask row's seeds')
-    stripped of ``LATER_RECIPE_DEFAULTS`` at their defaults."""
-    if not isinstance(described, dict):
-        return described
-    out = {k: without_later_defaults(v) for k, v in described.items()}
-    recipe = out.get("recipe")
-    if isinstance(recipe, dict):
-        out["recipe"] = {k: v for k, v in recipe.items() if LATER_RECIPE_DEFAULTS.get(k, object()) != v}
-    return out
 
 
 def row_key(spec: dict, row: dict, registry) -> str:

@@ -51,7 +51,7 @@ from wssbench.results import references
 from wssbench.results.board import DEVIATION_MARK, TIE_MARK, Column, Group, Row, cell_text
 from wssbench.results.counts import ImageCounts
 from wssbench.results.formats import FORMATTERS, latex_escape, to_csv, to_json, to_latex, to_markdown
-from wssbench.results.records import is_score, read_record
+from wssbench.results.records import is_score, read_record, without_later_defaults
 from wssbench.results.uncertainty import DEFAULT_RESAMPLES, combine, difference_from, percentile_interval, run_samples
 from wssbench.seed.labels import as_text, method_label
 
@@ -143,8 +143,10 @@ def experiment_key(record: dict) -> str:
 
     An option a bench tuned (``tuning.chosen``) is each seed's outcome, not a condition of the
     experiment: seed 2 may choose another threshold than seeds 0 and 1 from the same grid. Its
-    value is left out and what was tuned how (the grid, the split, the number of images) is in."""
-    config = {k: v for k, v in record["config"].items() if k not in (*NEUTRAL, "seed")}
+    value is left out and what was tuned how (the grid, the split, the number of images) is in.
+    A recipe field added later is left out at its default (``LATER_RECIPE_DEFAULTS``): a seed
+    run recorded before the field existed is the same experiment as one recorded after."""
+    config = {k: v for k, v in without_later_defaults(record["config"]).items() if k not in (*NEUTRAL, "seed")}
     if isinstance(config.get("recipe"), dict):
         config["recipe"] = {k: v for k, v in config["recipe"].items() if k != "seed"}
     chosen = tuned_values(record)

@@ -35,3 +35,21 @@ def read_record(path: Path) -> dict:
 
 def is_score(value: Any) -> bool:
     return value is None or (isinstance(value, (int, float)) and not isinstance(value, bool))
+
+
+# Recipe fields added after rows were first finished, with the default that keeps the old behaviour:
+# left out at that default of a bench row's key (finished rows stay finished) and of the
+# leaderboard's experiment key (a seed run before the field existed joins its row's other seeds).
+LATER_RECIPE_DEFAULTS = {"head_init": "random"}
+
+
+def without_later_defaults(described: Any) -> Any:
+    """``described`` with every ``recipe`` mapping in it (a seed run's, a pseudo-mask row's seeds')
+    stripped of ``LATER_RECIPE_DEFAULTS`` at their defaults."""
+    if not isinstance(described, dict):
+        return described
+    out = {k: without_later_defaults(v) for k, v in described.items()}
+    recipe = out.get("recipe")
+    if isinstance(recipe, dict):
+        out["recipe"] = {k: v for k, v in recipe.items() if LATER_RECIPE_DEFAULTS.get(k, object()) != v}
+    return out
