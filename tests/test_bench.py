@@ -237,3 +237,14 @@ tune = { "fusion.bg_threshold" = [0.2, 0.4] }
     assert curve_option({**rows["fcn"], "tune": {"fusion.bg_threshold": [0.2]}}, registry) is None  # one value: runs it
     _, refined = tune_row(spec, rows["fcn + sppxl-crf"], registry)
     assert refined["method"] == "a run per value" and len(refined["scores"]) == 2
+
+
+def test_the_tuned_column_shows_each_seeds_choice_when_they_differ():
+    from wssbench.cli.bench import tuned_text
+
+    assert tuned_text([{"fusion.bg_threshold": 0.3}] * 3) == "fusion.bg_threshold=0.3"
+    assert tuned_text([{"fusion.bg_threshold": 0.3}, {"fusion.bg_threshold": 0.3}, {"fusion.bg_threshold": 0.4}]) \
+        == "fusion.bg_threshold=0.3/0.3/0.4"
+    two = [{"fusion.bg_threshold": 0.2, "refine.w": 3}, {"fusion.bg_threshold": 0.2, "refine.w": 5}]
+    assert tuned_text(two) == "fusion.bg_threshold=0.2, refine.w=3/5"
+    assert tuned_text([None, None]) == ""

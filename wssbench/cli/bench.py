@@ -18,11 +18,21 @@ from wssbench.cli.progress import progress_display
 from wssbench.errors import UsageError
 from wssbench.host.registry import default_registry
 from wssbench.results.board import DEVIATION_MARK
+from wssbench.seed.labels import as_text
 from wssbench.storage.cache import fingerprint
 
 
 def _pct(x: Any) -> str:
     return "-" if x is None else f"{100 * x:.1f}"
+
+
+def tuned_text(per_seed: list[dict | None]) -> str:
+    """The values a row's seeds chose, as the leaderboard writes them: ``k=0.3`` when every seed
+    chose 0.3, ``k=0.3/0.3/0.4`` in seed order when they differ ("" when nothing was tuned)."""
+    chosen = [t or {} for t in per_seed]
+    names = list(dict.fromkeys(k for t in chosen for k in t))
+    values = {k: [as_text(t.get(k)) for t in chosen] for k in names}
+    return ", ".join(f"{k}={v[0] if len(set(v)) == 1 else '/'.join(v)}" for k, v in values.items())
 
 
 def cost_line(rows: list[dict], wall: float) -> str:
@@ -74,7 +84,7 @@ def bench_command(file: Path, out: Path | None, settings: tuple[str, ...], as_js
     for r in rows:
         miou = _pct(r["miou"]) + (f" ± {100 * r['miou_std']:.1f} ({r['n_seeds']})" if r["miou_std"] is not None else "")
         pub = r["published"]
-        tuned = "; ".join(sorted({", ".join(f"{k}={v}" for k, v in t.items()) for t in r["tuned"] if t}))
+        tuned = tuned_text(r["tuned"])
         table.add_row(
             r["label"] + (f" {DEVIATION_MARK}" if r["deviations"] else ""),
             f"[bold]{miou}[/bold]" if r["miou"] == best else miou,
