@@ -238,6 +238,9 @@ def test_deviations_from_the_segment_preset_are_listed():
     assert options["segnet"] == ("deeplab-largefov", "deeplabv3plus")
     assert options["segnet.encoder"] == ("vgg16", "resnet10t") and options["segnet.pretrained"] == (True, False)
     assert options["lr"] == (0.001, 0.01) and "crf" not in options and "objective" not in options
+    assert "VGG-16 weights" not in options  # no VGG-16 weights loaded: the departure in loading them is moot
+    scratch = build_segment_config({"preset": "em-adapt", "pretrained": False, "device": "cpu"})
+    assert "VGG-16 weights" not in {d["option"] for d in segment_deviations(scratch)}
     # a local checkpoint of the same network is the published start
     weights = build_segment_config({"preset": "em-adapt", "weights": "vgg16.pth", "pretrained": False, "device": "cpu"})
     assert "segnet.pretrained" not in {d["option"] for d in segment_deviations(weights)}

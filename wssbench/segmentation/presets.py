@@ -158,4 +158,9 @@ def segment_deviations(config: Any, registry: Any = None) -> list[dict[str, Any]
         used = getattr(config.recipe, key) if hasattr(config.recipe, key) and key != "seed" else getattr(config, key)
         if text(used) != text(value):
             out.append({"option": key, "published": value, "used": used})
-    return preset.deviations(out)
+    deviations = preset.deviations(out)
+    segnet = config.options_for("segnet")
+    if segnet.get("encoder") != "vgg16" or not (segnet.get("pretrained") or config.weights is not None):
+        # no VGG-16 weights are loaded: how they would be is moot (segnet.encoder / .pretrained say what ran)
+        deviations = [d for d in deviations if d["option"] != VGG16_WEIGHTS["option"]]
+    return deviations
