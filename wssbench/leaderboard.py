@@ -53,7 +53,7 @@ from wssbench.results.counts import ImageCounts
 from wssbench.results.formats import FORMATTERS, latex_escape, to_csv, to_json, to_latex, to_markdown
 from wssbench.results.records import is_score, read_record, without_later_defaults
 from wssbench.results.uncertainty import DEFAULT_RESAMPLES, combine, difference_from, percentile_interval, run_samples
-from wssbench.seed.labels import as_text, method_label
+from wssbench.seed.labels import as_text, method_label, per_seed_text
 
 __all__ = [  # the tables as data and their formats are re-exported: one import for leaderboard users
     "DEVIATION_MARK", "FORMATTERS", "NEUTRAL", "SORT_KEYS", "TIE_MARK", "Column", "Group", "Row", "build_groups", "cell_text",
@@ -279,9 +279,8 @@ def _seed_row(runs: list[tuple[Path, dict]], root: Path, saliency: list[dict], b
         ci95 = (round(100 * lo, 1), round(100 * hi, 1))
     method = cells.get("method")
     for name, value in tuned_values(runs[0][1]).items():  # the seeds chose differently: each seed's value, in seed order
-        values = [as_text(tuned_values(r).get(name)) for _, r in runs]
-        if isinstance(method, str) and len(set(values)) > 1:
-            method = method.replace(f"{name}={as_text(value)}", f"{name}={'/'.join(values)}", 1)
+        if isinstance(method, str):
+            method = method.replace(f"{name}={as_text(value)}", f"{name}={per_seed_text([tuned_values(r).get(name) for _, r in runs])}", 1)
     cells["method"] = method
     tuned_on_scored = any(_tuned_on_scored(r) for _, r in runs)
     priors = _priors(runs[0][1]) + (({"mark": "T", "what": "tuned on the scored images"},) if tuned_on_scored else ())

@@ -18,7 +18,7 @@ from wssbench.cli.progress import progress_display
 from wssbench.errors import UsageError
 from wssbench.host.registry import default_registry
 from wssbench.results.board import DEVIATION_MARK
-from wssbench.seed.labels import as_text
+from wssbench.seed.labels import per_seed_text
 from wssbench.storage.cache import fingerprint
 
 
@@ -31,8 +31,7 @@ def tuned_text(per_seed: list[dict | None]) -> str:
     chose 0.3, ``k=0.3/0.3/0.4`` in seed order when they differ ("" when nothing was tuned)."""
     chosen = [t or {} for t in per_seed]
     names = list(dict.fromkeys(k for t in chosen for k in t))
-    values = {k: [as_text(t.get(k)) for t in chosen] for k in names}
-    return ", ".join(f"{k}={v[0] if len(set(v)) == 1 else '/'.join(v)}" for k, v in values.items())
+    return ", ".join(f"{k}={per_seed_text([t.get(k) for t in chosen])}" for k in names)
 
 
 def cost_line(rows: list[dict], wall: float) -> str:

@@ -60,6 +60,12 @@ def _preset_options(preset: str | None) -> dict[tuple[str, str], str]:
     return {(stage, key): value for stage, key, value in parse_option_strings(texts)}
 
 
+def per_seed_text(values: list[Any]) -> str:
+    """A value each seed of a row chose, in seed order: ``0.3`` when they agree, ``0.3/0.3/0.4`` when not."""
+    texts = [as_text(v) for v in values]
+    return texts[0] if len(set(texts)) == 1 else "/".join(texts)
+
+
 def as_text(value: Any) -> str:
     """An option value as it is written on the command line (lists comma-separated, booleans lower case)."""
     if isinstance(value, (list, tuple)):
